@@ -1,0 +1,53 @@
+# quadratseg-handlers: the two set-up commands are `make demo` and `make test`.
+# Both install what is needed first (`make install`, a .venv pinned by constraints.txt).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PIPQ   := $(PIP) install --quiet --progress-bar off -c constraints.txt
+
+# No network for model libraries at run time (see docs/install.md).
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := False
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install demo test test-fast lint bench docs clean
+
+install: $(STAMP)
+
+# Order matters: torch first (the registry build, never the machine's local +cpu wheel: see
+# constraints.txt), then mmcv built from source against it (cached by pip afterwards), then
+# simple-lama-inpainting without its stale pins, then the library with every extra.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIPQ) --upgrade pip "setuptools<80" wheel ninja
+	$(PIPQ) torch torchvision
+	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIPQ) --no-build-isolation mmcv
+	$(PIPQ) --no-deps simple-lama-inpainting
+	$(PIPQ) -e ".[all,dev]"
+	$(PY) scripts/check_install.py
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/quadratseg demo
+
+test: install lint
+	$(PY) -m pytest -q --cov=quadratseg_handlers --cov-report=term:skip-covered
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check quadratseg_handlers tests benchmarks scripts
+	$(VENV)/bin/mypy quadratseg_handlers
+
+bench: install
+	$(PY) -m benchmarks
+
+docs: install
+	$(PY) scripts/update_docs.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo-output

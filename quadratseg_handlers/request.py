@@ -1,0 +1,177 @@
+"""Reading a CVAT/Nuclio request: body parsing, base64 image decoding, limits and clear errors.
+
+CVAT posts ``{"image": "<base64 of the frame file>", "threshold": 0.5}`` (threshold only when
+the user set one). Nuclio hands the body over as a dict when the content type is exactly
+``application/json`` and as bytes otherwise; a str comes from some test harnesses. Every
+problem raises :class:`RequestError` with the HTTP status the client should see.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class RequestError(Exception):
+    """A request the function cannot serve, with the HTTP status to answer it with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Request:
+    """A decoded request: RGB images, the effective threshold, and the rest of the body."""
+
+    images: list[np.ndarray]
+    threshold: float
+    batch: bool
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pixels(self) -> int:
+        """Total number of pixels over all images (for the request log line)."""
+        return sum(int(image.shape[0] * image.shape[1]) for image in self.images)
+
+
+def parse_body(body: Any) -> dict[str, Any]:
+    """Return the JSON object of a request body given as dict, bytes, bytearray or str."""
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        if len(body) == 0:
+            raise RequestError("empty request body; expected a JSON object with an 'image' field")
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(
+                "request body is not UTF-8 JSON; send {\"image\": \"<base64>\"} "
+                "with Content-Type: application/json"
+            ) from None
+    if isinstance(body, str):
+        if not body.strip():
+            raise RequestError("empty request body; expected a JSON object with an 'image' field")
+        try:
+            parsed = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"malformed JSON body: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(parsed, dict):
+            raise RequestError(f"JSON body must be an object, got {type(parsed).__name__}")
+        return parsed
+    if body is None:
+        raise RequestError("empty request body; expected a JSON object with an 'image' field")
+    raise RequestError(f"unsupported request body type {type(body).__name__}")
+
+
+def parse_threshold(value: Any, default: float) -> float:
+    """The request's threshold in [0, 1]; absent, null or 0 means the configured default."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
+    return threshold if threshold > 0 else default
+
+
+def decode_base64(data: Any, field_name: str = "image") -> bytes:
+    """Decode a base64 string (standard or URL-safe, a data: URL prefix allowed) to bytes."""
+    if not isinstance(data, str):
+        raise RequestError(f"'{field_name}' must be a base64 string, got {type(data).__name__}")
+    text = data.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if not text:
+        raise RequestError(f"'{field_name}' is empty")
+    text = "".join(text.split())
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"'{field_name}' is not valid base64") from None
+
+
+def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image.Image:
+    """Open image bytes lazily and enforce the pixel limit from the header, before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise RequestError(
+            f"'{field_name}' is over the limit of {max_pixels / 1e6:.1f} megapixels "
+            f"(MAX_IMAGE_PIXELS): {exc}",
+            status=413,
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise RequestError(
+            f"'{field_name}' is not a decodable image (expected JPEG, PNG, TIFF, BMP or WebP bytes)"
+        ) from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise RequestError(f"'{field_name}' has an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise RequestError(
+            f"'{field_name}' is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the "
+            f"limit of {max_pixels / 1e6:.1f} megapixels (MAX_IMAGE_PIXELS)",
+            status=413,
+        )
+    return image
+
+
+def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
+    """Decode fully, apply the EXIF orientation (as CVAT displays it) and return HxWx3 uint8 RGB."""
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+                array = np.asarray(image, dtype=np.float64)
+                peak = array.max() if array.size and array.max() > 0 else 1.0
+                gray = (array * (255.0 / peak)).clip(0, 255).astype(np.uint8)
+                return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+            image = image.convert("RGB")
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RequestError(f"'{field_name}' could not be decoded: {exc}") from None
+
+
+def decode_image(data: Any, max_pixels: int, field_name: str = "image") -> np.ndarray:
+    """Base64 image field -> RGB uint8 array, with every failure turned into a RequestError."""
+    raw = decode_base64(data, field_name)
+    return to_rgb_array(open_image(raw, max_pixels, field_name), field_name)
+
+
+def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
+    """An RGB array from a path, raw file bytes, a PIL image or an array (notebook use)."""
+    if isinstance(source, np.ndarray):
+        if source.ndim == 2:
+            source = np.stack([source] * 3, axis=-1)
+        if source.ndim != 3 or source.shape[2] not in (3, 4):
+            raise ValueError(f"expected an HxW, HxWx3 or HxWx4 array, got shape {source.shape}")
+        return np.ascontiguousarray(source[..., :3].astype(np.uint8, copy=False))
+    if isinstance(source, Image.Image):
+        return to_rgb_array(source)
+    if isinstance(source, (str, Path)):
+        source = Path(source).read_bytes()
+    if isinstance(source, (bytes, bytearray)):
+        return to_rgb_array(open_image(bytes(source), max_pixels))
+    raise TypeError(f"cannot load an image from {type(source).__name__}")
