@@ -30,7 +30,9 @@ def run() -> str:
     event = make_event(body)
     times = interleaved(
         {
-            "bare JPEG decode (PIL)": lambda: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+            "bare JPEG decode (PIL)": lambda: np.asarray(
+                Image.open(io.BytesIO(data)).convert("RGB")
+            ),
             "handler end to end": lambda: client.call(event),
         },
         runs=10,

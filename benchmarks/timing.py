@@ -30,7 +30,9 @@ def median_ms(times: list[float]) -> float:
     return statistics.median(times) * 1000
 
 
-def interleaved(functions: dict[str, Callable[[], object]], runs: int = 5) -> dict[str, list[float]]:
+def interleaved(
+    functions: dict[str, Callable[[], object]], runs: int = 5
+) -> dict[str, list[float]]:
     """Time several functions side by side, alternating calls so machine noise hits all alike."""
     for function in functions.values():
         function()

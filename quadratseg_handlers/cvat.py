@@ -365,7 +365,9 @@ def _geometry_problems(
     if kind == "rectangle" and len(pts) != 4:
         problems.append(f"{where}: a rectangle needs exactly 4 coordinates, got {len(pts)}")
     elif len(pts) < needed:
-        problems.append(f"{where}: a {kind} needs at least {needed // 2} points, got {len(pts) // 2}")
+        problems.append(
+            f"{where}: a {kind} needs at least {needed // 2} points, got {len(pts) // 2}"
+        )
     if kind == "mask":
         problems += _mask_problems(where, shape.get("mask"), image_size)
     return problems
@@ -414,7 +416,7 @@ def validate_response(
             continue
         name, kind = shape.get("label"), shape.get("type")
         where = f"shape {index} ({name!r})"
-        label = labels.get(name)  # type: ignore[arg-type]
+        label = labels.get(name)
         if label is None:
             problems.append(f"{where}: label {name!r} is not in the spec")
             continue
@@ -452,9 +454,11 @@ def _skeleton_problems(
         if not isinstance(element, dict):
             problems.append(f"{inner}: not an object")
             continue
-        sub = sublabels.get(element.get("label"))  # type: ignore[arg-type]
+        sub = sublabels.get(element.get("label"))
         if sub is None:
-            problems.append(f"{inner}: {element.get('label')!r} is not a sublabel of {label['name']!r}")
+            problems.append(
+                f"{inner}: {element.get('label')!r} is not a sublabel of {label['name']!r}"
+            )
             continue
         if element["label"] in seen:
             problems.append(f"{inner}: sublabel {element['label']!r} appears twice")

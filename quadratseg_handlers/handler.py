@@ -186,7 +186,8 @@ class BaseHandler(Generic[P]):
             raise RuntimeError(
                 f"predict returned {len(predictions)} results for {len(request.images)} images"
             )
-        shapes = [self.to_shapes(p, img) for p, img in zip(predictions, request.images)]
+        pairs = zip(predictions, request.images, strict=True)
+        shapes = [self.to_shapes(prediction, image) for prediction, image in pairs]
         return shapes if request.batch else shapes[0]
 
     def annotate(self, image: Any, threshold: float | None = None) -> Any:

@@ -11,11 +11,14 @@ def blobs_image(
 ) -> np.ndarray:
     """A dark textured RGB image with ``count`` bright elliptic blobs of varied brightness."""
     rng = np.random.default_rng(seed)
-    image = rng.integers(20, 90, size=(height, width, 3), dtype=np.uint8)
-    image = cv2.GaussianBlur(image, (0, 0), 3)
+    noise = rng.integers(20, 90, size=(height, width, 3), dtype=np.uint8)
+    image: np.ndarray = cv2.GaussianBlur(noise, (0, 0), 3)
     radius = max(4, min(width, height) // 12)
     for _ in range(count):
-        center = (int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius)))
+        center = (
+            int(rng.integers(radius, width - radius)),
+            int(rng.integers(radius, height - radius)),
+        )
         axes = (int(rng.integers(radius // 2, radius)), int(rng.integers(radius // 2, radius)))
         level = int(rng.integers(215, 256))
         angle = float(rng.uniform(0, 180))

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import nuclio_sdk
 import nuclio_sdk.test
+import numpy as np
 from PIL import Image
 
 from .handler import BaseHandler
@@ -166,6 +166,10 @@ class FunctionClient:
         else:
             self.module = load_main(target)
         self.platform = nuclio_sdk.test.Platform()
+        # the mock platform logs init_context to stdout; keep stdout for the function's output
+        self.platform._logger.set_handler(
+            "default", sys.stderr, nuclio_sdk.logger.HumanReadableFormatter()
+        )
         self.logger = RecordingLogger()
 
     def _with_logger(self, context: nuclio_sdk.Context) -> nuclio_sdk.Context:

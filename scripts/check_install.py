@@ -32,7 +32,8 @@ def main() -> int:
     for problem in problems:
         print(f"check_install: {problem}", file=sys.stderr)
     if not problems:
-        print(f"check_install: torch {torch.__version__}, torchvision {torchvision.__version__}: ok")
+        print(f"check_install: torch {torch.__version__}, "
+              f"torchvision {torchvision.__version__}: ok")
     return 1 if problems else 0
 
 

@@ -12,9 +12,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from quadratseg_handlers import BaseHandler, Setting
+from quadratseg_handlers import BaseHandler, Setting, cvat
 from quadratseg_handlers import config as cfg
-from quadratseg_handlers import cvat
 
 Box = tuple[int, int, int, int, float]
 

@@ -249,7 +249,9 @@ def test_notebook_use_without_nuclio(tmp_path, rect_image):
     assert handler.annotate(path) == EXPECTED[:1]
     assert handler.annotate(rect_image, threshold=0.5) == EXPECTED
     assert handler.annotate([rect_image, path.read_bytes()]) == [EXPECTED[:1], EXPECTED[:1]]
-    assert handler.predict([rect_image], 0.5) == [[(20, 10, 59, 29, 1.0), (100, 50, 149, 99, 230 / 255)]]
+    assert handler.predict([rect_image], 0.5) == [
+        [(20, 10, 59, 29, 1.0), (100, 50, 149, 99, 230 / 255)]
+    ]
 
 
 def test_notebook_keyword_settings_are_validated():

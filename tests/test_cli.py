@@ -1,0 +1,26 @@
+"""The command line: demo, settings, and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from quadratseg_handlers.cli import main
+
+
+def test_demo_prints_valid_cvat_json(capsys):
+    assert main(["demo", "--compact", "--blobs", "3", "--width", "200", "--height", "160"]) == 0
+    out, err = capsys.readouterr()
+    shapes = json.loads(out.strip().splitlines()[-1])
+    assert shapes and all(s["label"] == "blob" and s["type"] == "polygon" for s in shapes)
+    assert "valid CVAT JSON" in err
+
+
+def test_settings_table(capsys):
+    assert main(["settings", "example-blobs"]) == 0
+    assert "| `BLOB_LEVEL` | `200` |" in capsys.readouterr().out
+
+
+def test_unknown_function_is_one_line_and_exit_2(capsys):
+    assert main(["settings", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown function 'nope'" in err

@@ -1,0 +1,55 @@
+"""Masks to outlines: parts, outer rings, holes, borders, boxes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from quadratseg_handlers.masks import bounding_box, mask_parts, outer_ring, polygon_to_mask
+
+
+def disc(shape: tuple[int, int], center: tuple[int, int], radius: int) -> np.ndarray:
+    canvas = np.zeros(shape, dtype=np.uint8)
+    cv2.circle(canvas, center, radius, 1, -1)
+    return canvas.astype(bool)
+
+
+def test_bounding_box_is_inclusive():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[3:6, 2:9] = True
+    assert bounding_box(mask) == (2, 3, 8, 5)
+    assert bounding_box(np.zeros((4, 4), dtype=bool)) is None
+
+
+def test_disc_outline_lies_on_the_circle():
+    mask = disc((200, 200), (100, 90), 40)
+    ring = outer_ring(mask, tolerance=1.0)
+    radii = np.hypot(ring[:, 0] - 100, ring[:, 1] - 90)
+    assert len(ring) >= 8 and np.abs(radii - 40).max() <= 2.0
+
+
+def test_ring_mask_polygon_fills_the_hole_but_part_keeps_it():
+    mask = disc((100, 100), (50, 50), 30) & ~disc((100, 100), (50, 50), 12)
+    (part,) = mask_parts(mask)
+    assert part.area == int(mask.sum())
+    assert not part.bitmap[50 - part.y0, 50 - part.x0]  # the hole is kept in the bitmap
+    filled = polygon_to_mask(part.polygon, 100, 100)
+    assert filled[50, 50]  # the polygon has no hole
+
+
+def test_parts_with_origin_min_area_and_border():
+    mask = np.zeros((50, 60), dtype=bool)
+    mask[0:10, 0:10] = True  # touches the border
+    mask[30:32, 40:42] = True  # 4 px
+    parts = mask_parts(mask, origin=(100, 200), min_area=5)
+    assert len(parts) == 1
+    assert parts[0].box == (100, 200, 109, 209)
+    assert parts[0].polygon[:, 0].min() == 100 and parts[0].polygon[:, 1].min() == 200
+    assert len(mask_parts(mask, min_area=1)) == 2
+
+
+def test_tiny_parts_without_three_outline_points_are_dropped():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[5, 5] = True
+    mask[1, 1:3] = True
+    assert mask_parts(mask) == []
