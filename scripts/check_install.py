@@ -11,6 +11,9 @@ EXPECTED = {"torch": "2.13.0", "torchvision": "0.28.0", "mmcv": "2.1.0"}
 
 def main() -> int:
     """Check exact versions (no local +cpu torch) and that each model library imports."""
+    from quadratseg_handlers.offline import configure_ultralytics
+
+    configure_ultralytics()
     problems = []
     for name, version in EXPECTED.items():
         found = metadata.version(name)
