@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--compact", action="store_true", help="print JSON on one line")
     demo.set_defaults(run=cmd_demo)
+
+    from .cli_tools import add_tool_commands
+
+    add_tool_commands(sub)
     return parser
 
 

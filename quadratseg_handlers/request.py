@@ -72,6 +72,8 @@ def parse_body(body: Any) -> dict[str, Any]:
         return parsed
     if body is None:
         raise RequestError("empty request body; expected a JSON object with an 'image' field")
+    if isinstance(body, (list, int, float)):  # Nuclio's parse of a JSON body that is no object
+        raise RequestError(f"JSON body must be an object, got {type(body).__name__}")
     raise RequestError(f"unsupported request body type {type(body).__name__}")
 
 

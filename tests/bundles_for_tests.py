@@ -1,0 +1,148 @@
+"""Small function bundles written by the tests: function.yaml + main.py, as Nuclio deploys them.
+
+``blob`` is the example blob handler behind a generated-style ``main.py``; ``slow`` sleeps
+before answering (to keep workers busy); ``float_confidence`` answers shapes whose confidences
+are floats, which CVAT drops (``quadratseg check`` must fail it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quadratseg_handlers import cvat
+
+BLOB_MAIN = '''\
+from quadratseg_handlers.blobs import BlobHandler
+
+
+def init_context(context):
+    BlobHandler.init_context(context)
+
+
+def handler(context, event):
+    return BlobHandler.handle_event(context, event)
+'''
+
+SLOW_MAIN = '''\
+import json
+import os
+import time
+
+
+def init_context(context):
+    context.user_data.delay = float(os.environ["DELAY_S"])
+
+
+def handler(context, event):
+    time.sleep(context.user_data.delay)
+    return context.Response(
+        body=json.dumps({"worker": context.worker_id}),
+        headers={},
+        content_type="application/json",
+        status_code=200,
+    )
+'''
+
+FLOAT_CONFIDENCE_MAIN = '''\
+import json
+
+from quadratseg_handlers.blobs import BlobHandler
+
+
+def init_context(context):
+    BlobHandler.init_context(context)
+
+
+def handler(context, event):
+    response = BlobHandler.handle_event(context, event)
+    if response.status_code != 200:
+        return response
+    shapes = json.loads(response.body)
+    for shape in shapes:
+        shape["confidence"] = 0.87
+        shape["attributes"] = [{"name": "confidence", "value": "0.87"}]
+    response.body = json.dumps(shapes)
+    return response
+'''
+
+BLOB_LABELS = [cvat.label_spec("blob", "polygon")]
+
+
+def write_bundle(
+    folder: Path,
+    main: str,
+    *,
+    name: str = "test-function",
+    labels: list[dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    availability_ms: int = 10_000,
+    max_body: int = 4 * 1024 * 1024,
+) -> Path:
+    """Write ``function.yaml`` and ``main.py`` into ``folder``; return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "main.py").write_text(main)
+    config = {
+        "metadata": {
+            "name": name,
+            "namespace": "cvat",
+            "annotations": {
+                "name": name,
+                "type": "detector",
+                "spec": cvat.spec_json(labels if labels is not None else BLOB_LABELS),
+            },
+        },
+        "spec": {
+            "handler": "main:handler",
+            "runtime": "python:3.11",
+            "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+            "triggers": {
+                "myHttpTrigger": {
+                    "kind": "http",
+                    "numWorkers": workers,
+                    "workerAvailabilityTimeoutMilliseconds": availability_ms,
+                    "attributes": {"maxRequestBodySize": max_body},
+                }
+            },
+        },
+    }
+    (folder / "function.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+ECHO_MAIN = '''\
+import json
+import os
+
+
+def init_context(context):
+    context.user_data.started = os.getpid()
+
+
+def handler(context, event):
+    if event.fields.get("raise"):
+        raise RuntimeError("asked to fail")
+    if event.fields.get("exit"):
+        os._exit(3)
+    seen = {
+        "body_type": type(event.body).__name__,
+        "body": event.body if isinstance(event.body, dict) else event.body.decode("latin-1"),
+        "content_type": event.content_type,
+        "method": event.method,
+        "path": event.path,
+        "fields": event.fields,
+        "worker": context.worker_id,
+        "pid": context.user_data.started,
+        "env": os.environ.get("ECHO_VALUE", ""),
+    }
+    if event.fields.get("batch"):
+        return [seen, {"second": True}]
+    if event.fields.get("empty"):
+        return []
+    return context.Response(
+        body=json.dumps(seen), headers={"X-Worker": context.worker_id},
+        content_type="application/json", status_code=200,
+    )
+'''
