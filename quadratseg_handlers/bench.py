@@ -106,11 +106,11 @@ def table(result: BenchResult) -> str:
 class ProgressBar:
     """A one-line progress bar on a terminal; a line per tenth elsewhere (logs stay readable)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, label: str = "bench") -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, label: str = "bench") -> None:
         self.total = max(total, 1)
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr
         self.label = label
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.started = time.perf_counter()
         self.last_tenth = 0
 

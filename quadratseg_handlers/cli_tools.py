@@ -21,7 +21,7 @@ from .cli import CliError
 from .client import FunctionError, HttpFunction, image_files, image_size, request_body
 from .cvat import LabelSpec
 from .function_config import BundleError, open_bundle
-from .request import load_image
+from .request import RequestError, load_image
 
 
 @contextlib.contextmanager
@@ -163,7 +163,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     with _user_errors():
         try:
             image = load_image(source)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RequestError) as exc:
             raise CliError(f"{source}: not a readable image ({exc})") from None
         shapes, labels, name = _annotate_answer(args, request_body(source, args.threshold))
     if not isinstance(shapes, list):

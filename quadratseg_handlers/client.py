@@ -118,24 +118,31 @@ class HttpFunction:
         """POST a JSON payload, as CVAT does."""
         return self.post(json.dumps(payload).encode("utf-8"))
 
-    def labels(self) -> list[LabelSpec] | None:
-        """The label spec from ``quadratseg serve``'s ``GET /spec``; None for other servers."""
-        try:
-            answer = self.request(self._url("spec"))
-            spec = answer.json() if answer.status == 200 else None
-        except (FunctionError, ValueError, UnicodeDecodeError):
+    def _server_info(self, path: str) -> Any:
+        """JSON that ``quadratseg serve`` answers on a GET path; None from other servers."""
+        answer = self.request(self._url(path))
+        if answer.status != 200:
             return None
-        if isinstance(spec, list) and all(isinstance(label, dict) for label in spec):
+        try:
+            return answer.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def labels(self) -> list[LabelSpec] | None:
+        """The label spec from ``quadratseg serve``'s ``GET /spec``; None for other servers.
+
+        Raises FunctionError when the server cannot be reached at all.
+        """
+        spec = self._server_info("spec")
+        if isinstance(spec, list) and all(
+            isinstance(label, dict) and "name" in label for label in spec
+        ):
             return spec
         return None
 
     def name(self) -> str | None:
         """The function name from ``quadratseg serve``'s ``GET /health``; None for others."""
-        try:
-            answer = self.request(self._url("health"))
-            health = answer.json() if answer.status == 200 else None
-        except (FunctionError, ValueError, UnicodeDecodeError):
-            return None
+        health = self._server_info("health")
         name = health.get("function") if isinstance(health, dict) else None
         return name if isinstance(name, str) else None
 

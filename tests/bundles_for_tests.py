@@ -1,8 +1,10 @@
 """Small function bundles written by the tests: function.yaml + main.py, as Nuclio deploys them.
 
-``blob`` is the example blob handler behind a generated-style ``main.py``; ``slow`` sleeps
-before answering (to keep workers busy); ``float_confidence`` answers shapes whose confidences
-are floats, which CVAT drops (``quadratseg check`` must fail it).
+``BLOB_MAIN`` is the example blob handler behind a generated-style ``main.py``; ``SLOW_MAIN``
+sleeps before answering (to keep workers busy); ``FLOAT_CONFIDENCE_MAIN`` answers shapes whose
+confidences are floats, which CVAT drops (``quadratseg check`` must fail it); ``ECHO_MAIN``
+answers what it received (body type, path, fields, worker, pid) and can be told to raise, to
+exit, or to return a list.
 """
 
 from __future__ import annotations
