@@ -117,4 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's copy of this module, not __main__, so that the sub-command modules
+    # (which import CliError from quadratseg_handlers.cli) and main() share one CliError.
+    from quadratseg_handlers import cli
+
+    sys.exit(cli.main())

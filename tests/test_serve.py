@@ -258,7 +258,7 @@ def test_cli_serves_a_zip_and_stops_cleanly_on_a_signal(tmp_path, stop_signal):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "quadratseg_handlers.cli", "serve", str(archive), "--port",
+        [sys.executable, "-m", "quadratseg_handlers", "serve", str(archive), "--port",
          str(port)],
         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )  # fmt: skip

@@ -1,0 +1,7 @@
+"""``python -m quadratseg_handlers``: the ``quadratseg`` command."""
+
+import sys
+
+from quadratseg_handlers.cli import main
+
+sys.exit(main())
