@@ -48,7 +48,7 @@ class NoWorkerAvailable(Exception):
 
 def _json_response(status: int, payload: Any) -> web.Response:
     return web.Response(
-        status=status, body=json.dumps(payload), content_type="application/json"
+        status=status, body=json.dumps(payload).encode("utf-8"), content_type="application/json"
     )
 
 
@@ -75,6 +75,7 @@ class WorkerPool:
         self.idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="worker-io")
         self.busy = 0
+        self.stopping = False
 
     async def start(self) -> None:
         """Start every worker at once and wait until all ran ``init_context``."""
@@ -123,9 +124,11 @@ class WorkerPool:
         self.idle.put_nowait(worker)
 
     async def _replace(self, dead: WorkerProcess) -> None:
-        """Start a worker with the dead one's id in its place."""
+        """Start a worker with the dead one's id in its place (unless the pool is stopping)."""
         loop = asyncio.get_running_loop()
         dead.stop(timeout=0.1)
+        if self.stopping:
+            return
         fresh = WorkerProcess(self.spec, dead.worker_id)
         self.workers[self.workers.index(dead)] = fresh
         try:
@@ -133,10 +136,12 @@ class WorkerPool:
         except WorkerError as exc:
             log.error("could not replace worker %d: %s", dead.worker_id, exc)
             return
-        self.idle.put_nowait(fresh)
+        if not self.stopping:
+            self.idle.put_nowait(fresh)
 
     async def stop(self) -> None:
         """Stop every worker (each finishes its current event first, within a few seconds)."""
+        self.stopping = True
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(None, worker.stop) for worker in self.workers)
@@ -202,10 +207,13 @@ class FunctionServer:
         return app
 
     async def start(self) -> None:
-        """Start the workers, then listen; raise ServeError with a one-line reason on failure."""
+        """Listen, then start the workers; raise ServeError with a one-line reason on failure.
+
+        Listening first makes a taken port fail at once, not after the models have loaded;
+        requests that arrive meanwhile wait for a worker like any other.
+        """
         if not self.function.module_path.is_file():
             raise ServeError(f"{self.function.module_path}: handler module not found")
-        await self.pool.start()
         self.runner = web.AppRunner(
             self._app(), access_log=None, shutdown_timeout=self.shutdown_timeout
         )
@@ -214,9 +222,15 @@ class FunctionServer:
         try:
             await site.start()
         except OSError as exc:
-            await self.stop()
-            raise ServeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+            await self.runner.cleanup()
+            reason = str(exc).rsplit(": ", 1)[-1]
+            raise ServeError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
         self.port = int(self.runner.addresses[0][1])
+        try:
+            await self.pool.start()
+        except ServeError:
+            await self.runner.cleanup()
+            raise
         self.started = time.monotonic()
 
     async def stop(self) -> None:
@@ -230,12 +244,12 @@ class FunctionServer:
         return _json_response(
             200,
             {
-                "status": "ok",
+                "status": "ok" if self.started else "starting",
                 "function": self.function.name,
                 "workers": self.pool.count,
                 "busy": self.pool.busy,
                 "requests": self.requests,
-                "uptime_s": round(time.monotonic() - self.started, 1),
+                "uptime_s": round(time.monotonic() - self.started, 1) if self.started else 0.0,
             },
         )
 
@@ -280,13 +294,13 @@ class FunctionServer:
         return self._log(request, started, response, worker)
 
     def _too_large(self, length: int | None) -> web.Response:
-        limit = self.function.trigger.max_body_size
+        trigger = self.function.trigger
         size = f"{_size(length)} " if length is not None else ""
         return _json_response(
             413,
             {
-                "error": f"request body {size}over the limit of {_size(limit)} "
-                "(triggers.<http>.attributes.maxRequestBodySize in function.yaml)"
+                "error": f"request body {size}over the limit of {_size(trigger.max_body_size)} "
+                f"(triggers.{trigger.name}.attributes.maxRequestBodySize in function.yaml)"
             },
         )
 

@@ -286,3 +286,16 @@ def test_cli_serve_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file or folder" in err
+
+
+def test_a_taken_port_fails_at_once_with_one_line(blob_bundle):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        server = BackgroundServer(read_function_config(blob_bundle), port=port)
+        message = f"cannot listen on 127.0.0.1:{port}: address already in use"
+        with pytest.raises(ServeError, match=message):
+            server.start()
+        assert time.monotonic() - started < 1.0  # before any worker started
