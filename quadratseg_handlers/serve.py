@@ -76,6 +76,7 @@ class WorkerPool:
         self.executor = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="worker-io")
         self.busy = 0
         self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start every worker at once and wait until all ran ``init_context``."""
@@ -100,28 +101,29 @@ class WorkerPool:
             worker = await asyncio.wait_for(self.idle.get(), self.availability_timeout_s)
         except asyncio.TimeoutError:
             raise NoWorkerAvailable from None
-        loop = asyncio.get_running_loop()
         self.busy += 1
-        future = loop.run_in_executor(self.executor, worker.call, message)
+        future = asyncio.get_running_loop().run_in_executor(self.executor, worker.call, message)
+        future.add_done_callback(lambda done: self._finished(worker, done))
         try:
+            # Shielded: if the request is cancelled, the worker still finishes its event and
+            # is freed by _finished only then.
             reply = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The worker is still busy with this event: free it only once it has answered.
-            future.add_done_callback(lambda _: self._release(worker))
-            raise
         except WorkerError as exc:
-            self.busy -= 1
-            log.error("%s; starting a new one", exc)
-            loop.create_task(self._replace(worker))
-            return Reply(500, "application/json", json.dumps({"error": str(exc)}).encode()), (
-                worker.worker_id
-            )
-        self._release(worker)
+            error = json.dumps({"error": str(exc)}).encode("utf-8")
+            return Reply(500, "application/json", error), worker.worker_id
         return reply, worker.worker_id
 
-    def _release(self, worker: WorkerProcess) -> None:
+    def _finished(self, worker: WorkerProcess, future: asyncio.Future[Reply]) -> None:
+        """Put a worker back once it has answered; start a replacement if it died."""
         self.busy -= 1
-        self.idle.put_nowait(worker)
+        problem = None if future.cancelled() else future.exception()
+        if isinstance(problem, WorkerError):
+            log.error("%s; starting a new one", problem)
+            task = asyncio.get_running_loop().create_task(self._replace(worker))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.idle.put_nowait(worker)
 
     async def _replace(self, dead: WorkerProcess) -> None:
         """Start a worker with the dead one's id in its place (unless the pool is stopping)."""
