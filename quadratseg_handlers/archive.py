@@ -18,7 +18,7 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 """The earliest time a zip entry can hold; every entry gets it."""
 
 FILE_MODE = 0o644
-COMPRESS_BELOW = 16 * 1024 * 1024
+COMPRESS_BELOW = 1024 * 1024
 """Entries smaller than this are deflated; larger ones (weights) are stored, which is fast and
 costs little: checkpoints barely compress."""
 
@@ -32,7 +32,7 @@ def entry_name_problem(name: str) -> str | None:
         return "empty entry name"
     if "\x00" in name or "\\" in name:
         return f"entry name {name!r} holds a NUL or backslash"
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
         return f"entry name {name!r} is absolute"
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):

@@ -78,8 +78,10 @@ def probe(folder: Path, kind: FunctionKind, width: int, height: int) -> dict[str
         body["mask"] = encode_image(probe_mask(width, height), fmt="PNG")
     client = FunctionClient(folder / "main.py")
     started = time.perf_counter()
+    client.start()
+    loaded = time.perf_counter()
     response = client.call(body)
-    seconds = time.perf_counter() - started
+    answered = time.perf_counter()
     try:
         answer: Any = response_json(response)
     except ValueError:
@@ -90,7 +92,8 @@ def probe(folder: Path, kind: FunctionKind, width: int, height: int) -> dict[str
         "answer": answer,
         "width": width,
         "height": height,
-        "seconds": round(seconds, 3),
+        "start_seconds": round(loaded - started, 3),
+        "seconds": round(answered - loaded, 3),
     }
 
 

@@ -222,7 +222,11 @@ def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, .
 
 @contextmanager
 def _importable(folder: Path) -> Iterator[None]:
-    """``folder`` first on ``sys.path`` (custom model modules next to a config), then not."""
+    """``folder`` first on ``sys.path`` (custom model modules next to a config), then not.
+
+    Modules imported from it stay imported: model registries (mmengine's) refuse to register
+    the same class twice, so a second package run in one process must reuse them.
+    """
     sys.path.insert(0, str(folder))
     try:
         yield
@@ -288,6 +292,7 @@ def _user_paths(message: str, staged: Mapping[str, str]) -> str:
 
 def build_wheel(source: SourceTree, destination: Path) -> Path:
     """Build the library's wheel from a clean copy of its source, reproducibly."""
+    destination = destination.resolve()
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="quadratseg-wheel-") as temporary:
         tree = Path(temporary) / "src"

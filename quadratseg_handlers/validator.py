@@ -287,8 +287,10 @@ def validate(path: Path, *, run: bool = True, timeout: float = 600.0) -> Report:
             answered = (
                 f"{len(result['answer'])} shapes" if kind == "detector" else "an inpainted image"
             )
+            count = f"{len(labels)} label{'' if len(labels) == 1 else 's'}"
             report.summary = (
-                f"{name}: {len(labels)} labels; main.py answered a {result['width']}x"
-                f"{result['height']} JPEG with {answered} in {result['seconds']:.2f} s"
+                f"{name}: {count}; main.py started in {result['start_seconds']:.2f} s and "
+                f"answered a {result['width']}x{result['height']} JPEG with {answered} in "
+                f"{result['seconds']:.2f} s"
             )
     return report

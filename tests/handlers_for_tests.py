@@ -6,6 +6,7 @@ It proves the base handler before any real model exists, and can be told to fail
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,8 +77,9 @@ class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
     """A handler with real 'weights' for the packaging tests, no model library needed.
 
     LEVELS_PATH is a .npy of 1 to 8 grey levels (the 'checkpoint'); NAMES_PATH a JSON list of
-    label names (a shipped default, like a keypoint template). Each level is a label; regions
-    brighter than it become rectangles scored by mean brightness / 255.
+    label names (a shipped default, like a keypoint template); NAMES_MODULE, when set, a module
+    shipped next to main.py whose NAMES replace them (like an mmseg config's custom modules).
+    Each level is a label; regions brighter than it become rectangles scored by brightness.
     """
 
     function_name = "test-level-boxes"
@@ -85,6 +87,7 @@ class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting("LEVELS_PATH", cfg.existing_file, "/opt/nuclio/levels.npy", "grey levels", "path"),
         Setting("NAMES_PATH", cfg.existing_file, "/opt/nuclio/names.json", "label names", "path"),
+        Setting("NAMES_MODULE", cfg.text, "", "module holding NAMES", "string"),
     )
 
     def load_model(self) -> None:
@@ -96,6 +99,8 @@ class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
                 f"{levels.shape}"
             )
         names = json.loads(self.config["NAMES_PATH"].read_text())
+        if self.config["NAMES_MODULE"]:
+            names = importlib.import_module(self.config["NAMES_MODULE"]).NAMES
         if len(names) < len(levels):
             raise ConfigError(f"NAMES_PATH: {len(names)} names for {len(levels)} levels")
         self.levels = [(str(names[i]), float(level)) for i, level in enumerate(levels)]

@@ -29,6 +29,7 @@ from quadratseg_handlers.cli import main
 from quadratseg_handlers.function_config import (
     BundleLayout,
     SourceTree,
+    build_commands,
     folder_files,
     function_config,
     parse_constraints,
@@ -229,8 +230,7 @@ def test_rendered_yaml_is_complete_but_for_the_spec(source, gpu):
 def test_build_commands_pin_versions_and_install_the_wheel(source):
     assert source.constraints, "the source tree pins versions in constraints.txt"
     commands = {
-        spec.model: function_config(spec, BundleLayout.default(spec, source), source, gpu=False)[
-            "spec"]["build"]["commands"]
+        spec.model: build_commands(spec, BundleLayout.default(spec, source), source)
         for spec in FUNCTIONS.values()
     }
     wheel = f"/opt/nuclio/{source.wheel_name}"
@@ -260,8 +260,7 @@ def test_without_constraints_the_pyproject_specifiers_are_used(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     bare = SourceTree.read(tmp_path)
     spec = FUNCTIONS["pth-yolo-coralsegv4"]
-    commands = function_config(spec, BundleLayout.default(spec, bare), bare, gpu=False)["spec"]["build"][
-        "commands"]
+    commands = build_commands(spec, BundleLayout.default(spec, bare), bare)
     assert "'ultralytics>=8.4,<8.5'" in commands[1].split()
     assert commands[-1] == (
         f"python -m pip install --no-cache-dir '/opt/nuclio/{bare.wheel_name}[yolo]'"
@@ -303,8 +302,8 @@ def test_cli_packages_blobs_then_validate_passes_and_main_py_runs(tmp_path, caps
         ]
     code, err = cli(capsys, "validate", str(out))
     assert code == 0
-    assert err == ["valid: example-blobs: 1 labels; main.py answered a 640x480 JPEG with 6 "
-                   f"shapes in {err[0].rsplit(' in ', 1)[1]}"]
+    assert len(err) == 1 and err[0].startswith("valid: example-blobs: 1 label; main.py started in ")
+    assert " s and answered a 640x480 JPEG with 6 shapes in " in err[0]
     folder = unpack(out, tmp_path / "bundle")
     image = rect_png(tmp_path / "rect.png")
     result = run_main(folder, str(image))
@@ -339,7 +338,8 @@ def test_spec_comes_from_the_weights_and_main_py_answers_exactly(tmp_path, wheel
 def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path, wheel):
     report = validate(pack(tmp_path, wheel).output)
     assert report.ok, report.problems
-    assert report.summary.startswith("test-level-boxes: 2 labels; main.py answered a 640x480 JPEG")
+    assert report.summary.startswith("test-level-boxes: 2 labels; main.py started in ")
+    assert "answered a 640x480 JPEG with" in report.summary
 
 
 @pytest.mark.parametrize(
@@ -387,11 +387,14 @@ def test_a_model_fetched_at_build_time_is_downloaded_by_the_yaml(tmp_path, wheel
 def test_gpu_tag_and_source_options(tmp_path, wheel):
     modules = tmp_path / "dinov2"
     (modules / "__pycache__").mkdir(parents=True)
-    (modules / "backbone.py").write_text("WIDTH = 768\n")
+    (modules / "__init__.py").write_text("")
+    (modules / "backbone.py").write_text("NAMES = ['low', 'high']\n")
     (modules / "__pycache__" / "backbone.cpython-311.pyc").write_bytes(b"\0")
     (modules / "heads").mkdir()
     (modules / "heads" / "seg.py").write_text("")
-    result = pack(tmp_path, wheel, gpu=True, tag="v2", sources=(modules,))
+    plugged = replace(LEVELS, env=(("NAMES_MODULE", "dinov2.backbone"),))
+    result = pack(tmp_path, wheel, plugged, gpu=True, tag="v2", sources=(modules,))
+    assert [label["name"] for label in result.labels] == ["low", "high"]
     assert "nuclio/dinov2/backbone.py" in result.entries
     assert "nuclio/dinov2/heads/seg.py" in result.entries
     assert not any(name.endswith(".pyc") for name in result.entries)
@@ -458,9 +461,11 @@ def test_file_problems(capsys, tmp_path):
     assert refused(capsys, tmp_path, "levelboxes", str(empty)) == [f"LEVELS: {empty} is empty"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_file(capsys, tmp_path, levels):
+def test_unreadable_file(capsys, tmp_path, levels, monkeypatch):
     levels.chmod(0)
+    if os.geteuid() == 0:  # root reads every file: let the access check answer as for a user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: path != levels and real(path, mode))
     try:
         assert refused(capsys, tmp_path, "levelboxes", str(levels)) == [
             f"LEVELS: {levels} is not readable"
