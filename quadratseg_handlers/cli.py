@@ -79,6 +79,15 @@ def _file_options() -> dict[str, str]:
     return {argument: "file_" + argument.replace("-", "_") for argument in sorted(arguments)}
 
 
+def _file_help(argument: str) -> str:
+    """Which models take a file option: ``the WEIGHTS file of coralsegv4, gridpose``."""
+    owners = [
+        spec.model for spec in functions.FUNCTIONS.values()
+        if argument in {f.argument for f in spec.files}
+    ]
+    return f"the {argument.upper().replace('-', '_')} file of {', '.join(owners)}"
+
+
 def cmd_package(args: argparse.Namespace) -> int:
     """Package a function and its weights as a Nuclio bundle (nuclio.zip)."""
     from .packager import PackageError, PackageRequest, assign_files, describe, next_steps, package
@@ -157,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("model", help="short model name (coralsegv4, ...) or function name")
     pack.add_argument("files", nargs="*", help="the model's files, in the guide's order")
     for argument, dest in _file_options().items():
-        pack.add_argument(f"--{argument}", dest=dest, metavar="PATH", help="a file by name")
+        pack.add_argument(f"--{argument}", dest=dest, metavar="PATH", help=_file_help(argument))
     pack.add_argument(
         "--source", action="append", default=[], metavar="PATH",
         help="custom model module (file or folder) to ship next to main.py; repeatable",

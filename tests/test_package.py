@@ -668,6 +668,7 @@ def test_validate_checks_the_answer_against_the_spec(bundle, capsys):
 def test_validate_reports_a_broken_main_py(bundle):
     (bundle / "main.py").write_text("raise RuntimeError('broken\\nsecond line')\n")
     assert validate(bundle).problems == ["main.py: RuntimeError: broken"]
+    assert validate(bundle, run=False).ok
 
 
 def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle):
@@ -724,3 +725,15 @@ def test_main_py_reports_a_missing_image(tmp_path, wheel):
     result = run_main(folder, "absent.jpg")
     assert result.returncode == 2
     assert result.stderr.strip() == "main.py: error: file not found: absent.jpg"
+
+
+def test_another_allowed_suffix_keeps_the_standard_stem(tmp_path, wheel):
+    either = replace(LEVELS.files[0], suffixes=(".npy", ".lvl"))
+    spec = replace(LEVELS, files=(either, LEVELS.files[1]))
+    levels = level_box_files(tmp_path)["levels"].rename(tmp_path / "exported.LVL")
+    result = pack(tmp_path, wheel, spec, files={"levels": levels})
+    assert "nuclio/levels.lvl" in result.entries and "nuclio/levels.npy" not in result.entries
+    with zipfile.ZipFile(result.output) as bundle:
+        env = yaml.safe_load(bundle.read("nuclio/function.yaml"))["spec"]["env"]
+    assert env[0] == {"name": "LEVELS_PATH", "value": "/opt/nuclio/levels.lvl"}
+    assert validate(result.output).ok
