@@ -344,10 +344,15 @@ def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path
 
 @pytest.mark.parametrize(
     "function",
-    [spec for spec in (*FUNCTIONS.values(), LEVELS, FILL) if spec.tiny_model or not spec.files],
-    ids=lambda spec: spec.name,
+    [
+        pytest.param(spec, id=spec.name, marks=[pytest.mark.slow] if spec.extra else [])
+        for spec in (*FUNCTIONS.values(), LEVELS, FILL)
+        if spec.tiny_model or not spec.files
+    ],
 )
 def test_every_packageable_function_packages_and_validates(tmp_path, wheel, function):
+    """Package with the entry's tiny model, then `validate` runs the bundle's main.py through
+    nuclio_sdk's Platform in a subprocess (bundle as working directory) on a generated JPEG."""
     result = pack(tmp_path, wheel, function)
     report = validate(result.output)
     assert report.ok, report.problems
