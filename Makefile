@@ -49,6 +49,7 @@ bench: install
 
 docs: install
 	$(PY) scripts/update_docs.py
+	$(PY) scripts/update_functions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo-output

@@ -1,6 +1,7 @@
 """The catalogue of handlers: which class serves which function, found by name.
 
 Classes are named by import path so that listing the catalogue imports no model library.
+How each function is deployed (files, environment, image) is in :mod:`.functions`.
 """
 
 from __future__ import annotations

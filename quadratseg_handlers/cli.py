@@ -11,17 +11,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from . import catalog
+from . import catalog, functions
 from .config import ConfigError, combined_table, markdown_table
 
 
 class CliError(Exception):
-    """A user-facing command-line failure: one message, an exit code."""
+    """A user-facing command-line failure: one message per problem, an exit code."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Sequence[str], code: int = 2) -> None:
+        self.lines = [message] if isinstance(message, str) else list(message)
+        super().__init__("; ".join(self.lines))
         self.code = code
 
 
@@ -71,6 +73,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if response.status_code == 200 and not problems else 1
 
 
+def _file_options() -> dict[str, str]:
+    """Every file argument of the catalogue (``weights``...) -> its argparse destination."""
+    arguments = {f.argument for spec in functions.FUNCTIONS.values() for f in spec.files}
+    return {argument: "file_" + argument.replace("-", "_") for argument in sorted(arguments)}
+
+
+def _file_help(argument: str) -> str:
+    """Which models take a file option: ``the WEIGHTS file of coralsegv4, gridpose``."""
+    owners = [
+        spec.model for spec in functions.FUNCTIONS.values()
+        if argument in {f.argument for f in spec.files}
+    ]
+    return f"the {argument.upper().replace('-', '_')} file of {', '.join(owners)}"
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    """Package a function and its weights as a Nuclio bundle (nuclio.zip)."""
+    from .packager import PackageError, PackageRequest, assign_files, describe, next_steps, package
+
+    try:
+        function = functions.find(args.model)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+    named = {
+        argument: Path(getattr(args, dest))
+        for argument, dest in _file_options().items()
+        if getattr(args, dest) is not None
+    }
+    files, problems = assign_files(function, [Path(p) for p in args.files], named)
+    request = PackageRequest(
+        function=function,
+        files=files,
+        sources=tuple(Path(p) for p in args.source),
+        output=Path(args.output),
+        gpu=args.gpu,
+        tag=args.tag,
+        force=args.force,
+    )
+    try:
+        result = package(request, problems=problems)
+    except PackageError as exc:
+        raise CliError(exc.problems, exc.code) from None
+    print(describe(result, function, request), file=sys.stderr)
+    print(next_steps(result.output), file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a bundle (zip or folder) the way Nuclio and CVAT will use it."""
+    from .validator import validate
+
+    try:
+        report = validate(Path(args.bundle), run=not args.no_run, timeout=args.timeout)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    for note in report.notes:
+        print(f"quadratseg validate: note: {note}", file=sys.stderr)
+    if not report.ok:
+        raise CliError(report.problems, code=1)
+    print(f"valid: {report.summary}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -92,6 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--compact", action="store_true", help="print JSON on one line")
     demo.set_defaults(run=cmd_demo)
 
+    models = ", ".join(spec.usage() for spec in functions.FUNCTIONS.values())
+    pack = sub.add_parser(
+        "package",
+        help="turn weights into a deployable Nuclio bundle (nuclio.zip)",
+        description=f"Files in the deployment guide's order: {models}.",
+    )
+    pack.add_argument("model", help="short model name (coralsegv4, ...) or function name")
+    pack.add_argument("files", nargs="*", help="the model's files, in the guide's order")
+    for argument, dest in _file_options().items():
+        pack.add_argument(f"--{argument}", dest=dest, metavar="PATH", help=_file_help(argument))
+    pack.add_argument(
+        "--source", action="append", default=[], metavar="PATH",
+        help="custom model module (file or folder) to ship next to main.py; repeatable",
+    )
+    pack.add_argument("--output", default="nuclio.zip", help="bundle to write (nuclio.zip)")
+    pack.add_argument("--gpu", action="store_true", help="CUDA image and nvidia.com/gpu: 1")
+    pack.add_argument("--tag", help="version tag appended to the function name (v2)")
+    pack.add_argument("--force", action="store_true", help="replace an existing output")
+    pack.set_defaults(run=cmd_package)
+
+    check = sub.add_parser("validate", help="check a bundle (nuclio.zip or its folder)")
+    check.add_argument("bundle", help="nuclio.zip, or a folder holding function.yaml")
+    check.add_argument("--no-run", action="store_true", help="check files only, run nothing")
+    check.add_argument("--timeout", type=float, default=600.0, help="seconds for the test call")
+    check.set_defaults(run=cmd_validate)
+
     from .cli_tools import add_tool_commands
 
     add_tool_commands(sub)
@@ -105,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: Any = args.run(args)
     except CliError as exc:
-        print(f"quadratseg {args.command}: error: {exc}", file=sys.stderr)
+        for line in exc.lines:
+            print(f"quadratseg {args.command}: error: {line}", file=sys.stderr)
         return exc.code
     except ConfigError as exc:
         print(f"quadratseg {args.command}: configuration error: {exc}", file=sys.stderr)

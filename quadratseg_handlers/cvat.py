@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -475,4 +476,114 @@ def _skeleton_problems(
         problems += _attribute_problems(inner, element.get("attributes"), sub.get("attributes", []))
     if elements and all(e.get("outside") for e in elements if isinstance(e, dict)):
         problems.append(f"{where}: every element is outside, CVAT drops the skeleton")
+    return problems
+
+
+# --- spec validation ----------------------------------------------------------------------------
+
+ATTRIBUTE_INPUT_TYPES = ("number", "checkbox", "radio", "select", "text")
+_SVG_NODE = re.compile(r'data-node-id="(\d+)"')
+_SVG_NAME = re.compile(r'data-label-name="([^"]*)"')
+_SVG_EDGE = re.compile(r'data-node-from="(\d+)"[^>]*data-node-to="(\d+)"')
+
+
+def _within(value: Any, low: str, high: str) -> bool:
+    text = str(value)
+    return text.lstrip("-").isdigit() and int(low) <= int(text) <= int(high)
+
+
+def _spec_attribute_problems(where: str, attrs: Any) -> list[str]:
+    if attrs is None:
+        return []
+    if not isinstance(attrs, list):
+        return [f"{where}: 'attributes' must be a list"]
+    problems: list[str] = []
+    names: set[str] = set()
+    for attr in attrs:
+        if not isinstance(attr, dict) or not isinstance(attr.get("name"), str):
+            problems.append(f"{where}: attribute {attr!r} needs a 'name'")
+            continue
+        name = attr["name"]
+        if name in names:
+            problems.append(f"{where}: attribute {name!r} declared twice (CVAT refuses it)")
+        names.add(name)
+        kind = attr.get("input_type")
+        if kind not in ATTRIBUTE_INPUT_TYPES:
+            problems.append(f"{where}: attribute {name!r} has unknown input_type {kind!r}")
+        elif kind == "number":
+            values = attr.get("values")
+            if not (
+                isinstance(values, list)
+                and len(values) == 3
+                and all(isinstance(v, str) and v.lstrip("-").isdigit() for v in values)
+            ):
+                problems.append(
+                    f"{where}: number attribute {name!r} needs values [min, max, step] as "
+                    f"integer strings, got {values!r}"
+                )
+            elif not _within(attr.get("default_value", values[0]), values[0], values[1]):
+                problems.append(
+                    f"{where}: number attribute {name!r} default {attr.get('default_value')!r} "
+                    f"outside [{values[0]}, {values[1]}]"
+                )
+    return problems
+
+
+def _spec_skeleton_problems(where: str, label: Mapping[str, Any]) -> list[str]:
+    sublabels = label.get("sublabels")
+    if not isinstance(sublabels, list) or not sublabels:
+        return [f"{where}: a skeleton needs a non-empty 'sublabels' list"]
+    problems: list[str] = []
+    names: list[str] = []
+    for index, sub in enumerate(sublabels):
+        if not isinstance(sub, dict) or not isinstance(sub.get("name"), str) or not sub["name"]:
+            problems.append(f"{where}: sublabel {index} needs a 'name'")
+            continue
+        names.append(sub["name"])
+        if sub.get("type", "points") != "points":
+            problems.append(f"{where}: sublabel {sub['name']!r} must be of type 'points'")
+        inner = f"{where} sublabel {sub['name']!r}"
+        problems += _spec_attribute_problems(inner, sub.get("attributes"))
+    if len(set(names)) != len(names):
+        problems.append(f"{where}: sublabel names are not unique")
+    svg = label.get("svg")
+    if not isinstance(svg, str) or not svg:
+        return [*problems, f"{where}: a skeleton needs an 'svg' drawing its nodes"]
+    drawn = set(_SVG_NAME.findall(svg))
+    missing = [name for name in names if name not in drawn]
+    if missing:
+        problems.append(f"{where}: svg draws no node for sublabel(s) {', '.join(missing[:5])}")
+    nodes = set(_SVG_NODE.findall(svg))
+    for start, end in _SVG_EDGE.findall(svg):
+        if start not in nodes or end not in nodes:
+            problems.append(f"{where}: svg edge {start}-{end} joins a node the svg does not draw")
+            break
+    return problems
+
+
+def spec_problems(spec: Any) -> list[str]:
+    """What CVAT would refuse or misread in a function's label spec; empty when all is well.
+
+    CVAT refuses duplicate label names and duplicate attribute names; a skeleton needs
+    sublabels and an svg that draws a node per sublabel.
+    """
+    if not isinstance(spec, list):
+        return [f"the spec must be a JSON list of labels, got {type(spec).__name__}"]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, label in enumerate(spec):
+        name = label.get("name") if isinstance(label, dict) else None
+        if not isinstance(name, str) or not name:
+            problems.append(f"label {index}: needs a non-empty 'name'")
+            continue
+        where = f"label {name!r}"
+        if name in seen:
+            problems.append(f"{where}: declared twice (CVAT refuses non-unique labels)")
+        seen.add(name)
+        kind = label.get("type", "any")
+        if kind not in LABEL_TYPES:
+            problems.append(f"{where}: unknown type {kind!r}")
+        problems += _spec_attribute_problems(where, label.get("attributes"))
+        if kind == "skeleton":
+            problems += _spec_skeleton_problems(where, label)
     return problems

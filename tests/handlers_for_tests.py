@@ -6,14 +6,19 @@ It proves the base handler before any real model exists, and can be told to fail
 
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from quadratseg_handlers import BaseHandler, Setting, cvat
+from quadratseg_handlers import BaseHandler, ConfigError, Setting, cvat
 from quadratseg_handlers import config as cfg
+from quadratseg_handlers.request import Request, RequestError, decode_image
+from quadratseg_handlers.testing import encode_image
 
 Box = tuple[int, int, int, int, float]
 
@@ -66,3 +71,108 @@ class BrightBoxHandler(BaseHandler[list[Box]]):
 
     def labels(self) -> list[cvat.LabelSpec]:
         return [cvat.label_spec("bright", "rectangle")]
+
+
+class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
+    """A handler with real 'weights' for the packaging tests, no model library needed.
+
+    LEVELS_PATH is a .npy of 1 to 8 grey levels (the 'checkpoint'); NAMES_PATH a JSON list of
+    label names (a shipped default, like a keypoint template); NAMES_MODULE, when set, a module
+    shipped next to main.py whose NAMES replace them (like an mmseg config's custom modules).
+    Each level is a label; regions brighter than it become rectangles scored by brightness.
+    """
+
+    function_name = "test-level-boxes"
+    uses_torch = False
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("LEVELS_PATH", cfg.existing_file, "/opt/nuclio/levels.npy", "grey levels", "path"),
+        Setting("NAMES_PATH", cfg.existing_file, "/opt/nuclio/names.json", "label names", "path"),
+        Setting("NAMES_MODULE", cfg.text, "", "module holding NAMES", "string"),
+    )
+
+    def load_model(self) -> None:
+        path = self.config["LEVELS_PATH"]
+        levels = np.load(path, allow_pickle=False)
+        if levels.ndim != 1 or not 1 <= len(levels) <= 8 or not np.all(levels < 255):
+            raise ConfigError(
+                f"LEVELS_PATH={path}: expected 1 to 8 grey levels below 255, got shape "
+                f"{levels.shape}"
+            )
+        names = json.loads(self.config["NAMES_PATH"].read_text())
+        if self.config["NAMES_MODULE"]:
+            names = importlib.import_module(self.config["NAMES_MODULE"]).NAMES
+        if len(names) < len(levels):
+            raise ConfigError(f"NAMES_PATH: {len(names)} names for {len(levels)} levels")
+        self.levels = [(str(names[i]), float(level)) for i, level in enumerate(levels)]
+
+    def predict(
+        self, images: Sequence[np.ndarray], threshold: float
+    ) -> list[list[tuple[str, Box]]]:
+        results = []
+        for image in images:
+            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            found = []
+            for name, level in self.levels:
+                count, regions, stats, _ = cv2.connectedComponentsWithStats(
+                    (gray > level).astype(np.uint8)
+                )
+                for index in range(1, count):
+                    x, y, w, h = (int(v) for v in stats[index, :4])
+                    score = float(gray[regions == index].mean()) / 255
+                    if score >= threshold:
+                        found.append((name, (x, y, x + w - 1, y + h - 1, score)))
+            results.append(found)
+        return results
+
+    def to_shapes(self, prediction: list[tuple[str, Box]], image: np.ndarray) -> list[cvat.Shape]:
+        return [cvat.rectangle(name, box[:4], box[4]) for name, box in prediction]
+
+    def labels(self) -> list[cvat.LabelSpec]:
+        return [cvat.label_spec(name, "rectangle") for name, _ in self.levels]
+
+
+def level_box_files(folder: Path) -> dict[str, Path]:
+    """The 'tiny model' of LevelBoxHandler: two grey levels, 90 and 200."""
+    path = folder / "levels.npy"
+    np.save(path, np.array([90.0, 200.0]))
+    return {"levels": path}
+
+
+class MaskFillHandler(BaseHandler[np.ndarray]):
+    """An inpainter for the packaging tests: masked pixels take the colour in FILL_PATH.
+
+    Request ``{"image": b64, "mask": b64}`` (mask > 0 = fill); answer ``{"image": b64 PNG}``,
+    the shape of pth-lama's exchange.
+    """
+
+    function_name = "test-mask-fill"
+    uses_torch = False
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("FILL_PATH", cfg.existing_file, "/opt/nuclio/fill.npy", "RGB fill colour", "path"),
+    )
+
+    def load_model(self) -> None:
+        fill = np.load(self.config["FILL_PATH"], allow_pickle=False)
+        if fill.shape != (3,):
+            raise ConfigError(f"FILL_PATH: expected an RGB colour, got shape {fill.shape}")
+        self.fill = fill.astype(np.uint8)
+
+    def infer(self, request: Request) -> dict[str, str]:
+        if "mask" not in request.body:
+            raise RequestError("missing 'mask'")
+        mask = decode_image(request.body["mask"], int(self.config["MAX_IMAGE_PIXELS"]), "mask")
+        image = request.images[0].copy()
+        if mask.shape != image.shape:
+            raise RequestError(f"mask is {mask.shape[:2]}, image {image.shape[:2]}")
+        image[mask[..., 0] > 0] = self.fill
+        return {"image": encode_image(image, fmt="PNG")}
+
+    def labels(self) -> list[cvat.LabelSpec]:
+        return []
+
+
+def mask_fill_files(folder: Path) -> dict[str, Path]:
+    """The 'tiny model' of MaskFillHandler: pure red."""
+    path = folder / "fill.npy"
+    np.save(path, np.array([255, 0, 0], dtype=np.uint8))
+    return {"fill": path}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Package a QUADRATSEG function as nuclio.zip, with the deployment guide's arguments:
+#
+#   ./deploy_as_zip.sh coralsegv4 MODEL_WEIGHTS            (or coralsegbanggai)
+#   ./deploy_as_zip.sh coralscopsegformer SEGFORMER_WEIGHTS SEGFORMER_CONFIG SAM_WEIGHTS
+#   ./deploy_as_zip.sh gridcorners MODEL_WEIGHTS [TEMPLATE_PATH]   (or gridpose)
+#   ./deploy_as_zip.sh [lama [LAMA_MODEL]]      (no argument: lama, big-lama.pt fetched at build)
+#
+# Options of `quadratseg package` pass through: --gpu, --tag v2, --output FILE, --force,
+# --source DIR (custom model modules, e.g. the DINOv2 backbone). It validates everything
+# (names, files, extensions, that the weights load as the function's model) before writing,
+# and writes nuclio.zip in the current folder. Deploy it as docs/deployment.md shows:
+#
+#   unzip nuclio.zip -d nuclio_bundles/coralsegv4
+#   nuctl deploy --project-name cvat --path nuclio_bundles/coralsegv4/nuclio --platform local
+set -euo pipefail
+
+if [ "$#" -eq 0 ]; then
+    set -- lama
+fi
+exec "${PYTHON:-python3}" -m quadratseg_handlers.cli package "$@"

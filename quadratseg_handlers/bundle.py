@@ -1,0 +1,158 @@
+"""Running a bundle's function outside Nuclio: its environment, one call, the validation probe.
+
+Deployed, a bundle's files sit in ``/opt/nuclio`` and function.yaml's ``env`` points there.
+Unpacked on a workstation they sit next to ``main.py``: :func:`bundle_environment` maps the
+``/opt/nuclio`` paths of function.yaml onto the bundle folder, so that ``python main.py
+IMAGE`` and ``quadratseg validate`` run the function with the bundle's own settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import ConfigError
+from .functions import FunctionKind
+from .rendering import BUNDLE_ROOT
+from .synthetic import blobs_image
+from .testing import FunctionClient, cvat_request, encode_image, response_json
+
+
+def read_function_yaml(folder: Path) -> dict[str, Any]:
+    """The parsed ``function.yaml`` of a bundle folder."""
+    config = yaml.safe_load((folder / "function.yaml").read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{folder / 'function.yaml'} does not hold a mapping")
+    return config
+
+
+def bundle_environment(
+    folder: Path, *, prefer_bundle: bool, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """function.yaml's environment for running the bundle in ``folder`` outside Nuclio.
+
+    ``/opt/nuclio/<file>`` becomes ``<folder>/<file>``: always with ``prefer_bundle`` (checking
+    the bundle), else only where ``/opt/nuclio/<file>`` does not exist. Without
+    ``prefer_bundle`` a variable already set in ``environ`` is kept. DEVICE is the caller's,
+    or ``auto``: the bundle's ``cpu``/``cuda`` describes its image, not this machine.
+    """
+    env = os.environ if environ is None else environ
+    result: dict[str, str] = {}
+    for item in read_function_yaml(folder).get("spec", {}).get("env", []) or []:
+        name, value = str(item["name"]), str(item.get("value", ""))
+        if name in env and not prefer_bundle:
+            continue
+        if value.startswith(f"{BUNDLE_ROOT}/") and (prefer_bundle or not Path(value).exists()):
+            value = str(folder.resolve() / value[len(BUNDLE_ROOT) + 1 :])
+        result[name] = value
+    result["DEVICE"] = env.get("DEVICE") or "auto"
+    return result
+
+
+def probe_mask(width: int, height: int) -> np.ndarray:
+    """The mask an inpainter is probed with: a centred rectangle, 255 inside."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 255
+    return mask
+
+
+def probe(folder: Path, kind: FunctionKind, width: int, height: int) -> dict[str, Any]:
+    """Call the bundle's main.py once through ``nuclio_sdk.test.Platform`` with a generated
+    JPEG (and a mask for an inpainter); return what came back, for ``quadratseg validate``."""
+    os.environ.update(bundle_environment(folder, prefer_bundle=True))
+    image = blobs_image(width, height, seed=0)
+    body = cvat_request(image)
+    if kind == "inpainter":
+        body["mask"] = encode_image(probe_mask(width, height), fmt="PNG")
+    client = FunctionClient(folder / "main.py")
+    started = time.perf_counter()
+    client.start()
+    loaded = time.perf_counter()
+    response = client.call(body)
+    answered = time.perf_counter()
+    try:
+        answer: Any = response_json(response)
+    except ValueError:
+        answer = str(response.body)[:500]
+    return {
+        "status": response.status_code,
+        "content_type": response.content_type,
+        "answer": answer,
+        "width": width,
+        "height": height,
+        "start_seconds": round(loaded - started, 3),
+        "seconds": round(answered - loaded, 3),
+    }
+
+
+def run_once(main_file: str, argv: Sequence[str] | None = None) -> int:
+    """``python main.py IMAGE [--threshold T]``: the function once outside Nuclio, JSON out."""
+    parser = argparse.ArgumentParser(
+        prog="python main.py", description="Run this function once on an image, print its JSON."
+    )
+    parser.add_argument("image", type=Path, help="an image file, sent as CVAT sends a frame")
+    parser.add_argument("--threshold", type=float, help="the request's threshold (CVAT's)")
+    parser.add_argument("--mask", type=Path, help="inpainting mask image (grid removal)")
+    parser.add_argument("--save", type=Path, help="write an image answer to this file")
+    args = parser.parse_args(argv)
+    for path in (args.image, args.mask):
+        if path is not None and not path.is_file():
+            print(f"main.py: error: file not found: {path}", file=sys.stderr)
+            return 2
+    folder = Path(main_file).resolve().parent
+    os.environ.update(bundle_environment(folder, prefer_bundle=False))
+    body = cvat_request(args.image, args.threshold)
+    if args.mask is not None:
+        body["mask"] = encode_image(args.mask)
+    try:
+        # Start-up logs and library chatter go to stderr: stdout carries only the JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            response = FunctionClient(folder / "main.py").call(body)
+    except ConfigError as exc:
+        print(f"main.py: configuration error: {exc}", file=sys.stderr)
+        return 2
+    answer = response_json(response)
+    if args.save is not None and isinstance(answer, dict) and "image" in answer:
+        args.save.write_bytes(base64.b64decode(answer["image"]))
+        answer["image"] = f"<written to {args.save}>"
+    print(json.dumps(answer))
+    print(f"main.py: HTTP {response.status_code}", file=sys.stderr)
+    return 0 if response.status_code == 200 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m quadratseg_handlers.bundle probe``: the subprocess ``validate`` runs in the
+    bundle folder; it writes its result as JSON to ``--result``."""
+    parser = argparse.ArgumentParser(prog="python -m quadratseg_handlers.bundle")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("probe", help="call the bundle in the working directory once")
+    run.add_argument("--kind", choices=("detector", "inpainter"), default="detector")
+    run.add_argument("--width", type=int, default=640)
+    run.add_argument("--height", type=int, default=480)
+    run.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        result = probe(Path.cwd(), args.kind, args.width, args.height)
+        code = 0
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        result = {"error": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc()}
+        code = 1
+    args.result.write_text(json.dumps(result))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
