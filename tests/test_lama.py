@@ -26,9 +26,7 @@ from quadratseg_handlers.inpainting import LamaBackend, inpaint, tiles
 from quadratseg_handlers.lama import LamaHandler
 from quadratseg_handlers.template import grid_template
 from quadratseg_handlers.testing import FunctionClient, encode_image, make_event, response_json
-from quadratseg_handlers.tinymodels.lama import tiny_lama
-
-pytestmark = pytest.mark.slow
+from quadratseg_handlers.tinymodels.lama import LamaInpainter, tiny_lama
 
 WIDTH, HEIGHT = 403, 301
 """Odd on purpose: SimpleLama pads to 408 x 304 and does not crop back."""
@@ -80,6 +78,7 @@ def body(image: np.ndarray, fmt: str = "PNG", **fields) -> dict:
 # --- loading -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_model_loads_through_simple_lama(lama_model, monkeypatch):
     monkeypatch.delenv("LAMA_MODEL", raising=False)
     handler = LamaHandler(lama_model=str(lama_model), device="cpu")
@@ -93,6 +92,7 @@ def test_the_model_loads_through_simple_lama(lama_model, monkeypatch):
     assert handler.device == "cpu" and handler.torch_needed()
 
 
+@pytest.mark.slow
 def test_simple_lama_padding_is_cropped_back(lama_model, photo):
     backend = LamaBackend(lama_model)
     mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
@@ -128,11 +128,18 @@ class MaskOnly(torch.nn.Module):
         return mask.float()
 
 
+@pytest.mark.slow
 def test_a_model_with_the_wrong_output_is_refused(tmp_path):
     path = tmp_path / "mask-only.pt"
     torch.jit.script(MaskOnly()).save(str(path))
     with pytest.raises(ConfigError, match=rf"^LAMA_MODEL={path}: the model .*64 x 64"):
         LamaHandler(lama_model=str(path)).load()
+
+
+@pytest.mark.slow
+def test_the_real_size_architecture_has_big_lamas_parameter_count():
+    assert sum(p.numel() for p in LamaInpainter().parameters()) == 50_976_835  # big-lama: 51 M
+    assert sum(p.numel() for p in LamaInpainter(4, 1).parameters()) == 24_375  # tiny_lama
 
 
 def test_tile_size_setting_is_validated():
@@ -148,6 +155,7 @@ def test_catalogue_entry_and_no_labels():
 # --- answers -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_grid_is_painted_and_nothing_else_changes(client, lama_model, photo):
     response = client.call(body(photo, return_mask=True))
     assert response.status_code == 200
@@ -165,10 +173,12 @@ def test_grid_is_painted_and_nothing_else_changes(client, lama_model, photo):
     assert (painted[expected_mask] != photo[expected_mask]).any()
 
 
+@pytest.mark.slow
 def test_the_mask_is_answered_only_when_asked(client, photo):
     assert list(response_json(client.call(body(photo)))) == ["image"]
 
 
+@pytest.mark.slow
 def test_jpeg_in_jpeg_out_at_the_configured_quality(lama_model, photo, monkeypatch):
     monkeypatch.setenv("LAMA_MODEL", str(lama_model))
     monkeypatch.setenv("JPEG_QUALITY", "60")
@@ -259,6 +269,7 @@ def test_points_outside_the_image_are_clipped(opencv_client, photo):
     assert answers[0] == answers[1]
 
 
+@pytest.mark.slow
 def test_a_sent_mask_is_painted_exactly(client, photo):
     mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     mask[40:90, 100:180] = 255
@@ -272,6 +283,7 @@ def test_a_sent_mask_is_painted_exactly(client, photo):
     assert (painted[mask > 0] != photo[mask > 0]).any()
 
 
+@pytest.mark.slow
 def test_an_empty_mask_returns_the_image_unchanged(client, photo):
     empty = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     request = {"image": encode_image(photo, "PNG"), "mask": encode_image(empty, "PNG")}
@@ -305,6 +317,7 @@ def test_opencv_backend_never_imports_torch(tmp_path):
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_tiles_give_a_full_size_answer(lama_model, photo, monkeypatch):
     monkeypatch.setenv("LAMA_MODEL", str(lama_model))
     monkeypatch.setenv("INPAINT_TILE_SIZE", "128")
