@@ -329,7 +329,7 @@ def test_tiles_give_a_full_size_answer(lama_model, photo, monkeypatch):
     np.testing.assert_array_equal(painted[~mask], photo[~mask])
 
 
-def test_inpaint_calls_the_backend_only_around_the_mask():
+def test_only_masked_pixels_come_from_the_backend_and_tiles_cover_the_mask():
     image = np.full((300, 500, 3), 7, dtype=np.uint8)
     mask = np.zeros((300, 500), dtype=bool)
     mask[10:20, 30:40] = True  # in cell (0, 0)
@@ -345,6 +345,9 @@ def test_inpaint_calls_the_backend_only_around_the_mask():
     assert windows == [(116, 116), (132, 132), (116, 116)]  # clipped at the image border
     np.testing.assert_array_equal(result[mask], 255)
     np.testing.assert_array_equal(result[~mask], 7)
+    whole = inpaint(paint_white, image, mask)
+    assert windows[-1] == (300, 500)  # one call on the whole image
+    np.testing.assert_array_equal(whole, result)
     cells = [cell for cell, _ in tiles(mask, 100, 16)]
     assert cells == [
         (slice(0, 100), slice(0, 100)),
