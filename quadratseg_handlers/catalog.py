@@ -14,6 +14,7 @@ from .handler import BaseHandler
 
 HANDLERS: dict[str, str] = {
     "example-blobs": "quadratseg_handlers.blobs:BlobHandler",
+    "pth-lama": "quadratseg_handlers.lama:LamaHandler",
 }
 """Function name -> ``module:Class`` of its handler."""
 

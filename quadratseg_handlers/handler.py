@@ -101,7 +101,7 @@ class BaseHandler(Generic[P]):
     """Defaults this class changes for inherited settings, by variable name."""
 
     uses_torch: ClassVar[bool] = True
-    """Whether the model runs on torch; if not, DEVICE is not resolved and torch not imported."""
+    """Whether the model may run on torch; :meth:`torch_needed` answers per configured instance."""
 
     def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
         """Parse and validate every setting (keyword overrides, else the environment).
@@ -111,11 +111,19 @@ class BaseHandler(Generic[P]):
         """
         self.config: Config = cfg.load_config(self.declared_settings(), overrides, environ)
         self.device: str = (
-            cfg.resolve_device(self.config["DEVICE"]) if self.uses_torch else "cpu"
+            cfg.resolve_device(self.config["DEVICE"]) if self.torch_needed() else "cpu"
         )
         self.loaded = False
 
     # --- what a subclass provides ------------------------------------------------------------
+
+    def torch_needed(self) -> bool:
+        """Whether this instance, as configured, runs on torch (default: ``uses_torch``).
+
+        Called once the settings are read, so a handler whose backend is a setting can answer
+        per instance; when False, DEVICE is not resolved and torch is not imported.
+        """
+        return self.uses_torch
 
     def load_model(self) -> None:
         """Load weights and anything else heavy; called once by :meth:`load`."""
