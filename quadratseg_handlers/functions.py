@@ -297,6 +297,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             env=(("GRID_LINE_WIDTH", "8"),),
             pip_steps=(PipStep(("simple-lama-inpainting==0.1.2",), ("--no-deps",)),),
+            tiny_model="quadratseg_handlers.tinymodels.lama:lama_files",
         ),
         FunctionSpec(
             name="example-blobs",
