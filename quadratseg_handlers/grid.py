@@ -13,6 +13,7 @@ quadrat from its 4 ordered corners.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from .template import (
     skeleton_edges,
     sublabels,
 )
+
+log = logging.getLogger(__name__)
 
 POINT_TASKS = ("detect", "pose")
 """YOLO tasks whose output can be read as points."""
@@ -237,8 +240,8 @@ class GridHandler(BaseHandler[GridPrediction]):
         default = next(s.default for s in self.declared_settings() if s.name == "TEMPLATE_PATH")
         if not path.exists() and path == Path(default):
             packaged = packaged_template_path(self.template_points)
-            self.warn("template file absent, using the packaged default", missing=str(path),
-                      template=str(packaged))
+            log.warning("%s: template file %s absent, using the packaged default %s",
+                        self.function_name, path, packaged)
             return packaged
         return path
 
@@ -253,7 +256,7 @@ class GridHandler(BaseHandler[GridPrediction]):
         }
         if self.config["IMGSZ"]:
             options["imgsz"] = int(self.config["IMGSZ"])
-        bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
+        bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]
         results = self.model.predict(bgr, **options)
         predictions = []
         for image, result in zip(images, results, strict=True):
@@ -286,14 +289,13 @@ class GridHandler(BaseHandler[GridPrediction]):
         match = prediction.match
         if match is None:
             found = prediction.detections
-            return [
-                cvat.points(label, point, score)
-                for point, score, label in zip(found.points, found.scores, found.labels)
-            ]
+            raw = zip(found.points, found.scores, found.labels, strict=True)
+            return [cvat.points(label, point, score) for point, score, label in raw]
         if not match.ok:
             return []
-        return [skeleton_shape(self.config["SKELETON_LABEL"], match, image.shape[1],
-                               image.shape[0], bool(self.config["FILLED_POINTS_OUTSIDE"]))]
+        height, width = image.shape[:2]
+        outside = bool(self.config["FILLED_POINTS_OUTSIDE"])
+        return [skeleton_shape(self.config["SKELETON_LABEL"], match, width, height, outside)]
 
     def labels(self) -> list[LabelSpec]:
         """The skeleton (sublabels and svg from the template), or the class names as points."""
@@ -352,7 +354,8 @@ def skeleton_shape(
             outside=bool(filled and (filled_outside or not visible)),
         )
         for name, point, score, filled, visible in zip(
-            sublabels(len(match.points)), match.points, match.scores, match.filled, inside
+            sublabels(len(match.points)), match.points, match.scores, match.filled, inside,
+            strict=True,
         )
     ]
     return cvat.skeleton(label, elements)
@@ -375,9 +378,8 @@ def quadrat_transform(corners: Any, size: int | tuple[int, int], margin: int = 0
     if quad.shape != (CORNER_POINTS, 2) or not np.all(np.isfinite(quad)):
         raise ValueError(f"expected 4 finite corners (TL, TR, BR, BL), got shape {quad.shape}")
     edges = np.roll(quad, -1, axis=0) - quad
-    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(
-        edges, -1, axis=0
-    )[:, 0]
+    following = np.roll(edges, -1, axis=0)
+    turns = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
     if not np.all(turns > 0):
         raise ValueError(
             "corners must be TL, TR, BR, BL of a convex quadrilateral (clockwise on screen)"

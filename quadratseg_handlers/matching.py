@@ -500,9 +500,10 @@ def _lattice_guess(
     by = ((detections[:, None, 1] - placed[None, :, 1] - low[1]) / size).astype(np.int64)
     counts = np.bincount((bx * extent[1] + by).ravel(), minlength=int(extent.prod()))
     grid = counts.reshape(extent).astype(np.float64)
-    peak = np.unravel_index(int(np.argmax(uniform_filter(grid, size=3, mode="constant"))), grid.shape)
-    x0, y0 = max(peak[0] - 1, 0), max(peak[1] - 1, 0)
-    window = grid[x0 : peak[0] + 2, y0 : peak[1] + 2]
+    smoothed = uniform_filter(grid, size=3, mode="constant")
+    px, py = (int(v) for v in np.unravel_index(int(np.argmax(smoothed)), grid.shape))
+    x0, y0 = max(px - 1, 0), max(py - 1, 0)
+    window = grid[x0 : px + 2, y0 : py + 2]
     weight = window.sum()
     cell = np.array(
         [
@@ -550,7 +551,9 @@ def _pair_guesses(
     return guesses
 
 
-def _grow(layout: _Layout, detections: np.ndarray, start: np.ndarray, max_cost: float) -> np.ndarray:
+def _grow(
+    layout: _Layout, detections: np.ndarray, start: np.ndarray, max_cost: float
+) -> np.ndarray:
     """Refine a placement from the template's centre outwards (GROWTH_RADII spacings).
 
     Perspective bends the outer points away from any affine placement, so they are matched
@@ -686,7 +689,7 @@ def match_points(
     max_cost: float = 0.12,
     min_matches: int = 4,
     max_rotation: float = 45.0,
-    max_iterations: int = 10,
+    max_iterations: int = 6,
 ) -> Match:
     """Order ``detections`` ((M, 2) image pixels) by ``template`` ((N, 2) normalised).
 
@@ -707,6 +710,8 @@ def match_points(
         raise ValueError(f"{total} detections but {len(values)} scores")
     if len(tmpl) < 3 or not np.all(np.isfinite(tmpl)):
         raise ValueError("a template needs at least 3 finite points")
+    if len(np.unique(tmpl, axis=0)) < len(tmpl):
+        raise ValueError("template points must be distinct")
     if not np.all(size > 0):
         raise ValueError(f"image_size must be positive, got {tuple(size)}")
     if min_matches < 2:

@@ -9,6 +9,7 @@ random weights (deterministic detections) and checks the wiring against a bare p
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import cv2
@@ -36,8 +37,6 @@ from quadratseg_handlers.testing import (
     make_context,
     response_json,
 )
-
-pytestmark = pytest.mark.slow
 
 SIDE = 320
 """Side of the test frame, and the inference size (IMGSZ) the tests run at."""
@@ -175,6 +174,7 @@ def grid_client(monkeypatch, path: Path, **env: str) -> FunctionClient:
 # --- gridpose end to end ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gridpose_answers_one_skeleton_in_template_order(monkeypatch, grid_case):
     path, truth, detected, missed = grid_case
     client = grid_client(monkeypatch, path)
@@ -206,6 +206,7 @@ def test_gridpose_answers_one_skeleton_in_template_order(monkeypatch, grid_case)
     assert cvat.validate_response(shapes, handler.labels(), (SIDE, SIDE)) == []
 
 
+@pytest.mark.slow
 def test_gridpose_flags_filled_points_outside_when_asked(monkeypatch, grid_case):
     path, _, _, missed = grid_case
     client = grid_client(monkeypatch, path, FILLED_POINTS_OUTSIDE="true", SKELETON_LABEL="lattice")
@@ -216,6 +217,7 @@ def test_gridpose_flags_filled_points_outside_when_asked(monkeypatch, grid_case)
     assert client.start().labels()[0]["name"] == "lattice"
 
 
+@pytest.mark.slow
 def test_gridpose_too_few_matches_is_empty_with_a_log_line(monkeypatch, grid_case):
     path, _, _, _ = grid_case
     client = grid_client(monkeypatch, path, MIN_MATCHES="106")
@@ -235,6 +237,7 @@ def test_gridpose_too_few_matches_is_empty_with_a_log_line(monkeypatch, grid_cas
     assert handled[0][2]["shapes"] == 0
 
 
+@pytest.mark.slow
 def test_gridpose_batch_answers_one_list_per_image(monkeypatch, grid_case):
     path, _, _, _ = grid_case
     client = grid_client(monkeypatch, path)
@@ -244,6 +247,7 @@ def test_gridpose_batch_answers_one_list_per_image(monkeypatch, grid_case):
     assert answer[0] == answer[1]
 
 
+@pytest.mark.slow
 def test_raw_keypoints_without_template_matching(monkeypatch, grid_case):
     path, _, detected, missed = grid_case
     client = grid_client(monkeypatch, path, USE_TEMPLATE_MATCHING="false")
@@ -263,6 +267,7 @@ def test_raw_keypoints_without_template_matching(monkeypatch, grid_case):
 # --- gridcorners end to end ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
     path, truth = corners_case
     monkeypatch.setenv("MODEL_PATH", str(path))
@@ -280,6 +285,7 @@ def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
     assert warped.shape == (100, 100, 3)
 
 
+@pytest.mark.slow
 def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
     image = frame()
     centres, confidences = bare_centres(detect_model, image, max_det=5)
@@ -290,7 +296,7 @@ def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
     client = FunctionClient(GridCornersHandler)
     shapes = response_json(client.call(png_body(image)))
     expected = []
-    for (x, y), score in zip(centres, confidences):
+    for (x, y), score in zip(centres, confidences, strict=True):
         value = str(int(float(score) * 100))
         expected.append({
             "label": "corner",
@@ -303,6 +309,7 @@ def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
     assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
 
 
+@pytest.mark.slow
 def test_detect_model_skeleton_is_the_matching_of_its_box_centres(monkeypatch, detect_model):
     image = frame()
     centres, confidences = bare_centres(detect_model, image, max_det=40)
@@ -321,6 +328,7 @@ def test_detect_model_skeleton_is_the_matching_of_its_box_centres(monkeypatch, d
 # --- start-up checks ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_spec_is_generated_from_the_template(monkeypatch, grid_case, corners_case):
     monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
     (grid,) = _loaded(GridPoseHandler).labels()
@@ -361,6 +369,7 @@ def test_settings_defaults_per_function():
     assert catalog.handler_class("pth-yolo-gridpose") is GridPoseHandler
 
 
+@pytest.mark.slow
 def test_absent_default_template_falls_back_to_the_packaged_one(monkeypatch, grid_case):
     assert not Path("/opt/nuclio/kp_template.npy").exists()
     monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
@@ -369,6 +378,7 @@ def test_absent_default_template_falls_back_to_the_packaged_one(monkeypatch, gri
     assert np.array_equal(handler.template, tpl.grid_template())
 
 
+@pytest.mark.slow
 def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, corners_case):
     custom = tmp_path / "corners.npy"
     np.save(custom, np.array([[0.2, 0.15], [0.8, 0.2], [0.75, 0.85], [0.25, 0.8]]))
@@ -395,6 +405,7 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
          r"^USE_TEMPLATE_MATCHING='maybe': expected true or false$"),
     ],
 )
+@pytest.mark.slow
 def test_bad_settings_stop_start_up_naming_the_variable(monkeypatch, grid_case, env, message):
     monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
     for name, value in env.items():
@@ -405,6 +416,7 @@ def test_bad_settings_stop_start_up_naming_the_variable(monkeypatch, grid_case, 
     assert context.logger.messages("error") == ["start-up failed"]
 
 
+@pytest.mark.slow
 def test_template_of_the_wrong_size_stops_start_up(monkeypatch, tmp_path, grid_case):
     corners = tmp_path / "kp_template_corners.npy"
     np.save(corners, tpl.corner_template())
@@ -414,6 +426,7 @@ def test_template_of_the_wrong_size_stops_start_up(monkeypatch, tmp_path, grid_c
         _loaded(GridPoseHandler)
 
 
+@pytest.mark.slow
 def test_models_that_give_no_points_are_refused(monkeypatch, models, tmp_path):
     segment = YOLO("yolo11n-seg.yaml")
     path = models / "segment.pt"
@@ -496,3 +509,12 @@ def test_warp_quadrat_refuses_a_margin_larger_than_the_size():
     with pytest.raises(ValueError, match="leaves nothing inside a 5-pixel margin"):
         quadrat_transform([[0, 0], [10, 0], [10, 10], [0, 10]], 10, margin=5)
 
+
+
+@pytest.mark.slow
+def test_bytes_that_are_no_image_are_a_400_once_ultralytics_patched_pil(monkeypatch, grid_case):
+    # ultralytics replaces PIL's Image.open with one that imports pi_heif on unknown bytes
+    client = grid_client(monkeypatch, grid_case[0])
+    response = client.call({"image": base64.b64encode(b"hello, not an image").decode()})
+    assert response.status_code == 400
+    assert "not a decodable image" in response_json(response)["error"]

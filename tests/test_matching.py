@@ -27,7 +27,7 @@ def test_grid_positions_are_the_lattice_without_corners_row_major():
     assert positions[9:20] == [(1, c) for c in range(11)]
     assert positions[-9:] == [(10, c) for c in range(1, 10)]
     assert set(positions).isdisjoint(tpl.GRID_CORNERS)
-    assert tpl.GRID_CORNERS == {(0, 0), (0, 10), (10, 0), (10, 10)}
+    assert {(0, 0), (0, 10), (10, 0), (10, 10)} == tpl.GRID_CORNERS
     lattice = tpl.grid_lattice()
     assert lattice[0, 0] == lattice[0, 10] == lattice[10, 0] == lattice[10, 10] == -1
     assert [lattice[r, c] for r, c in positions] == list(range(117))
@@ -300,6 +300,29 @@ def test_degenerate_grid_input_answers_empty_with_a_reason(detections, reason):
     assert result.dropped.tolist() == list(range(len(np.asarray(detections).reshape(-1, 2))))
 
 
+@pytest.mark.parametrize(
+    ("detections", "reason"),
+    [
+        (np.zeros((0, 2)), "no detections"),
+        ([[500.0, 500.0]], "1 distinct detection(s), at least 3 needed for a fit"),
+        ([[600.0, 600.0]] * 5, "1 distinct detection(s), at least 3 needed for a fit"),
+        ([[100.0, 100.0], [900.0, 100.0], [1700.0, 100.0]],
+         "only 2 of 4 template points matched, at least 3 needed"),
+    ],
+    ids=["none", "one", "duplicates", "line"],
+)
+def test_degenerate_corner_input_answers_empty_with_a_reason(detections, reason):
+    result = match_points(detections, CORNERS, SIZE, max_cost=0.3, min_matches=3)
+    assert not result.ok and result.reason == reason
+
+
+def test_three_corners_give_the_fourth():
+    result = match_points([[100.0, 100.0], [900.0, 120.0], [880.0, 700.0]], CORNERS, SIZE,
+                          max_cost=0.3, min_matches=3)
+    assert result.detection.tolist() == [0, 1, 2, -1]
+    assert np.allclose(result.points[3], [80.0, 680.0])  # TL + (BR - TR)
+
+
 def test_points_on_a_line_never_give_a_skeleton():
     line = np.column_stack([np.linspace(200, 1700, 40), np.linspace(300, 900, 40)])
     result = match_points(line, GRID, SIZE, min_matches=4)
@@ -319,6 +342,10 @@ def test_invalid_arguments_raise():
         match_points([[1, 2]], GRID, SIZE, min_matches=1)
     with pytest.raises(ValueError, match="image_size"):
         match_points([[1, 2]], GRID, (0, 10))
+    with pytest.raises(ValueError, match="distinct"):
+        match_points([[1, 2]], np.vstack([GRID, GRID[:1]]), SIZE)
+    with pytest.raises(ValueError, match="at least 3 finite points"):
+        match_points([[1, 2]], GRID[:2], SIZE)
 
 
 # --- the synthetic generator the tests rely on -------------------------------------------
