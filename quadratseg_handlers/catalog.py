@@ -15,6 +15,8 @@ from .handler import BaseHandler
 HANDLERS: dict[str, str] = {
     "example-blobs": "quadratseg_handlers.blobs:BlobHandler",
     "pth-lama": "quadratseg_handlers.lama:LamaHandler",
+    "pth-yolo-gridcorners": "quadratseg_handlers.grid:GridCornersHandler",
+    "pth-yolo-gridpose": "quadratseg_handlers.grid:GridPoseHandler",
 }
 """Function name -> ``module:Class`` of its handler."""
 

@@ -114,6 +114,8 @@ class BaseHandler(Generic[P]):
             cfg.resolve_device(self.config["DEVICE"]) if self.torch_needed() else "cpu"
         )
         self.loaded = False
+        self.request_logger: Any = None
+        """Nuclio's logger while a request is served through :meth:`handle` (see :meth:`warn`)."""
 
     # --- what a subclass provides ------------------------------------------------------------
 
@@ -156,6 +158,17 @@ class BaseHandler(Generic[P]):
                 raise TypeError(f"{cls.__name__}.setting_defaults names unknown setting {name}")
             merged[name] = merged[name].with_default(value)
         return list(merged.values())
+
+    def warn(self, message: str, **fields: Any) -> None:
+        """Log a warning about the request being served, e.g. why an answer is empty.
+
+        Through Nuclio's logger (as a ``warn_with`` line) when serving, else the
+        ``quadratseg_handlers`` Python logger (notebooks).
+        """
+        if self.request_logger is not None:
+            self.request_logger.warn_with(message, function=self.function_name, **fields)
+        else:
+            log.warning("%s: %s %s", self.function_name, message, fields)
 
     def load(self) -> None:
         """Load the model once; later calls do nothing."""
@@ -214,6 +227,7 @@ class BaseHandler(Generic[P]):
         """Answer one Nuclio event: JSON in, JSON out, every failure a JSON error."""
         started = time.perf_counter()
         logger = context.logger
+        self.request_logger = logger
         pixels = 0
         try:
             request = self.parse_request(parse_body(event.body))

@@ -123,7 +123,9 @@ def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image
             f"(MAX_IMAGE_PIXELS): {exc}",
             status=413,
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, ImportError):
+        # ImportError: importing ultralytics patches Image.open to try the optional pi_heif
+        # package on bytes PIL cannot identify; without it, that is still not an image.
         raise RequestError(
             f"'{field_name}' is not a decodable image (expected JPEG, PNG, TIFF, BMP or WebP bytes)"
         ) from None

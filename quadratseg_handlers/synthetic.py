@@ -4,7 +4,8 @@
 quadrat (seabed, coral colonies of a few genera, the frame in perspective, its taut grid
 string) with its ground truth: frame corners, the 117 grid points and the coral masks. On a
 machine with no trained weights and no real photographs, these are what the demo and the
-demo models work on.
+demo models work on. :func:`synthetic_detections` simulates a point detector's output on a
+template (missed, spurious, noisy points) with the truth, for the template-matching tests.
 """
 
 from __future__ import annotations
@@ -261,3 +262,119 @@ def quadrat_image(
             colonies.append(CoralInstance(name, mask))
     points = cv2.perspectiveTransform(lattice()[None].astype(np.float64), homography)[0]
     return SyntheticQuadrat(image, corners, points, colonies, homography)
+
+
+# --- synthetic point detections ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyntheticPoints:
+    """A detector's output simulated from a template: what it found and what is true."""
+
+    detections: np.ndarray
+    """(M, 2) detected points in image pixels, shuffled."""
+    scores: np.ndarray
+    """(M,) detection scores (true points score higher than spurious ones on average)."""
+    truth: np.ndarray
+    """(M,) the template index each detection belongs to; -1 for spurious ones."""
+    true_points: np.ndarray
+    """(N, 2) where every template point really is in the image (noise-free)."""
+    homography: np.ndarray
+    """3 x 3 map from template (normalised) coordinates to image pixels."""
+
+
+def quadrat_homography(
+    template: np.ndarray,
+    image_size: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    rotation: float = 25.0,
+    perspective: float = 0.08,
+    scale: tuple[float, float] = (0.55, 0.9),
+) -> np.ndarray:
+    """A random view of a template: rotated by up to +-``rotation`` degrees, its side a random
+    fraction (``scale``) of the image, placed at random inside the image, each corner of its
+    bounding square moved by up to ``perspective`` times the side (a perspective view)."""
+    width, height = image_size
+    low, high = template.min(axis=0), template.max(axis=0)
+    source = np.array([low, [high[0], low[1]], high, [low[0], high[1]]], dtype=np.float64)
+    side = float(rng.uniform(*scale)) * min(width, height)
+    angle = np.radians(rng.uniform(-rotation, rotation))
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    square = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * side
+    jitter = rng.uniform(-perspective, perspective, size=(4, 2)) * side
+    corners = (square + jitter) @ turn.T
+    reach = np.abs(corners).max(axis=0)
+    centre = np.array(
+        [
+            rng.uniform(reach[0], width - reach[0]) if 2 * reach[0] < width else width / 2,
+            rng.uniform(reach[1], height - reach[1]) if 2 * reach[1] < height else height / 2,
+        ]
+    )
+    return cv2.getPerspectiveTransform(
+        source.astype(np.float32), (corners + centre).astype(np.float32)
+    ).astype(np.float64)
+
+
+def synthetic_detections(
+    template: np.ndarray,
+    image_size: tuple[int, int] = (1920, 1920),
+    *,
+    seed: int = 0,
+    rotation: float = 25.0,
+    perspective: float = 0.08,
+    scale: tuple[float, float] = (0.55, 0.9),
+    noise: float = 2.0,
+    missing: float = 0.2,
+    spurious: float = 0.1,
+    duplicates: float = 0.0,
+) -> SyntheticPoints:
+    """Detections of a template's points seen through :func:`quadrat_homography`.
+
+    ``noise``: Gaussian sigma in pixels; ``missing``: fraction of template points not
+    detected; ``spurious``: false detections (as a fraction of the template size) anywhere in
+    the quadrat's bounding box but at least a quarter of the point spacing from every true
+    point; ``duplicates``: fraction of detections reported twice, within 2 noise sigmas.
+    """
+    rng = np.random.default_rng(seed)
+    points = np.asarray(template, dtype=np.float64)
+    count = len(points)
+    homography = quadrat_homography(
+        points, image_size, rng, rotation=rotation, perspective=perspective, scale=scale
+    )
+    mapped = points @ homography[:, :2].T + homography[:, 2]
+    true_points = mapped[:, :2] / mapped[:, 2:3]
+    found = np.sort(rng.permutation(count)[: count - int(round(missing * count))])
+    detections = [true_points[found] + rng.normal(0.0, noise, size=(len(found), 2))]
+    truth = [found]
+    scores = [rng.uniform(0.5, 0.95, size=len(found))]
+    gaps = np.linalg.norm(true_points[:, None] - true_points[None], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    spacing = float(np.median(gaps.min(axis=1)))
+    low, high = true_points.min(axis=0), true_points.max(axis=0)
+    margin = 0.05 * (high - low)
+    false_points: list[np.ndarray] = []
+    while len(false_points) < int(round(spurious * count)):
+        candidate = rng.uniform(low - margin, high + margin)
+        if np.linalg.norm(true_points - candidate, axis=1).min() >= 0.25 * spacing:
+            false_points.append(candidate)
+    if false_points:
+        detections.append(np.array(false_points))
+        truth.append(np.full(len(false_points), -1))
+        scores.append(rng.uniform(0.25, 0.6, size=len(false_points)))
+    all_points, all_truth = np.concatenate(detections), np.concatenate(truth)
+    all_scores = np.concatenate(scores)
+    twice = rng.permutation(len(all_points))[: int(round(duplicates * len(all_points)))]
+    if twice.size:
+        copies = all_points[twice] + rng.normal(0.0, 2 * noise, size=(len(twice), 2))
+        all_points = np.concatenate([all_points, copies])
+        all_truth = np.concatenate([all_truth, all_truth[twice]])
+        all_scores = np.concatenate([all_scores, all_scores[twice] * 0.9])
+    order = rng.permutation(len(all_points))
+    return SyntheticPoints(
+        detections=all_points[order],
+        scores=all_scores[order],
+        truth=all_truth[order],
+        true_points=true_points,
+        homography=homography,
+    )
