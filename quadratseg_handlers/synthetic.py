@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .template import GRID_SIZE, grid_template
+
 
 def blobs_image(
     width: int = 640, height: int = 480, count: int = 6, seed: int = 0
@@ -39,8 +41,6 @@ def blobs_image(
 
 # --- synthetic quadrat photographs ---------------------------------------------------------------
 
-GRID_ROWS = 11
-"""The grid string's lattice: 11 x 11 intersections, the 4 corners being the frame's corners."""
 
 GENERA: tuple[str, ...] = ("Acropora", "Pocillopora", "Porites")
 """The coral 'genera' the generator draws, each with its own colour, outline and texture."""
@@ -86,20 +86,6 @@ class SyntheticQuadrat:
     """Visible colonies (the frame hides what lies under it; the thin string does not count)."""
     homography: np.ndarray
     """3 x 3 map from quadrat coordinates ((0, 0) top-left .. (1, 1) bottom-right) to pixels."""
-
-
-def lattice(rows: int = GRID_ROWS) -> np.ndarray:
-    """The grid points in quadrat coordinates: the rows x rows lattice without its 4 corners."""
-    steps = np.linspace(0.0, 1.0, rows)
-    corners = {(0, 0), (0, rows - 1), (rows - 1, 0), (rows - 1, rows - 1)}
-    return np.array(
-        [
-            (steps[col], steps[row])
-            for row in range(rows)
-            for col in range(rows)
-            if (row, col) not in corners
-        ]
-    )
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, scale: int) -> np.ndarray:
@@ -216,7 +202,7 @@ def quadrat_image(
     # The string's shadow, the string, then the frame over everything.
     string = max(1, int(round(0.0035 * scale)))
     offset = 0.004
-    steps = np.linspace(0.0, 1.0, GRID_ROWS)
+    steps = np.linspace(0.0, 1.0, GRID_SIZE)
     for layer, shift, shade_colour, opacity in (
         ("shadow", offset, (40.0, 45.0, 45.0), 0.45),
         ("string", 0.0, (235.0, 232.0, 215.0), 1.0),
@@ -260,7 +246,7 @@ def quadrat_image(
         mask = owners == index
         if int(mask.sum()) >= 50:
             colonies.append(CoralInstance(name, mask))
-    points = cv2.perspectiveTransform(lattice()[None].astype(np.float64), homography)[0]
+    points = cv2.perspectiveTransform(grid_template()[None].astype(np.float64), homography)[0]
     return SyntheticQuadrat(image, corners, points, colonies, homography)
 
 

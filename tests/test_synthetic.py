@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from quadratseg_handlers.synthetic import GENERA, lattice, quadrat_image
+from quadratseg_handlers.synthetic import GENERA, quadrat_image
+from quadratseg_handlers.template import grid_template
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def quadrat():
 
 
 def test_lattice_is_row_major_without_corners():
-    points = lattice()
+    points = grid_template()
     assert points.shape == (117, 2)
     expected = [(0.1, 0), (0.9, 0), (0, 0.1), (1, 0.1), (0, 0.2), (0.1, 1), (0.9, 1)]
     assert np.allclose(points[[0, 8, 9, 19, 20, 108, 116]], expected)
@@ -38,10 +39,10 @@ def test_corners_are_in_order_and_map_the_unit_square(quadrat):
 def test_grid_points_sit_on_the_string(quadrat):
     points = quadrat.grid_points
     assert points.shape == (117, 2)
-    expected = cv2.perspectiveTransform(lattice()[None], quadrat.homography)[0]
+    expected = cv2.perspectiveTransform(grid_template()[None], quadrat.homography)[0]
     assert np.allclose(points, expected)
     interior = np.array(
-        [i for i, (x, y) in enumerate(lattice()) if 0 < x < 1 and 0 < y < 1]
+        [i for i, (x, y) in enumerate(grid_template()) if 0 < x < 1 and 0 < y < 1]
     )
     gray = quadrat.image.mean(axis=2)
     cols, rows = np.round(points[interior]).astype(int).T
