@@ -44,6 +44,26 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the pipeline over HTTP on a drawn quadrat (or, with --example, the blob handler)."""
+    if not args.example:
+        return run_pipeline_demo(args)
+    return example_demo(args)
+
+
+def run_pipeline_demo(args: argparse.Namespace) -> int:
+    """gridcorners -> warp -> gridpose -> grid removal -> corals, overlays in --output."""
+    from .demo import run_demo, summary
+
+    started = time.perf_counter()
+    reports = run_demo(args.output, size=args.size, seed=args.seed,
+                       log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True))
+    print(summary(reports))
+    print(f"\noverlays of every stage and the bundles are in {args.output}/ "
+          f"({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+def example_demo(args: argparse.Namespace) -> int:
     """Run the example blob handler on a generated image through Nuclio objects; print JSON."""
     from . import cvat
     from .blobs import BlobHandler
@@ -149,12 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.set_defaults(run=cmd_settings)
 
-    demo = sub.add_parser("demo", help="run the example handler on a generated image")
-    demo.add_argument("--width", type=int, default=640)
-    demo.add_argument("--height", type=int, default=480)
-    demo.add_argument("--blobs", type=int, default=5)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--compact", action="store_true", help="print JSON on one line")
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline over HTTP on a drawn quadrat with small models"
+    )
+    demo.add_argument("--output", default="demo-output", help="folder for overlays and bundles")
+    demo.add_argument("--size", type=int, default=1024, help="side of the drawn photo in pixels")
+    demo.add_argument("--seed", type=int, default=3)
+    demo.add_argument("--example", action="store_true",
+                      help="instead: the example blob handler on a generated image, as JSON")
+    demo.add_argument("--width", type=int, default=640, help="--example image width")
+    demo.add_argument("--height", type=int, default=480, help="--example image height")
+    demo.add_argument("--blobs", type=int, default=5, help="--example blob count")
+    demo.add_argument("--compact", action="store_true", help="--example: JSON on one line")
     demo.set_defaults(run=cmd_demo)
 
     models = ", ".join(spec.usage() for spec in functions.FUNCTIONS.values())
