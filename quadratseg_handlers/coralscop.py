@@ -200,13 +200,7 @@ class CoralScopSegformerHandler(InstanceHandler):
             self.device,
         )
         classes = self.semantic.classes
-        background = [name.strip() for name in self.config["BACKGROUND_CLASSES"].split(",")]
-        unknown = [name for name in background if name not in classes]
-        if unknown:
-            raise ConfigError(
-                f"BACKGROUND_CLASSES={self.config['BACKGROUND_CLASSES']}: {', '.join(unknown)} "
-                f"not among the model's classes ({', '.join(classes)})"
-            )
+        background = self.background_classes(classes)
         self.class_names = [name for name in classes if name not in background]
         self.rules = FusionRules(
             background=frozenset(classes.index(name) for name in background),
@@ -222,6 +216,18 @@ class CoralScopSegformerHandler(InstanceHandler):
         self.sam_generator = mask_generator(
             sam, **{arg: self.config[name] for name, arg in SAM_GENERATOR_SETTINGS.items()}
         )
+
+    def background_classes(self, classes: Sequence[str]) -> list[str]:
+        """The BACKGROUND_CLASSES names, each of which must be one of the model's classes."""
+        value = self.config["BACKGROUND_CLASSES"]
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in classes]
+        if unknown:
+            raise ConfigError(
+                f"BACKGROUND_CLASSES={value}: {', '.join(unknown)} not among the model's "
+                f"classes ({', '.join(classes)})"
+            )
+        return names
 
     # --- the stages, public so benchmarks and notebooks can run them one by one ----------------
 

@@ -21,8 +21,8 @@ what they are. :func:`fuse` combines them, with these rules:
    probability alone for semantic-only parts, which have no IoU.
 
 NumPy plus OpenCV's connected components; no model library. Work on a mask happens on its
-crop, so the cost follows the instances' sizes; the per-class passes over the whole image
-(argmax, connected parts) are the only full-image work.
+crop, so the cost follows the instances' sizes; the argmax, the ownership map and one
+connected-components pass are the only full-image work.
 """
 
 from __future__ import annotations
@@ -115,9 +115,11 @@ def _check(probabilities: np.ndarray, proposals: Sequence[MaskProposal]) -> None
         raise ValueError(f"probabilities must be (classes, H, W), got {probabilities.shape}")
     _, height, width = probabilities.shape
     for index, proposal in enumerate(proposals):
+        if proposal.mask.ndim != 2:
+            raise ValueError(f"proposal {index}: the mask must be 2-D, got {proposal.mask.shape}")
         x, y = proposal.origin
         rows, cols = proposal.mask.shape
-        if proposal.mask.ndim != 2 or x < 0 or y < 0 or x + cols > width or y + rows > height:
+        if x < 0 or y < 0 or x + cols > width or y + rows > height:
             raise ValueError(
                 f"proposal {index}: a {cols}x{rows} crop at ({x}, {y}) does not fit the "
                 f"{width}x{height} image"
@@ -127,10 +129,13 @@ def _check(probabilities: np.ndarray, proposals: Sequence[MaskProposal]) -> None
 def mean_probabilities(probabilities: np.ndarray, proposal: MaskProposal) -> np.ndarray:
     """Each class's mean probability over the proposal's pixels (zeros for an empty mask)."""
     rows, cols = _crop(proposal.origin, proposal.mask)
-    inside = probabilities[:, rows, cols][:, proposal.mask.astype(bool)]
-    if inside.shape[1] == 0:
+    weights = proposal.mask.astype(probabilities.dtype)
+    count = float(weights.sum())
+    if count == 0:
         return np.zeros(probabilities.shape[0], dtype=np.float64)
-    result: np.ndarray = inside.mean(axis=1, dtype=np.float64)
+    # A weighted sum over the crop: several times faster than gathering the masked pixels.
+    sums = np.einsum("chw,hw->c", probabilities[:, rows, cols], weights)
+    result: np.ndarray = sums.astype(np.float64) / count
     return result
 
 
@@ -141,10 +146,26 @@ def _tier(probability: float, rules: FusionRules) -> bool | None:
     return probability < rules.unsure_below
 
 
+@dataclass(frozen=True)
+class _Labelled:
+    """A proposal that kept a class: its position in the input, the class and probability."""
+
+    index: int
+    proposal: MaskProposal
+    class_index: int
+    probability: float
+    unsure: bool
+
+    @property
+    def priority(self) -> tuple[float, int, int]:
+        """Sort key: higher predicted IoU, then smaller area, then earlier in the input."""
+        return -self.proposal.quality, self.proposal.area, self.index
+
+
 def _labelled_proposals(
     probabilities: np.ndarray, proposals: Sequence[MaskProposal], rules: FusionRules
-) -> list[tuple[int, MaskProposal, int, float, bool]]:
-    """(index, proposal, class, probability, unsure) of the proposals that keep a class."""
+) -> list[_Labelled]:
+    """The proposals whose best class is coral and probable enough, with that class."""
     kept = []
     for index, proposal in enumerate(proposals):
         means = mean_probabilities(probabilities, proposal)
@@ -153,55 +174,74 @@ def _labelled_proposals(
         unsure = _tier(probability, rules)
         if proposal.area == 0 or best in rules.background or unsure is None:
             continue
-        kept.append((index, proposal, best, probability, unsure))
+        kept.append(_Labelled(index, proposal, best, probability, unsure))
     return kept
 
 
-def _claim(
-    owner: np.ndarray,
-    labelled: list[tuple[int, MaskProposal, int, float, bool]],
-    rules: FusionRules,
-) -> list[FusedInstance]:
+def _claim(owner: np.ndarray, labelled: list[_Labelled], rules: FusionRules) -> list[FusedInstance]:
     """Give each pixel to the first proposal in priority order that covers it."""
-    order = sorted(labelled, key=lambda item: (-item[1].quality, item[1].area, item[0]))
     instances = []
-    for index, proposal, best, probability, unsure in order:
+    for item in sorted(labelled, key=lambda item: item.priority):
+        proposal = item.proposal
         rows, cols = _crop(proposal.origin, proposal.mask)
         region = owner[rows, cols]
         free = proposal.mask.astype(bool) & (region < 0)
         if np.count_nonzero(free) < max(rules.min_area, 1):
             continue
-        region[free] = index
+        region[free] = item.index
         instances.append(
-            FusedInstance(best, free, proposal.origin, probability, proposal.quality, unsure)
+            FusedInstance(
+                item.class_index, free, proposal.origin, item.probability, proposal.quality,
+                item.unsure,
+            )
         )
     return instances
+
+
+def _parts(binary: np.ndarray, min_area: int) -> list[tuple[np.ndarray, int, int]]:
+    """Connected parts (8-connectivity) of at least ``min_area`` pixels: (crop, x, y)."""
+    count, parts, stats, _ = cv2.connectedComponentsWithStats(
+        binary.astype(np.uint8), connectivity=8
+    )
+    found = []
+    for part in range(1, count):
+        x, y, width, height, area = (int(v) for v in stats[part])
+        if area >= min_area:
+            found.append((parts[y : y + height, x : x + width] == part, x, y))
+    return found
 
 
 def _uncovered(
     probabilities: np.ndarray, owner: np.ndarray, rules: FusionRules
 ) -> list[FusedInstance]:
-    """Connected parts of each non-background argmax class that no instance owns."""
-    classes = probabilities.shape[0]
-    free_labels = np.where(owner < 0, np.argmax(probabilities, axis=0), -1)
-    counts = np.bincount(free_labels.reshape(-1) + 1, minlength=classes + 1)[1:]
+    """Connected parts of each non-background argmax class that no instance owns.
+
+    One connected-components pass over all uncovered coral, then a split by class only of
+    the parts that hold several classes: the same parts as one pass per class, at the cost
+    of one full-image pass.
+    """
+    labels = np.argmax(probabilities, axis=0)
+    coral = np.ones(probabilities.shape[0], dtype=bool)
+    coral[sorted(rules.background)] = False
+    min_area = max(rules.min_area, 1)
     instances = []
-    for label in np.flatnonzero(counts >= max(rules.min_area, 1)):
-        if int(label) in rules.background:
-            continue
-        binary = (free_labels == label).astype(np.uint8)
-        count, parts, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        for part in range(1, count):
-            x, y, width, height, area = (int(v) for v in stats[part])
-            if area < rules.min_area:
-                continue
-            crop = parts[y : y + height, x : x + width] == part
-            probability = float(
-                probabilities[label, y : y + height, x : x + width][crop].mean(dtype=np.float64)
-            )
+    for region, x, y in _parts(coral[labels] & (owner < 0), min_area):
+        classes = labels[y : y + region.shape[0], x : x + region.shape[1]]
+        present = np.unique(classes[region])
+        if present.size == 1:
+            pieces = [(int(present[0]), region, x, y)]
+        else:
+            pieces = [
+                (int(label), piece, x + dx, y + dy)
+                for label in present
+                for piece, dx, dy in _parts(region & (classes == label), min_area)
+            ]
+        for label, piece, px, py in pieces:
+            rows, cols = slice(py, py + piece.shape[0]), slice(px, px + piece.shape[1])
+            probability = float(probabilities[label, rows, cols][piece].mean(dtype=np.float64))
             unsure = _tier(probability, rules)
             if unsure is not None:
-                instances.append(FusedInstance(int(label), crop, (x, y), probability, None, unsure))
+                instances.append(FusedInstance(label, piece, (px, py), probability, None, unsure))
     return instances
 
 

@@ -17,7 +17,9 @@ import torch
 from quadratseg_handlers import ConfigError
 from quadratseg_handlers.coralscop import SOURCE_SPEC, UNSURE_SPEC, CoralScopSegformerHandler
 from quadratseg_handlers.cvat import CONFIDENCE_SPEC, validate_response
+from quadratseg_handlers.fusion import FusedInstance
 from quadratseg_handlers.sam import EncoderGeometry, encoder_geometry, load_sam
+from quadratseg_handlers.segmentation import Instance
 from quadratseg_handlers.semantic import class_names
 from quadratseg_handlers.synthetic import blobs_image
 from quadratseg_handlers.testing import FunctionClient, cvat_request, response_json
@@ -166,6 +168,18 @@ def test_sam_masks_take_the_semantic_class_and_every_pixel_has_one_owner(
     assert (owners == 1).all()  # all coral: every pixel in exactly one instance
 
 
+def test_unsure_instances_carry_the_review_attribute(porites_handler):
+    mask = np.ones((3, 4), dtype=bool)
+    unsure = FusedInstance(3, mask, (1, 2), 0.15, 0.9, unsure=True)
+    semantic = FusedInstance(1, mask, (0, 0), 0.6, None, unsure=False)
+    assert porites_handler.instance(unsure) == Instance(
+        "Porites", mask, 0.15 * 0.9, origin=(1, 2), extra={"unsure": "true", "source": "sam"}
+    )
+    assert porites_handler.instance(semantic) == Instance(
+        "Acropora", mask, 0.6, origin=(0, 0), extra={"unsure": "false", "source": "semantic"}
+    )
+
+
 def test_the_ndarray_pipeline_is_set_once_at_load(porites_handler):
     pipeline = porites_handler.semantic.model.cfg.test_pipeline
     assert [step["type"] for step in pipeline] == [
@@ -252,6 +266,16 @@ def test_encoder_geometry_is_read_from_the_checkpoint(sam_path):
     with torch.device("meta"):
         vit_b = sam_model_registry["vit_b"](checkpoint=None).state_dict()
     assert encoder_geometry(vit_b) == EncoderGeometry(768, 12, 12, (2, 5, 8, 11))
+
+
+def test_missing_bundle_files_are_named_at_start_up():
+    handler = CoralScopSegformerHandler(environ={}, device="cpu")
+    with pytest.raises(ConfigError) as error:
+        handler.load()
+    assert str(error.value) == (
+        "SEGFORMER_CONFIG=/opt/nuclio/best_segformer_config.py: file not found: "
+        "/opt/nuclio/best_segformer_config.py"
+    )
 
 
 def test_min_threshold_above_unsure_threshold_is_refused():
