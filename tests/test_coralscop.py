@@ -16,7 +16,7 @@ import torch
 
 from quadratseg_handlers import ConfigError
 from quadratseg_handlers.coralscop import SOURCE_SPEC, UNSURE_SPEC, CoralScopSegformerHandler
-from quadratseg_handlers.cvat import CONFIDENCE_SPEC, validate_response
+from quadratseg_handlers.cvat import CONFIDENCE_SPEC, spec_problems, validate_response
 from quadratseg_handlers.fusion import FusedInstance
 from quadratseg_handlers.sam import EncoderGeometry, encoder_geometry, load_sam
 from quadratseg_handlers.segmentation import Instance
@@ -136,6 +136,7 @@ def test_labels_are_the_classes_minus_background_with_review_attributes(porites_
     assert [label["name"] for label in spec] == GENERA
     assert {label["type"] for label in spec} == {"polygon"}
     assert spec[0]["attributes"] == [CONFIDENCE_SPEC, UNSURE_SPEC, SOURCE_SPEC]
+    assert spec_problems(spec) == []
 
 
 def test_class_probabilities_are_a_softmax_at_the_image_resolution(porites_handler, image):
