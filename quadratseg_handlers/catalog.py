@@ -15,6 +15,7 @@ from .handler import BaseHandler
 HANDLERS: dict[str, str] = {
     "example-blobs": "quadratseg_handlers.blobs:BlobHandler",
     "pth-lama": "quadratseg_handlers.lama:LamaHandler",
+    "pth-mmseg-coralscopsegformer": "quadratseg_handlers.coralscop:CoralScopSegformerHandler",
     "pth-yolo-gridcorners": "quadratseg_handlers.grid:GridCornersHandler",
     "pth-yolo-gridpose": "quadratseg_handlers.grid:GridPoseHandler",
 }
