@@ -104,7 +104,9 @@ class Pipeline:
         answer = self.clients[function].post_json(payload)
         elapsed = (time.perf_counter() - started) * 1000
         if answer.status != 200:
-            raise RuntimeError(f"{stage}: {function} answered {answer.status}: {answer.error_text()}")
+            raise RuntimeError(
+                f"{stage}: {function} answered {answer.status}: {answer.error_text()}"
+            )
         self.reports.append(StageReport(stage, function, elapsed, ""))
         return answer.json()
 
@@ -170,7 +172,8 @@ def run_demo(
         else:
             corners = scene.corners
             pipeline.note(f"{len(shapes)} shapes, no quadrat", "random weights: drawn corners used")
-        drawn = shapes if found is not None else [*shapes, _truth_skeleton("quadrat_corner", corners)]
+        truth = _truth_skeleton("quadrat_corner", corners)
+        drawn = shapes if found is not None else [*shapes, truth]
         save_png(draw_shapes(photo, drawn, labels[CORNERS], title="1 gridcorners"),
                  out / "01-corners.png")
 

@@ -8,7 +8,8 @@ from quadratseg_handlers.cli import main
 
 
 def test_demo_prints_valid_cvat_json(capsys):
-    assert main(["demo", "--example", "--compact", "--blobs", "3", "--width", "200", "--height", "160"]) == 0
+    args = ["--example", "--compact", "--blobs", "3", "--width", "200", "--height", "160"]
+    assert main(["demo", *args]) == 0
     out, err = capsys.readouterr()
     shapes = json.loads(out.strip().splitlines()[-1])
     assert shapes and all(s["label"] == "blob" and s["type"] == "polygon" for s in shapes)
