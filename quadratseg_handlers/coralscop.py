@@ -95,9 +95,10 @@ class CoralScopSegformerHandler(InstanceHandler):
         Setting(
             "SAM_MODEL_TYPE",
             cfg.choice(*MODEL_TYPES),
-            "vit_b",
-            "SAM encoder size: `vit_b`, `vit_l`, `vit_h`, or `auto` (width, depth, heads and "
-            "global-attention blocks read from the checkpoint's tensor shapes).",
+            "auto",
+            "SAM encoder size: `auto` (width, depth, heads and global-attention blocks read "
+            "from the checkpoint's tensor shapes: ViT-B for CoralSCoP), or `vit_b`, `vit_l`, "
+            "`vit_h` to insist on one.",
         ),
         Setting(
             "SAM_POINTS_PER_SIDE",

@@ -742,3 +742,24 @@ def test_another_allowed_suffix_keeps_the_standard_stem(tmp_path, wheel):
         env = yaml.safe_load(bundle.read("nuclio/function.yaml"))["spec"]["env"]
     assert env[0] == {"name": "LEVELS_PATH", "value": "/opt/nuclio/levels.lvl"}
     assert validate(result.output).ok
+
+
+@pytest.mark.slow
+def test_coralscopsegformer_packages_with_its_custom_module_and_validates(
+    tmp_path, wheel, monkeypatch
+):
+    """The mmseg function with tiny models: the config's custom backbone travels by --source,
+    class names come from the checkpoint, and the bundle answers through validate."""
+    from quadratseg_handlers.tinymodels.coralscop import coralscop_files, source
+
+    for name, value in {"SAM_MODEL_TYPE": "auto", "SAM_POINTS_PER_SIDE": "4",
+                        "SAM_CROP_N_LAYERS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    function = FUNCTIONS["pth-mmseg-coralscopsegformer"]
+    files = coralscop_files(tmp_path / "models")
+    result = pack(tmp_path, wheel, function, files=files, sources=(source(files),))
+    assert "nuclio/tiny_coral_backbone.py" in result.entries
+    assert [label["name"] for label in result.labels] == [
+        "Acropora", "Pocillopora", "Porites", "Montipora"]
+    report = validate(result.output)
+    assert report.ok, report.problems
