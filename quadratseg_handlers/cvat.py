@@ -56,6 +56,8 @@ def _coords(points: Any) -> list[float]:
     flat = np.asarray(points, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(flat)):
         raise ValueError("shape points must be finite")
+    if np.array_equal(flat, np.round(flat)):  # whole pixels (traced outlines): nothing to round
+        return flat.tolist()
     return [round(float(value), 2) for value in flat]
 
 

@@ -54,7 +54,11 @@ def outer_ring(bitmap: np.ndarray, tolerance: float = 1.0) -> np.ndarray:
     )
     if not contours:
         return np.zeros((0, 2), dtype=np.float64)
-    contour = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    return _simplified(max(contours, key=lambda c: (cv2.contourArea(c), len(c))), tolerance)
+
+
+def _simplified(contour: np.ndarray, tolerance: float) -> np.ndarray:
+    """An OpenCV contour simplified to ``tolerance`` pixels, as an (N, 2) float array."""
     if tolerance > 0 and len(contour) > 3:
         simplified = cv2.approxPolyDP(contour, tolerance, True)
         if len(simplified) >= 3:
@@ -78,20 +82,29 @@ def mask_parts(
     if box is None:
         return []
     xtl, ytl, xbr, ybr = box
-    crop = np.ascontiguousarray(mask[ytl : ybr + 1, xtl : xbr + 1], dtype=np.uint8)
-    crop = (crop > 0).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    window = mask[ytl : ybr + 1, xtl : xbr + 1]
+    crop = window.astype(np.uint8) if window.dtype == bool else (window > 0).view(np.uint8)
+    # Each connected part has exactly one outer border (a top-level contour of the two-level
+    # hierarchy; an island inside a hole is top-level again). One border, the usual case, means
+    # the crop is the part: no labelling needed.
+    contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outers = [contours[int(i)] for i in np.flatnonzero(hierarchy[0, :, 3] < 0)]
+    if len(outers) == 1:
+        regions = [(outers[0], crop.view(bool), 0, 0, int(np.count_nonzero(crop)))]
+    else:
+        _, labels = cv2.connectedComponents(crop, connectivity=8)
+        areas = np.bincount(labels.ravel())
+        regions = []
+        for border in sorted(outers, key=lambda c: int(labels[c[0, 0, 1], c[0, 0, 0]])):
+            index = labels[border[0, 0, 1], border[0, 0, 0]]
+            left, top, width, height = cv2.boundingRect(border)
+            bitmap = labels[top : top + height, left : left + width] == index
+            regions.append((border, bitmap, left, top, int(areas[index])))
     parts: list[MaskPart] = []
-    for index in range(1, count):
-        area = int(stats[index, cv2.CC_STAT_AREA])
+    for border, bitmap, left, top, area in regions:
         if area < max(min_area, 1):
             continue
-        left = int(stats[index, cv2.CC_STAT_LEFT])
-        top = int(stats[index, cv2.CC_STAT_TOP])
-        width = int(stats[index, cv2.CC_STAT_WIDTH])
-        height = int(stats[index, cv2.CC_STAT_HEIGHT])
-        bitmap = labels[top : top + height, left : left + width] == index
-        ring = outer_ring(bitmap, tolerance)
+        ring = _simplified(border - (left, top), tolerance)
         if len(ring) < 3:
             continue
         x0 = origin[0] + xtl + left

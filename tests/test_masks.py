@@ -53,3 +53,37 @@ def test_tiny_parts_without_three_outline_points_are_dropped():
     mask[5, 5] = True
     mask[1, 1:3] = True
     assert mask_parts(mask) == []
+
+
+def test_an_island_inside_a_hole_is_its_own_part():
+    ring = disc((100, 100), (50, 50), 40) & ~disc((100, 100), (50, 50), 20)
+    island = disc((100, 100), (50, 50), 8)
+    outer, inner = mask_parts(ring | island)
+    assert (outer.area, inner.area) == (int(ring.sum()), int(island.sum()))
+    assert not outer.bitmap[50 - outer.y0, 50 - outer.x0]  # the island is not in the ring's bitmap
+    height, width = inner.bitmap.shape
+    window = island[inner.y0 : inner.y0 + height, inner.x0 : inner.x0 + width]
+    assert np.array_equal(inner.bitmap, window)
+
+
+def test_parts_are_exactly_the_connected_components():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        shape = tuple(int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random(shape) < rng.uniform(0.1, 0.9)
+        count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        parts = mask_parts(mask, origin=(5, 7), tolerance=0.0)
+        seen = set()
+        for part in parts:
+            height, width = part.bitmap.shape
+            window = labels[part.y0 - 7 : part.y0 - 7 + height, part.x0 - 5 : part.x0 - 5 + width]
+            (index,) = np.unique(window[part.bitmap])
+            assert np.array_equal(part.bitmap, window == index)
+            assert part.area == int((labels == index).sum())
+            seen.add(int(index))
+        assert len(seen) == len(parts)
+        areas = [part.area for part in parts]
+        assert areas == sorted(areas, reverse=True)
+        # A component holding a 2 x 2 block encloses an area: its outline has >= 3 points.
+        block = mask[:-1, :-1] & mask[1:, :-1] & mask[:-1, 1:] & mask[1:, 1:]
+        assert set(np.unique(labels[:-1, :-1][block]).tolist()) <= seen
