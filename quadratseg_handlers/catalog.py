@@ -18,6 +18,8 @@ HANDLERS: dict[str, str] = {
     "pth-mmseg-coralscopsegformer": "quadratseg_handlers.coralscop:CoralScopSegformerHandler",
     "pth-yolo-gridcorners": "quadratseg_handlers.grid:GridCornersHandler",
     "pth-yolo-gridpose": "quadratseg_handlers.grid:GridPoseHandler",
+    "pth-yolo-coralsegv4": "quadratseg_handlers.yolo:CoralSegV4Handler",
+    "pth-yolo-coralsegbanggai": "quadratseg_handlers.yolo:CoralSegBanggaiHandler",
 }
 """Function name -> ``module:Class`` of its handler."""
 
