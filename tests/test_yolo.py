@@ -16,7 +16,7 @@ from quadratseg_handlers import ConfigError, cvat
 from quadratseg_handlers.catalog import handler_class
 from quadratseg_handlers.masks import mask_parts, polygon_to_mask
 from quadratseg_handlers.testing import FunctionClient, cvat_request, encode_image, response_json
-from quadratseg_handlers.tinymodels.yolo import tiny_yolo
+from quadratseg_handlers.tinymodels.yolo import DETERMINISTIC_SCORE, tiny_yolo
 from quadratseg_handlers.yolo import (
     CoralSegBanggaiHandler,
     CoralSegV4Handler,
@@ -167,6 +167,22 @@ def test_a_model_of_another_task_stops_start_up(monkeypatch, models):
     message = str(caught.value)
     assert message.startswith(f"MODEL_PATH={models['detect']}: ")
     assert "task is 'detect'" in message and "needs 'segment'" in message
+
+
+@pytest.mark.slow
+def test_tiny_detect_and_pose_models_fire_deterministically(tmp_path, models):
+    image = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    detector = load_yolo(models["detect"], ["detect", "pose"])
+    assert (detector.task, detector.names, detector.imgsz) == ("detect", NAMES, 320)
+    corners = tiny_yolo(tmp_path / "corners.pt", "pose", ["quadrat_corner"], kpt_shape=(4, 3))
+    pose = load_yolo(corners, ["detect", "pose"])
+    assert (pose.task, pose.names) == ("pose", ["quadrat_corner"])
+    for model in (detector, pose):
+        (result,) = model.model.predict(image[..., ::-1], max_det=7, verbose=False, device="cpu")
+        assert len(result.boxes) == 7
+        assert result.boxes.cls.tolist() == [0.0] * 7
+        assert np.allclose(result.boxes.conf.numpy(), DETERMINISTIC_SCORE)
+    assert result.keypoints.data.shape == (7, 4, 3)
 
 
 def test_unloadable_model_files_stop_start_up_naming_model_path(tmp_path):
