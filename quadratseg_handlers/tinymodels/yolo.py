@@ -44,7 +44,8 @@ def tiny_yolo(
     class (and zero for the others) and a segmentation mask fills its whole box, so the
     detections' count, labels and confidences do not depend on the image. Otherwise scores,
     classes and mask shapes come from the random weights (drawn from ``seed``), still with
-    every anchor firing. ``imgsz`` is recorded as the training size (ultralytics reads it back
+    every anchor firing; a randomly initialised YOLO11n barely responds to its input, so
+    these vary little. ``imgsz`` is recorded as the training size (ultralytics reads it back
     as the model's default inference size); ``kpt_shape`` is (keypoints, 2 or 3) for pose.
     """
     if task not in CONFIGS:
