@@ -109,14 +109,13 @@ def _end_to_end_rows() -> tuple[str, list[str]]:
             client = FunctionClient(GridPoseHandler)
             handler = client.start()
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            options = {"conf": 0.25, "iou": 0.5, "max_det": 300, "device": "cpu",
-                       "verbose": False}
-            found = result_points(handler.model.predict(bgr, **options)[0], 0.25)
+            model, options = handler.yolo.model, {**handler.yolo.options, "verbose": False}
+            found = result_points(model.predict(bgr, conf=0.25, **options)[0], 0.25)
             template = grid_template()
             times = interleaved(
                 {
                     "bare `model.predict` (decoded BGR array)":
-                        lambda: handler.model.predict(bgr, **options),
+                        lambda: model.predict(bgr, conf=0.25, **options),
                     "handler end to end (JPEG request -> JSON)": lambda: client.call(event),
                     "of which: base64 + JPEG decode": lambda: decode_image(text, 10**9),
                     f"of which: matching the model's {len(found.points)} points":

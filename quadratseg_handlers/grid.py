@@ -28,7 +28,6 @@ from .config import ConfigError, Setting
 from .cvat import LabelSpec, Shape
 from .handler import BaseHandler
 from .matching import Match, match_points
-from .offline import configure_ultralytics
 from .template import (
     CORNER_POINTS,
     GRID_POINTS,
@@ -37,6 +36,7 @@ from .template import (
     skeleton_edges,
     sublabels,
 )
+from .yolo import YOLO_SETTINGS, load_yolo
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ def _path(value: Any) -> Path:
 
 
 GRID_SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "MODEL_PATH",
-        cfg.existing_file,
-        "/opt/nuclio/best.pt",
-        "YOLO weights whose detections are points: a detect model (box centres) or a pose "
-        "model (keypoints); `.pt` or an export ultralytics loads (`.onnx`, `.engine`).",
-        "path",
-    ),
     Setting(
         "TEMPLATE_PATH",
         _path,
@@ -105,28 +97,6 @@ GRID_SETTINGS: tuple[Setting, ...] = (
         "homography's position with confidence 0; `true`: flagged `outside` (hidden in CVAT).",
         "boolean",
     ),
-    Setting(
-        "IMGSZ",
-        cfg.number(0, integer=True),
-        0,
-        "Inference size in pixels; 0 = the size the model was trained at (from the "
-        "checkpoint; 640 when it does not say).",
-        "integer",
-    ),
-    Setting(
-        "IOU_THRESHOLD",
-        cfg.number(0.0, 1.0),
-        0.5,
-        "Non-maximum suppression IoU threshold of the YOLO predict.",
-        "number",
-    ),
-    Setting(
-        "MAX_DET",
-        cfg.number(1, integer=True),
-        300,
-        "Most detections (boxes, or pose instances) per image.",
-        "integer",
-    ),
 )
 
 
@@ -149,23 +119,6 @@ class GridPrediction:
     detections: PointDetections
     match: Match | None
     """None when USE_TEMPLATE_MATCHING is false."""
-
-
-def _load_points_model(path: Path) -> Any:
-    """An ultralytics YOLO model whose task gives points (detect or pose), loaded offline."""
-    configure_ultralytics()
-    from ultralytics import YOLO
-
-    try:
-        model = YOLO(str(path))
-    except Exception as exc:
-        raise ConfigError(f"MODEL_PATH={path}: not a model ultralytics can load ({exc})") from None
-    if model.task not in POINT_TASKS:
-        raise ConfigError(
-            f"MODEL_PATH={path}: task is {model.task!r}; the grid functions need a YOLO "
-            "detect model (box centres) or pose model (keypoints)"
-        )
-    return model
 
 
 def _array(values: Any) -> np.ndarray:
@@ -209,7 +162,7 @@ class GridHandler(BaseHandler[GridPrediction]):
     template_points: ClassVar[int] = GRID_POINTS
     """Points of the skeleton (and of a valid template)."""
 
-    settings: ClassVar[tuple[Setting, ...]] = GRID_SETTINGS
+    settings: ClassVar[tuple[Setting, ...]] = (*YOLO_SETTINGS, *GRID_SETTINGS)
 
     template: np.ndarray
     """(N, 2) the normalised template, read at start-up."""
@@ -227,12 +180,9 @@ class GridHandler(BaseHandler[GridPrediction]):
                 f"MIN_MATCHES={self.config['MIN_MATCHES']}: more than the "
                 f"{self.template_points} points of the template"
             )
-        model_path = Path(self.config["MODEL_PATH"])
-        if not model_path.is_file():
-            raise ConfigError(f"MODEL_PATH={model_path}: file not found")
-        self.model = _load_points_model(model_path)
-        names = self.model.names
-        self.class_names = [str(names[index]) for index in sorted(names)]
+        self.yolo = load_yolo(self.config["MODEL_PATH"], POINT_TASKS)
+        self.yolo.configure(self.config, self.device)
+        self.class_names = self.yolo.names
 
     def _template_file(self) -> Path:
         """TEMPLATE_PATH, or the packaged template when it is the default path and absent."""
@@ -247,17 +197,7 @@ class GridHandler(BaseHandler[GridPrediction]):
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
         """One batched YOLO predict, then each image's points put in template order."""
-        options: dict[str, Any] = {
-            "conf": threshold,
-            "iou": float(self.config["IOU_THRESHOLD"]),
-            "max_det": int(self.config["MAX_DET"]),
-            "device": self.device,
-            "verbose": False,
-        }
-        if self.config["IMGSZ"]:
-            options["imgsz"] = int(self.config["IMGSZ"])
-        bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]
-        results = self.model.predict(bgr, **options)
+        results = self.yolo.predict(images, threshold)
         predictions = []
         for image, result in zip(images, results, strict=True):
             found = result_points(result, threshold)

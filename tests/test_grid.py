@@ -432,8 +432,8 @@ def test_models_that_give_no_points_are_refused(monkeypatch, models, tmp_path):
     path = models / "segment.pt"
     segment.save(str(path))
     monkeypatch.setenv("MODEL_PATH", str(path))
-    with pytest.raises(ConfigError, match=r"MODEL_PATH=.*segment.pt: task is 'segment'; the grid "
-                       r"functions need a YOLO detect model \(box centres\) or pose model"):
+    with pytest.raises(ConfigError, match=r"MODEL_PATH=.*segment.pt: the model's task is "
+                       r"'segment', this function needs 'detect' or 'pose'"):
         _loaded(GridCornersHandler)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
