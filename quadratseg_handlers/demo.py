@@ -123,10 +123,12 @@ def served_functions(
     """Package the pipeline's functions with their tiny models and serve each one locally."""
     source = SourceTree.of_library()
     wheel = build_wheel(source, work / "wheel")
+    bundles_dir.mkdir(parents=True, exist_ok=True)
     bundles: dict[str, Path] = {}
     labels: dict[str, list[cvat.LabelSpec]] = {}
     for name in STAGES:
         spec = FUNCTIONS[name]
+        (work / name).mkdir()
         files = spec.tiny_model_builder()(work / name)
         request = PackageRequest(
             spec, files, output=bundles_dir / f"{name}.zip", force=True

@@ -209,7 +209,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             name="pth-yolo-coralsegv4",
             model="coralsegv4",
-            handler="quadratseg_handlers.yolo:YoloSegHandler",
+            handler="quadratseg_handlers.yolo:CoralSegV4Handler",
             title="CoralSeg v4 (YOLO11-seg, CRIOBE genera)",
             description="Coral genus instance segmentation of CRIOBE quadrats with YOLO11-seg",
             framework="pytorch",
@@ -218,11 +218,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"),
                  ("CONVERT_TO_POLYLINE", "true")),
             apt_packages=YOLO_IMAGE_PACKAGES,
+            tiny_model="quadratseg_handlers.tinymodels.yolo:coral_segmentation_files",
         ),
         FunctionSpec(
             name="pth-yolo-coralsegbanggai",
             model="coralsegbanggai",
-            handler="quadratseg_handlers.yolo:YoloSegHandler",
+            handler="quadratseg_handlers.yolo:CoralSegBanggaiHandler",
             title="CoralSeg Banggai (YOLO11-seg, Banggai classes)",
             description="Coral instance segmentation of Banggai quadrats with YOLO11-seg",
             framework="pytorch",
@@ -231,6 +232,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"),
                  ("CONVERT_TO_POLYLINE", "true")),
             apt_packages=YOLO_IMAGE_PACKAGES,
+            tiny_model="quadratseg_handlers.tinymodels.yolo:coral_segmentation_files",
         ),
         FunctionSpec(
             name="pth-mmseg-coralscopsegformer",
@@ -268,6 +270,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                    _template("kp_template_corners.npy", 4)),
             env=(("USE_TEMPLATE_MATCHING", "true"),),
             apt_packages=YOLO_IMAGE_PACKAGES,
+            tiny_model="quadratseg_handlers.tinymodels.yolo:grid_corner_files",
         ),
         FunctionSpec(
             name="pth-yolo-gridpose",
@@ -281,6 +284,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                    _template("kp_template.npy", 117)),
             env=(("USE_TEMPLATE_MATCHING", "true"),),
             apt_packages=YOLO_IMAGE_PACKAGES,
+            tiny_model="quadratseg_handlers.tinymodels.yolo:grid_point_files",
         ),
         FunctionSpec(
             name="pth-lama",

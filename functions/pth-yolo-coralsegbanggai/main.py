@@ -4,7 +4,7 @@ Nuclio calls init_context once per worker and handler once per event. Outside Nu
 `python main.py IMAGE [--threshold T]` runs the function once and prints its JSON answer.
 """
 
-from quadratseg_handlers.yolo import YoloSegHandler as Handler
+from quadratseg_handlers.yolo import CoralSegBanggaiHandler as Handler
 
 
 def init_context(context):

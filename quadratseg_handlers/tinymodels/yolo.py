@@ -87,3 +87,23 @@ def tiny_yolo(
     target.parent.mkdir(parents=True, exist_ok=True)
     model.save(target)
     return target
+
+
+def coral_segmentation_files(folder: str | Path) -> dict[str, Path]:
+    """The coral segmentation bundles' files with a tiny model: ``{"weights": .../best.pt}``.
+
+    Its classes are the genera :mod:`quadratseg_handlers.synthetic` draws.
+    """
+    from ..synthetic import GENERA
+
+    return {"weights": tiny_yolo(Path(folder) / "best.pt", "segment", GENERA)}
+
+
+def grid_corner_files(folder: str | Path) -> dict[str, Path]:
+    """pth-yolo-gridcorners' files with a tiny detect model (every box centre a point)."""
+    return {"weights": tiny_yolo(Path(folder) / "best.pt", "detect", ["quadrat_corner"])}
+
+
+def grid_point_files(folder: str | Path) -> dict[str, Path]:
+    """pth-yolo-gridpose's files with a tiny detect model (every box centre a point)."""
+    return {"weights": tiny_yolo(Path(folder) / "best.pt", "detect", ["grid_point"])}
