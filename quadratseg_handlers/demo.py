@@ -46,6 +46,9 @@ LAMA = "pth-lama"
 CORALS = "pth-yolo-coralsegv4"
 STAGES = (CORNERS, GRID, LAMA, CORALS)
 
+LINE_WIDTH = 16
+"""Grid-removal line width for the drawn 1024 px quadrat: the string and its shadow."""
+
 SERVE_ENV: dict[str, dict[str, str]] = {LAMA: {"INPAINT_BACKEND": "opencv"}}
 """Settings the demo changes when serving: grid removal without weights (OpenCV)."""
 
@@ -115,6 +118,28 @@ class Pipeline:
         self.reports[-1].result = result
         self.reports[-1].note = note
 
+    def points(
+        self, shapes: list[cvat.Shape], truth: np.ndarray, label: str, tolerance: float
+    ) -> tuple[np.ndarray, list[cvat.Shape]]:
+        """The points the next stage uses, and the shapes to draw.
+
+        The model's skeleton when it lies within ``tolerance`` pixels (mean) of the drawn
+        truth; otherwise (random weights) the drawn points, drawn beside the model's answer
+        and named as such in the summary.
+        """
+        found = _skeleton(shapes, len(truth))
+        if found is not None:
+            points = skeleton_points(found)
+            error = float(np.linalg.norm(points - truth, axis=1).mean())
+            if error <= tolerance:
+                self.note(f"{len(truth)} points from the model, {error:.1f} px from the drawn ones")
+                return points, shapes
+            self.note(f"a skeleton {error:.0f} px (mean) from the drawn points",
+                      "random weights: drawn points used")
+        else:
+            self.note(f"{len(shapes)} shapes, no skeleton", "random weights: drawn points used")
+        return truth, [*shapes, _truth_skeleton(label, truth)]
+
 
 @contextlib.contextmanager
 def served_functions(
@@ -159,6 +184,7 @@ def run_demo(
     scene = quadrat_image(size, seed)
     photo = scene.image
     Image.fromarray(photo).save(out / "00-photo.jpg", quality=92)
+    tolerance = 0.01 * size
     log(f"drew a {size} x {size} quadrat: {len(scene.corals)} colonies, 117 grid points")
     with tempfile.TemporaryDirectory(prefix="quadratseg-demo-") as temporary, served_functions(
         Path(temporary), out / "bundles", log
@@ -167,15 +193,7 @@ def run_demo(
         photo_b64 = base64.b64encode(_jpeg_bytes(photo)).decode("ascii")
 
         shapes = pipeline.call("1 corners", CORNERS, {"image": photo_b64})
-        found = _skeleton(shapes, 4)
-        if found is not None:
-            corners = skeleton_points(found)
-            pipeline.note("4 corners from the model")
-        else:
-            corners = scene.corners
-            pipeline.note(f"{len(shapes)} shapes, no quadrat", "random weights: drawn corners used")
-        truth = _truth_skeleton("quadrat_corner", corners)
-        drawn = shapes if found is not None else [*shapes, truth]
+        corners, drawn = pipeline.points(shapes, scene.corners, "quadrat_corner", tolerance)
         save_png(draw_shapes(photo, drawn, labels[CORNERS], title="1 gridcorners"),
                  out / "01-corners.png")
 
@@ -184,20 +202,14 @@ def run_demo(
         truth_grid = project(quadrat_transform(corners, size), scene.grid_points)
 
         shapes = pipeline.call("3 grid points", GRID, {"image": _png_b64(warped)})
-        found = _skeleton(shapes, 117)
-        if found is not None:
-            grid = skeleton_points(found)
-            pipeline.note("117 points from the model")
-        else:
-            grid = truth_grid
-            pipeline.note(f"{len(shapes)} shapes, no grid", "random weights: drawn grid used")
-        drawn = shapes if found is not None else [*shapes, _truth_skeleton("grid", grid)]
+        grid, drawn = pipeline.points(shapes, truth_grid, "grid", tolerance)
         save_png(draw_shapes(warped, drawn, labels[GRID], title="3 gridpose"),
                  out / "03-grid.png")
 
         answer = pipeline.call(
             "4 grid removal", LAMA,
-            {"image": _png_b64(warped), "keypoints": grid.tolist(), "format": "png"},
+            {"image": _png_b64(warped), "keypoints": grid.tolist(), "format": "png",
+             "line_width": LINE_WIDTH},
         )
         clean = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))).convert("RGB"))
         changed = float((clean != warped).any(axis=2).mean())
