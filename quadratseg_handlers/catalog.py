@@ -10,17 +10,10 @@ import importlib
 from typing import Any
 
 from .config import Setting
+from .functions import FUNCTIONS
 from .handler import BaseHandler
 
-HANDLERS: dict[str, str] = {
-    "example-blobs": "quadratseg_handlers.blobs:BlobHandler",
-    "pth-lama": "quadratseg_handlers.lama:LamaHandler",
-    "pth-mmseg-coralscopsegformer": "quadratseg_handlers.coralscop:CoralScopSegformerHandler",
-    "pth-yolo-gridcorners": "quadratseg_handlers.grid:GridCornersHandler",
-    "pth-yolo-gridpose": "quadratseg_handlers.grid:GridPoseHandler",
-    "pth-yolo-coralsegv4": "quadratseg_handlers.yolo:CoralSegV4Handler",
-    "pth-yolo-coralsegbanggai": "quadratseg_handlers.yolo:CoralSegBanggaiHandler",
-}
+HANDLERS: dict[str, str] = {name: spec.handler for name, spec in FUNCTIONS.items()}
 """Function name -> ``module:Class`` of its handler."""
 
 

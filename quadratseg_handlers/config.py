@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -222,8 +223,8 @@ def load_config(
 def combined_table(declared: Mapping[str, Iterable[Setting]]) -> str:
     """One Markdown table of the settings of several functions (function name -> settings).
 
-    A variable read by several functions is one row; where their defaults differ, each
-    function's default is listed.
+    A variable read by several functions is one row; where their defaults differ, the most
+    common default is given and the functions that differ are named.
     """
     rows: dict[str, list[tuple[str, Setting]]] = {}
     for function, settings in declared.items():
@@ -231,14 +232,13 @@ def combined_table(declared: Mapping[str, Iterable[Setting]]) -> str:
             rows.setdefault(setting.name, []).append((function, setting))
     lines = ["| Variable | Default | Used by | Meaning |", "| --- | --- | --- | --- |"]
     for name, uses in rows.items():
-        defaults = {setting.default_text for _, setting in uses}
-        if len(defaults) == 1:
-            value = defaults.pop()
-            default = f"`{value}`" if value else "(none)"
-        else:
-            default = "<br>".join(
-                f"{function}: `{setting.default_text}`" for function, setting in uses
-            )
+        counts = Counter(setting.default_text for _, setting in uses)
+        common = counts.most_common(1)[0][0]
+        default = f"`{common}`" if common else "(none)"
+        exceptions = [f"{function}: `{setting.default_text}`" for function, setting in uses
+                      if setting.default_text != common]
+        if exceptions:
+            default += " (" + "; ".join(exceptions) + ")"
         functions = sorted(function for function, _ in uses)
         used_by = "all" if len(functions) == len(declared) else ", ".join(functions)
         lines.append(f"| `{name}` | {default} | {used_by} | {uses[0][1].help} |")

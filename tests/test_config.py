@@ -81,5 +81,5 @@ def test_combined_table_lists_each_variable_once():
         "b": [SETTINGS[0].with_default(0.5)],
     })
     lines = table.splitlines()
-    assert lines[2] == "| `RATIO` | a: `0.25`<br>b: `0.5` | all | a ratio |"
+    assert lines[2] == "| `RATIO` | `0.25` (b: `0.5`) | all | a ratio |"
     assert lines[3] == "| `COUNT` | `3` | a | a count |"

@@ -23,7 +23,7 @@ import yaml
 from handlers_for_tests import level_box_files
 from PIL import Image
 
-from quadratseg_handlers import archive, catalog, cvat, functions
+from quadratseg_handlers import archive, cvat, functions
 from quadratseg_handlers.blobs import BlobHandler
 from quadratseg_handlers.cli import main
 from quadratseg_handlers.functions import FUNCTIONS, BundleFile, FunctionSpec
@@ -172,11 +172,6 @@ def test_catalogue_entries_are_consistent():
                 assert bundle_file.default.startswith("quadratseg_handlers:") or spec is LEVELS
         if spec.kind == "detector":
             assert all(f.fetch_url is None for f in spec.files), "a detector's spec needs its files"
-
-
-def test_registered_handlers_agree_with_the_catalogue():
-    for name, target in catalog.HANDLERS.items():
-        assert FUNCTIONS[name].handler == target
 
 
 def test_usage_follows_the_guide_argument_order():
