@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 
 from .config import ConfigError
+from .function_config import local_path
 from .functions import FunctionKind
-from .rendering import BUNDLE_ROOT
 from .synthetic import blobs_image
 from .testing import FunctionClient, cvat_request, encode_image, response_json
 
@@ -54,9 +54,7 @@ def bundle_environment(
         name, value = str(item["name"]), str(item.get("value", ""))
         if name in env and not prefer_bundle:
             continue
-        if value.startswith(f"{BUNDLE_ROOT}/") and (prefer_bundle or not Path(value).exists()):
-            value = str(folder.resolve() / value[len(BUNDLE_ROOT) + 1 :])
-        result[name] = value
+        result[name] = local_path(value, folder.resolve(), prefer_bundle=prefer_bundle)
     result["DEVICE"] = env.get("DEVICE") or "auto"
     return result
 

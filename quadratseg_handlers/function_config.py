@@ -63,12 +63,13 @@ class FunctionConfig:
         return self.folder / f"{self.handler_module.replace('.', '/')}.py"
 
 
-def local_path(value: str, folder: Path) -> str:
-    """Map ``/opt/nuclio/<file>`` to ``<folder>/<file>`` when only the bundle's copy exists."""
+def local_path(value: str, folder: Path, *, prefer_bundle: bool = False) -> str:
+    """Map ``/opt/nuclio/<file>`` to ``<folder>/<file>`` when the bundle holds that file and
+    ``/opt/nuclio/<file>`` does not exist (or always, with ``prefer_bundle``)."""
     if not value.startswith(NUCLIO_DIR + "/"):
         return value
     relative = value[len(NUCLIO_DIR) + 1 :]
-    if relative and not Path(value).exists() and (folder / relative).exists():
+    if relative and (folder / relative).exists() and (prefer_bundle or not Path(value).exists()):
         return str(folder / relative)
     return value
 

@@ -203,36 +203,34 @@ def _template(filename: str, points: int) -> BundleFile:
     )
 
 
+def _coral_segmentation(model: str, handler: str, title: str, description: str) -> FunctionSpec:
+    """A YOLO coral-segmentation function: the two differ only by name and weights."""
+    return FunctionSpec(
+        name=f"pth-yolo-{model}",
+        model=model,
+        handler=f"quadratseg_handlers.yolo:{handler}",
+        title=title,
+        description=description,
+        framework="pytorch",
+        extra="yolo",
+        files=(_yolo_weights("YOLO segmentation weights"),),
+        env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"), ("CONVERT_TO_POLYLINE", "true")),
+        apt_packages=YOLO_IMAGE_PACKAGES,
+        tiny_model="quadratseg_handlers.tinymodels.yolo:coral_segmentation_files",
+    )
+
+
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec(
-            name="pth-yolo-coralsegv4",
-            model="coralsegv4",
-            handler="quadratseg_handlers.yolo:CoralSegV4Handler",
-            title="CoralSeg v4 (YOLO11-seg, CRIOBE genera)",
-            description="Coral genus instance segmentation of CRIOBE quadrats with YOLO11-seg",
-            framework="pytorch",
-            extra="yolo",
-            files=(_yolo_weights("YOLO segmentation weights"),),
-            env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"),
-                 ("CONVERT_TO_POLYLINE", "true")),
-            apt_packages=YOLO_IMAGE_PACKAGES,
-            tiny_model="quadratseg_handlers.tinymodels.yolo:coral_segmentation_files",
+        _coral_segmentation(
+            "coralsegv4", "CoralSegV4Handler", "CoralSeg v4 (YOLO11-seg, CRIOBE genera)",
+            "Coral genus instance segmentation of CRIOBE quadrats with YOLO11-seg",
         ),
-        FunctionSpec(
-            name="pth-yolo-coralsegbanggai",
-            model="coralsegbanggai",
-            handler="quadratseg_handlers.yolo:CoralSegBanggaiHandler",
-            title="CoralSeg Banggai (YOLO11-seg, Banggai classes)",
-            description="Coral instance segmentation of Banggai quadrats with YOLO11-seg",
-            framework="pytorch",
-            extra="yolo",
-            files=(_yolo_weights("YOLO segmentation weights"),),
-            env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"),
-                 ("CONVERT_TO_POLYLINE", "true")),
-            apt_packages=YOLO_IMAGE_PACKAGES,
-            tiny_model="quadratseg_handlers.tinymodels.yolo:coral_segmentation_files",
+        _coral_segmentation(
+            "coralsegbanggai", "CoralSegBanggaiHandler",
+            "CoralSeg Banggai (YOLO11-seg, Banggai classes)",
+            "Coral instance segmentation of Banggai quadrats with YOLO11-seg",
         ),
         FunctionSpec(
             name="pth-mmseg-coralscopsegformer",

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .function_config import NUCLIO_DIR
 from .functions import FunctionSpec
 
 if sys.version_info >= (3, 11):
@@ -26,7 +27,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-BUNDLE_ROOT = "/opt/nuclio"
 """Where Nuclio puts the function's files in the image."""
 
 RUNTIME = "python:3.11"
@@ -199,7 +199,7 @@ class BundleLayout:
 
 def bundle_path(name: str) -> str:
     """The absolute path of a bundle file inside the image."""
-    return f"{BUNDLE_ROOT}/{name}"
+    return f"{NUCLIO_DIR}/{name}"
 
 
 def build_commands(spec: FunctionSpec, layout: BundleLayout, source: SourceTree) -> list[str]:
@@ -222,7 +222,7 @@ def build_commands(spec: FunctionSpec, layout: BundleLayout, source: SourceTree)
         bundle_file = spec.file(argument)
         target = bundle_path(bundle_file.bundle_name())
         commands.append(
-            f"mkdir -p {BUNDLE_ROOT} && python -c \"import urllib.request; "
+            f"mkdir -p {NUCLIO_DIR} && python -c \"import urllib.request; "
             f"urllib.request.urlretrieve('{bundle_file.fetch_url}', '{target}')\""
         )
     commands.append("@nuclio.postCopy")

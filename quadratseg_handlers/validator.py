@@ -27,8 +27,8 @@ import yaml
 from PIL import Image
 
 from . import archive, cvat
+from .function_config import NUCLIO_DIR
 from .functions import FUNCTIONS, FunctionKind
-from .rendering import BUNDLE_ROOT
 
 RUNTIMES = ("python:3.9", "python:3.10", "python:3.11")
 """Python runtimes current Nuclio deploys (3.8 no longer does)."""
@@ -46,7 +46,7 @@ MIN_READINESS_TIMEOUT_S = 300
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_BUNDLE_PATH = re.compile(re.escape(BUNDLE_ROOT) + r"/([A-Za-z0-9._/-]+)")
+_BUNDLE_PATH = re.compile(re.escape(NUCLIO_DIR) + r"/([A-Za-z0-9._/-]+)")
 POST_COPY = "@nuclio.postCopy"
 
 
@@ -170,9 +170,9 @@ def file_problems(config: Mapping[str, Any], folder: Path) -> tuple[list[str], l
     fetched: list[str] = []
     for item in _get(config, "spec", "env") or []:
         value = str(item.get("value", "")) if isinstance(item, Mapping) else ""
-        if not value.startswith(f"{BUNDLE_ROOT}/"):
+        if not value.startswith(f"{NUCLIO_DIR}/"):
             continue
-        relative = value[len(BUNDLE_ROOT) + 1 :]
+        relative = value[len(NUCLIO_DIR) + 1 :]
         if (folder / relative).is_file():
             continue
         if relative in downloaded:
