@@ -197,7 +197,11 @@ def run_demo(
         save_png(draw_shapes(photo, drawn, labels[CORNERS], title="1 gridcorners"),
                  out / "01-corners.png")
 
+        started = time.perf_counter()
         warped = warp_quadrat(photo, corners, size)
+        pipeline.reports.append(StageReport(
+            "2 warp", "warp_quadrat (local)", (time.perf_counter() - started) * 1000,
+            f"{size} x {size} upright quadrat"))
         save_png(warped, out / "02-warped.png")
         truth_grid = project(quadrat_transform(corners, size), scene.grid_points)
 

@@ -13,7 +13,8 @@ from quadratseg_handlers.demo import STAGES, run_demo, summary
 def test_demo_runs_every_stage_over_http_and_writes_overlays(tmp_path):
     lines: list[str] = []
     reports = run_demo(tmp_path / "out", size=512, seed=1, log=lines.append)
-    assert [r.function for r in reports] == list(STAGES)
+    assert [r.function for r in reports] == [
+        STAGES[0], "warp_quadrat (local)", *STAGES[1:]]
     assert all(r.milliseconds > 0 for r in reports)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["00-photo.jpg", "01-corners.png", "02-warped.png", "03-grid.png",
