@@ -39,6 +39,7 @@ from .packager import PackageRequest, build_wheel, package
 from .rendering import SourceTree
 from .serve import BackgroundServer
 from .synthetic import quadrat_image
+from .testing import encode_image
 
 CORNERS = "pth-yolo-gridcorners"
 GRID = "pth-yolo-gridpose"
@@ -62,18 +63,6 @@ class StageReport:
     milliseconds: float
     result: str
     note: str = ""
-
-
-def _png_b64(image: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _jpeg_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 def _skeleton(shapes: list[cvat.Shape], points: int) -> cvat.Shape | None:
@@ -190,7 +179,7 @@ def run_demo(
         Path(temporary), out / "bundles", log
     ) as (urls, labels):
         pipeline = Pipeline(urls, labels)
-        photo_b64 = base64.b64encode(_jpeg_bytes(photo)).decode("ascii")
+        photo_b64 = encode_image(photo, "JPEG", quality=92)
 
         shapes = pipeline.call("1 corners", CORNERS, {"image": photo_b64})
         corners, drawn = pipeline.points(shapes, scene.corners, "quadrat_corner", tolerance)
@@ -205,14 +194,14 @@ def run_demo(
         save_png(warped, out / "02-warped.png")
         truth_grid = project(quadrat_transform(corners, size), scene.grid_points)
 
-        shapes = pipeline.call("3 grid points", GRID, {"image": _png_b64(warped)})
+        shapes = pipeline.call("3 grid points", GRID, {"image": encode_image(warped, "PNG")})
         grid, drawn = pipeline.points(shapes, truth_grid, "grid", tolerance)
         save_png(draw_shapes(warped, drawn, labels[GRID], title="3 gridpose"),
                  out / "03-grid.png")
 
         answer = pipeline.call(
             "4 grid removal", LAMA,
-            {"image": _png_b64(warped), "keypoints": grid.tolist(), "format": "png",
+            {"image": encode_image(warped, "PNG"), "keypoints": grid.tolist(), "format": "png",
              "line_width": LINE_WIDTH},
         )
         clean = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))).convert("RGB"))
@@ -220,7 +209,7 @@ def run_demo(
         pipeline.note(f"{changed:.1%} of pixels repainted", "OpenCV backend (no weights)")
         save_png(clean, out / "04-grid-removed.png")
 
-        shapes = pipeline.call("5 corals", CORALS, {"image": _png_b64(clean)})
+        shapes = pipeline.call("5 corals", CORALS, {"image": encode_image(clean, "PNG")})
         genera = sorted({shape["label"] for shape in shapes})
         pipeline.note(f"{len(shapes)} shapes, labels {', '.join(genera) or '-'}",
                       "random weights: shapes show the plumbing, not corals")
