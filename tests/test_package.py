@@ -758,3 +758,30 @@ def test_coralscopsegformer_packages_with_its_custom_module_and_validates(
         "Acropora", "Pocillopora", "Porites", "Montipora"]
     report = validate(result.output)
     assert report.ok, report.problems
+
+
+@pytest.mark.slow
+def test_real_weights_that_do_not_fit_their_function(capsys, tmp_path):
+    """A detect checkpoint for a segmentation function, a 4-point template for gridpose, and
+    an mmseg config that does not parse are each refused before anything is written."""
+    from quadratseg_handlers.template import corner_template
+    from quadratseg_handlers.tinymodels.yolo import tiny_yolo
+
+    detect = tiny_yolo(tmp_path / "detect.pt", "detect", ["grid_point"])
+    [line] = refused(capsys, tmp_path, "coralsegv4", str(detect))
+    assert line.startswith(f"coralsegv4: MODEL_PATH={detect}") and "'detect'" in line
+
+    corners = tmp_path / "corners.npy"
+    np.save(corners, corner_template())
+    [line] = refused(capsys, tmp_path, "gridpose", str(detect), str(corners))
+    assert line.startswith(f"gridpose: TEMPLATE_PATH={corners}") and "117" in line
+
+    config = tmp_path / "broken_config.py"
+    config.write_text("model = dict(type='EncoderDecoder',\n")
+    weights = tmp_path / "seg.pth"
+    weights.write_bytes(b"not a checkpoint")
+    assert refused(capsys, tmp_path, "coralscopsegformer", str(weights), str(config),
+                   str(weights)) == [
+        f"coralscopsegformer: SEGFORMER_CONFIG={config}: cannot read the config "
+        "(SyntaxError: '(' was never closed (<unknown>, line 1))"
+    ]
