@@ -21,21 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .config import ConfigError
-from .function_config import local_path
+from .function_config import BundleError, environment, load_function_yaml
 from .functions import FunctionKind
 from .synthetic import blobs_image
 from .testing import FunctionClient, cvat_request, encode_image, response_json
-
-
-def read_function_yaml(folder: Path) -> dict[str, Any]:
-    """The parsed ``function.yaml`` of a bundle folder."""
-    config = yaml.safe_load((folder / "function.yaml").read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"{folder / 'function.yaml'} does not hold a mapping")
-    return config
 
 
 def bundle_environment(
@@ -49,12 +40,9 @@ def bundle_environment(
     or ``auto``: the bundle's ``cpu``/``cuda`` describes its image, not this machine.
     """
     env = os.environ if environ is None else environ
-    result: dict[str, str] = {}
-    for item in read_function_yaml(folder).get("spec", {}).get("env", []) or []:
-        name, value = str(item["name"]), str(item.get("value", ""))
-        if name in env and not prefer_bundle:
-            continue
-        result[name] = local_path(value, folder.resolve(), prefer_bundle=prefer_bundle)
+    spec = load_function_yaml(folder / "function.yaml").get("spec") or {}
+    declared = environment(spec, folder.resolve(), prefer_bundle=prefer_bundle)
+    result = {name: value for name, value in declared.items() if prefer_bundle or name not in env}
     result["DEVICE"] = env.get("DEVICE") or "auto"
     return result
 
@@ -110,7 +98,11 @@ def run_once(main_file: str, argv: Sequence[str] | None = None) -> int:
             print(f"main.py: error: file not found: {path}", file=sys.stderr)
             return 2
     folder = Path(main_file).resolve().parent
-    os.environ.update(bundle_environment(folder, prefer_bundle=False))
+    try:
+        os.environ.update(bundle_environment(folder, prefer_bundle=False))
+    except BundleError as exc:
+        print(f"main.py: error: {exc}", file=sys.stderr)
+        return 2
     body = cvat_request(args.image, args.threshold)
     if args.mask is not None:
         body["mask"] = encode_image(args.mask)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from . import archive
 from .cvat import LabelSpec
 
 NUCLIO_DIR = "/opt/nuclio"
@@ -151,12 +152,8 @@ def find_function_yaml(path: Path) -> Path:
     raise BundleError(f"{path}: no function.yaml in this folder or in its nuclio/ folder")
 
 
-def read_function_config(path: str | Path) -> FunctionConfig:
-    """Parse a ``function.yaml`` (or the one in a bundle folder) into a :class:`FunctionConfig`."""
-    source = Path(path)
-    if not source.exists():
-        raise BundleError(f"{source}: no such file or folder")
-    yaml_path = find_function_yaml(source)
+def load_function_yaml(yaml_path: Path) -> Mapping[str, Any]:
+    """The parsed document of a ``function.yaml``; BundleError when it is no YAML mapping."""
     try:
         document = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -164,6 +161,29 @@ def read_function_config(path: str | Path) -> FunctionConfig:
         raise BundleError(f"{yaml_path}: not a YAML file ({first})") from None
     if not isinstance(document, Mapping):
         raise BundleError(f"{yaml_path}: expected a mapping with metadata and spec")
+    return document
+
+
+def environment(
+    spec: Mapping[str, Any], folder: Path, *, prefer_bundle: bool = False
+) -> dict[str, str]:
+    """The ``env`` of a function.yaml ``spec``, with ``/opt/nuclio`` paths as :func:`local_path`
+    maps them (items without a name and a value are skipped)."""
+    env: dict[str, str] = {}
+    for item in spec.get("env") or []:
+        if isinstance(item, Mapping) and "name" in item and "value" in item:
+            value = local_path(str(item["value"]), folder, prefer_bundle=prefer_bundle)
+            env[str(item["name"])] = value
+    return env
+
+
+def read_function_config(path: str | Path) -> FunctionConfig:
+    """Parse a ``function.yaml`` (or the one in a bundle folder) into a :class:`FunctionConfig`."""
+    source = Path(path)
+    if not source.exists():
+        raise BundleError(f"{source}: no such file or folder")
+    yaml_path = find_function_yaml(source)
+    document = load_function_yaml(yaml_path)
     metadata = document.get("metadata") or {}
     spec = document.get("spec") or {}
     if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
@@ -176,17 +196,13 @@ def read_function_config(path: str | Path) -> FunctionConfig:
     if not module or not function:
         raise BundleError(f"{yaml_path}: spec.handler must read module:function, got {entry!r}")
     folder = yaml_path.parent.resolve()
-    env: dict[str, str] = {}
-    for item in spec.get("env") or []:
-        if isinstance(item, Mapping) and "name" in item and "value" in item:
-            env[str(item["name"])] = local_path(str(item["value"]), folder)
     return FunctionConfig(
         folder=folder,
         name=str(metadata.get("name") or folder.name),
         labels=parse_labels(annotations.get("spec"), str(yaml_path)),
         handler_module=module,
         handler_function=function,
-        env=env,
+        env=environment(spec, folder),
         trigger=http_trigger(spec.get("triggers"), str(yaml_path)),
     )
 
@@ -200,8 +216,10 @@ def open_bundle(path: str | Path) -> Iterator[FunctionConfig]:
         return
     folder = Path(tempfile.mkdtemp(prefix="quadratseg-bundle-"))
     try:
-        with zipfile.ZipFile(source) as archive:
-            archive.extractall(folder)
+        try:
+            archive.extract(source, folder)
+        except ValueError as exc:
+            raise BundleError(f"{source}: {exc}") from None
         yield read_function_config(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -124,3 +124,13 @@ def test_missing_and_unreadable_bundles(tmp_path):
     Path(tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(BundleError, match="expected a mapping"):
         read_function_config(tmp_path / "list.yaml")
+
+
+def test_zip_bundle_with_an_unsafe_entry_name_is_refused(tmp_path):
+    folder = write_bundle(tmp_path / "src", BLOB_MAIN, name="zipped")
+    archive = tmp_path / "nuclio.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(folder / "function.yaml", "function.yaml")
+        zipped.writestr("../escape.txt", b"x")
+    with pytest.raises(BundleError, match="'..' component"), open_bundle(archive):
+        pass
