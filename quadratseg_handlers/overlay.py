@@ -10,9 +10,7 @@ atomically.
 from __future__ import annotations
 
 import colorsys
-import os
 import re
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .archive import write_atomically
 from .cvat import LabelSpec, Shape
 
 RGB = tuple[int, int, int]
@@ -311,17 +310,6 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write an RGB array as PNG atomically (a temporary file in the folder, then renamed)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".png", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            Image.fromarray(np.ascontiguousarray(image)).save(stream, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would differ from a plain write
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    write_atomically(target, lambda temporary: picture.save(temporary, format="PNG"), force=True)
     return target
