@@ -274,6 +274,30 @@ def skeleton_svg(
     return "".join(parts)
 
 
+_SVG_ELEMENT = re.compile(r"<(circle|line)\b([^>]*)>")
+_SVG_ATTRIBUTE = re.compile(r'([\w-]+)="([^"]*)"')
+
+
+def skeleton_svg_graph(svg: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """What a skeleton svg draws: node id -> sublabel name ("" when unnamed), and the edges
+    as pairs of node ids (the reverse of :func:`skeleton_svg`)."""
+    nodes: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    for kind, text in _SVG_ELEMENT.findall(svg):
+        attrs = dict(_SVG_ATTRIBUTE.findall(text))
+        if kind == "circle" and "data-node-id" in attrs:
+            nodes[attrs["data-node-id"]] = attrs.get("data-label-name", "")
+        elif kind == "line" and "data-node-from" in attrs and "data-node-to" in attrs:
+            edges.append((attrs["data-node-from"], attrs["data-node-to"]))
+    return nodes, edges
+
+
+def skeleton_label_edges(label: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The edges of a skeleton spec label as pairs of sublabel names, read from its svg."""
+    nodes, edges = skeleton_svg_graph(str(label.get("svg") or ""))
+    return [(nodes.get(a) or a, nodes.get(b) or b) for a, b in edges]
+
+
 def skeleton_spec(
     name: str,
     sublabels: Sequence[str],
@@ -484,9 +508,6 @@ def _skeleton_problems(
 # --- spec validation ----------------------------------------------------------------------------
 
 ATTRIBUTE_INPUT_TYPES = ("number", "checkbox", "radio", "select", "text")
-_SVG_NODE = re.compile(r'data-node-id="(\d+)"')
-_SVG_NAME = re.compile(r'data-label-name="([^"]*)"')
-_SVG_EDGE = re.compile(r'data-node-from="(\d+)"[^>]*data-node-to="(\d+)"')
 
 
 def _within(value: Any, low: str, high: str) -> bool:
@@ -551,12 +572,12 @@ def _spec_skeleton_problems(where: str, label: Mapping[str, Any]) -> list[str]:
     svg = label.get("svg")
     if not isinstance(svg, str) or not svg:
         return [*problems, f"{where}: a skeleton needs an 'svg' drawing its nodes"]
-    drawn = set(_SVG_NAME.findall(svg))
+    nodes, edges = skeleton_svg_graph(svg)
+    drawn = set(nodes.values())
     missing = [name for name in names if name not in drawn]
     if missing:
         problems.append(f"{where}: svg draws no node for sublabel(s) {', '.join(missing[:5])}")
-    nodes = set(_SVG_NODE.findall(svg))
-    for start, end in _SVG_EDGE.findall(svg):
+    for start, end in edges:
         if start not in nodes or end not in nodes:
             problems.append(f"{where}: svg edge {start}-{end} joins a node the svg does not draw")
             break

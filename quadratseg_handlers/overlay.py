@@ -10,7 +10,6 @@ atomically.
 from __future__ import annotations
 
 import colorsys
-import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .archive import write_atomically
-from .cvat import LabelSpec, Shape
+from .cvat import LabelSpec, Shape, skeleton_label_edges
 
 RGB = tuple[int, int, int]
 
@@ -34,8 +33,6 @@ PALETTE: tuple[RGB, ...] = (
 """Twenty colours that stay distinguishable on photographs (Trubetskoy's list)."""
 
 FILL_ALPHA = 100
-_TAG = re.compile(r"<(circle|line)\b([^>]*)>")
-_ATTRIBUTE = re.compile(r'([\w-]+)="([^"]*)"')
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -55,19 +52,6 @@ def label_colours(names: Iterable[str]) -> dict[str, RGB]:
             index = len(colours)
             colours[name] = PALETTE[index] if index < len(PALETTE) else hashed_colour(name)
     return colours
-
-
-def skeleton_edges(label: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The edges of a skeleton label as pairs of sublabel names, read from its svg."""
-    names: dict[str, str] = {}
-    node_pairs: list[tuple[str, str]] = []
-    for kind, text in _TAG.findall(str(label.get("svg") or "")):
-        attrs: dict[str, str] = dict(_ATTRIBUTE.findall(text))
-        if kind == "circle" and "data-node-id" in attrs:
-            names[attrs["data-node-id"]] = attrs.get("data-label-name", attrs["data-node-id"])
-        elif kind == "line" and "data-node-from" in attrs and "data-node-to" in attrs:
-            node_pairs.append((attrs["data-node-from"], attrs["data-node-to"]))
-    return [(names.get(a, a), names.get(b, b)) for a, b in node_pairs]
 
 
 def _font(size: int) -> Font:
@@ -296,7 +280,8 @@ def draw_shapes(
             tags.append(f"tag: {_shape_caption(shape)}")
             continue
         if shape.get("type") == "skeleton":
-            drawn = _draw_skeleton(canvas, shape, colour, skeleton_edges(labels.get(name, {})))
+            edges = skeleton_label_edges(labels.get(name, {}))
+            drawn = _draw_skeleton(canvas, shape, colour, edges)
         else:
             drawn = _draw_region(canvas, shape, colour)
         if drawn:

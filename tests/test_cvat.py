@@ -184,3 +184,11 @@ def test_each_problem_is_reported(shape, problem):
 def test_answer_must_be_a_list():
     assert cvat.validate_response({"label": "coral"}, SPEC) == [
         "the answer must be a JSON list of shapes, got dict"]
+
+
+def test_skeleton_edges_are_read_from_the_svg_by_sublabel_name():
+    label = cvat.skeleton_spec(
+        "corners", ["TL", "TR", "BR"], np.array([[0, 0], [1, 0], [1, 1]]), [(1, 2), (2, 3)]
+    )
+    assert cvat.skeleton_label_edges(label) == [("TL", "TR"), ("TR", "BR")]
+    assert cvat.skeleton_label_edges({"name": "x", "type": "skeleton"}) == []

@@ -26,14 +26,6 @@ def test_label_colours_follow_the_spec_order():
     assert many["24"] == overlay.hashed_colour("24")
 
 
-def test_skeleton_edges_are_read_from_the_svg_by_sublabel_name():
-    label = cvat.skeleton_spec(
-        "corners", ["TL", "TR", "BR"], np.array([[0, 0], [1, 0], [1, 1]]), [(1, 2), (2, 3)]
-    )
-    assert overlay.skeleton_edges(label) == [("TL", "TR"), ("TR", "BR")]
-    assert overlay.skeleton_edges({"name": "x", "type": "skeleton"}) == []
-
-
 def test_confidence_text():
     assert overlay.confidence_text({"confidence": "87"}) == "87%"
     assert overlay.confidence_text({"attributes": [{"name": "confidence", "value": "5"}]}) == "5%"
