@@ -9,7 +9,6 @@ CVAT sends frames.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from .cvat import LabelSpec
+from .testing import cvat_request
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
@@ -173,7 +173,4 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def request_body(path: Path, threshold: float | None = None) -> bytes:
     """The JSON body CVAT would send for this image file."""
-    payload: dict[str, Any] = {"image": base64.b64encode(path.read_bytes()).decode("ascii")}
-    if threshold is not None:
-        payload["threshold"] = threshold
-    return json.dumps(payload).encode("utf-8")
+    return json.dumps(cvat_request(path, threshold)).encode("utf-8")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from .matching import project
 from .overlay import draw_shapes, save_png
 from .packager import PackageRequest, build_wheel, package
 from .rendering import SourceTree
+from .request import load_image
 from .serve import BackgroundServer
 from .synthetic import quadrat_image
 from .testing import encode_image
@@ -204,7 +204,7 @@ def run_demo(
             {"image": encode_image(warped, "PNG"), "keypoints": grid.tolist(), "format": "png",
              "line_width": LINE_WIDTH},
         )
-        clean = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))).convert("RGB"))
+        clean = load_image(base64.b64decode(answer["image"]))
         changed = float((clean != warped).any(axis=2).mean())
         pipeline.note(f"{changed:.1%} of pixels repainted", "OpenCV backend (no weights)")
         save_png(clean, out / "04-grid-removed.png")
