@@ -118,13 +118,6 @@ def existing_file(value: Any) -> Path:
     return path
 
 
-def optional_file(value: Any) -> Path | None:
-    """An empty value (no file) or a path that must name a readable file."""
-    if str(value).strip() == "":
-        return None
-    return existing_file(value)
-
-
 def text(value: Any) -> str:
     """A non-empty string."""
     result = str(value).strip()

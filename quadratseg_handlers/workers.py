@@ -232,10 +232,6 @@ class WorkerProcess:
             raise self._died("while handling a request") from None
         return reply
 
-    @property
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to finish, then terminate (and kill) it if it does not."""
         if self.process.is_alive():

@@ -59,7 +59,6 @@ def test_files_and_devices(tmp_path):
     assert cfg.existing_file(str(weights)) == weights
     with pytest.raises(ConfigError, match="file not found"):
         cfg.existing_file(str(tmp_path / "missing.pt"))
-    assert cfg.optional_file("") is None
     assert cfg.device("CUDA:1") == "cuda:1"
     with pytest.raises(ConfigError):
         cfg.device("gpu")
