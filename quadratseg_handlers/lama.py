@@ -305,23 +305,25 @@ class LamaHandler(BaseHandler[np.ndarray]):
             )
         output_format = self._output_format(body.get("format"))
         return_mask = self._flag(body, "return_mask")
+        has_keypoints, has_mask = body.get("keypoints") is not None, body.get("mask") is not None
+        if has_keypoints == has_mask:
+            raise RequestError(
+                "give exactly one of 'keypoints' (the grid points) or 'mask' (a base64 PNG)"
+            )
+        if has_mask and body.get("line_width") is not None:
+            raise RequestError("'line_width' applies to 'keypoints' only, not to a 'mask'")
+        # The cheap checks above answer a malformed request before the image is decoded.
+        points = parse_keypoints(body["keypoints"]) if has_keypoints else None
+        line_width = self._line_width(body.get("line_width"))
         max_pixels = int(self.config["MAX_IMAGE_PIXELS"])
         opened = open_image(decode_base64(body["image"]), max_pixels)
         if output_format == "same":
             output_format = "jpeg" if opened.format == "JPEG" else "png"
         image = to_rgb_array(opened)
         size = (image.shape[1], image.shape[0])
-        has_keypoints, has_mask = body.get("keypoints") is not None, body.get("mask") is not None
-        if has_keypoints == has_mask:
-            raise RequestError(
-                "give exactly one of 'keypoints' (the grid points) or 'mask' (a base64 PNG)"
-            )
-        if has_keypoints:
-            points = parse_keypoints(body["keypoints"])
-            mask = self.grid_mask(points, size, self._line_width(body.get("line_width")))
+        if points is not None:
+            mask = self.grid_mask(points, size, line_width)
         else:
-            if body.get("line_width") is not None:
-                raise RequestError("'line_width' applies to 'keypoints' only, not to a 'mask'")
             mask = decode_mask(body["mask"], size, max_pixels)
         return InpaintRequest(
             images=[image],
