@@ -25,8 +25,9 @@ import numpy as np
 from .config import ConfigError
 from .function_config import BundleError, environment, load_function_yaml
 from .functions import FunctionKind
+from .request import cvat_request, encode_image
 from .synthetic import blobs_image
-from .testing import FunctionClient, cvat_request, encode_image, response_json
+from .testing import FunctionClient, response_json
 
 
 def bundle_environment(

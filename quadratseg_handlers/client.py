@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from .cvat import LabelSpec
-from .testing import cvat_request
+from .request import cvat_request
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}

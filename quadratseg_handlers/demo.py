@@ -36,10 +36,9 @@ from .matching import project
 from .overlay import draw_shapes, save_png
 from .packager import PackageRequest, build_wheel, package
 from .rendering import SourceTree
-from .request import load_image
+from .request import encode_image, load_image
 from .serve import BackgroundServer
 from .synthetic import quadrat_image
-from .testing import encode_image
 
 CORNERS = "pth-yolo-gridcorners"
 GRID = "pth-yolo-gridpose"

@@ -1,4 +1,5 @@
-"""Reading a CVAT/Nuclio request: body parsing, base64 image decoding, limits and clear errors.
+"""The CVAT/Nuclio request: reading it (body parsing, base64 image decoding, limits, clear
+errors) and writing one (:func:`cvat_request`) as CVAT and the bridge do.
 
 CVAT posts ``{"image": "<base64 of the frame file>", "threshold": 0.5}`` (threshold only when
 the user set one). Nuclio hands the body over as a dict when the content type is exactly
@@ -179,3 +180,27 @@ def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
     if isinstance(source, (bytes, bytearray)):
         return to_rgb_array(open_image(bytes(source), max_pixels))
     raise TypeError(f"cannot load an image from {type(source).__name__}")
+
+
+def encode_image(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
+    """Base64 of an image file: a path or bytes as they are, an RGB array encoded as ``fmt``."""
+    if isinstance(image, (str, Path)):
+        data = Path(image).read_bytes()
+    elif isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+    else:
+        buffer = io.BytesIO()
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+        options = {"quality": quality} if fmt.upper() in {"JPEG", "JPG"} else {}
+        pil.save(buffer, format="JPEG" if fmt.upper() == "JPG" else fmt.upper(), **options)
+        data = buffer.getvalue()
+    return base64.b64encode(data).decode("ascii")
+
+
+def cvat_request(image: Any, threshold: float | None = None, **fields: Any) -> dict[str, Any]:
+    """The body CVAT sends: ``{"image": b64}`` plus ``threshold`` when given, plus ``fields``."""
+    body: dict[str, Any] = {"image": encode_image(image)}
+    if threshold is not None:
+        body["threshold"] = threshold
+    body.update(fields)
+    return body

@@ -7,9 +7,7 @@ logger that records what was logged, and call a handler class or a bundle's gene
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import io
 import itertools
 import json
 import sys
@@ -20,10 +18,10 @@ from typing import Any
 
 import nuclio_sdk
 import nuclio_sdk.test
-import numpy as np
-from PIL import Image
 
 from .handler import BaseHandler
+from .request import cvat_request as cvat_request
+from .request import encode_image as encode_image
 
 
 class RecordingLogger:
@@ -63,30 +61,6 @@ class RecordingLogger:
     def messages(self, level: str | None = None) -> list[str]:
         """The logged messages, optionally only those of one level."""
         return [msg for lvl, msg, _ in self.records if level is None or lvl == level]
-
-
-def encode_image(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
-    """Base64 of an image file: a path or bytes as they are, an RGB array encoded as ``fmt``."""
-    if isinstance(image, (str, Path)):
-        data = Path(image).read_bytes()
-    elif isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
-    else:
-        buffer = io.BytesIO()
-        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-        options = {"quality": quality} if fmt.upper() in {"JPEG", "JPG"} else {}
-        pil.save(buffer, format="JPEG" if fmt.upper() == "JPG" else fmt.upper(), **options)
-        data = buffer.getvalue()
-    return base64.b64encode(data).decode("ascii")
-
-
-def cvat_request(image: Any, threshold: float | None = None, **fields: Any) -> dict[str, Any]:
-    """The body CVAT sends: ``{"image": b64}`` plus ``threshold`` when given, plus ``fields``."""
-    body: dict[str, Any] = {"image": encode_image(image)}
-    if threshold is not None:
-        body["threshold"] = threshold
-    body.update(fields)
-    return body
 
 
 def make_event(
