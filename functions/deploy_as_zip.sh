@@ -11,7 +11,7 @@
 # (names, files, extensions, that the weights load as the function's model) before writing,
 # and writes nuclio.zip in the current folder. Deploy it as docs/deployment.md shows:
 #
-#   unzip nuclio.zip -d nuclio_bundles/coralsegv4
+#   mkdir -p nuclio_bundles && unzip nuclio.zip -d nuclio_bundles/coralsegv4
 #   nuctl deploy --project-name cvat --path nuclio_bundles/coralsegv4/nuclio --platform local
 set -euo pipefail
 
