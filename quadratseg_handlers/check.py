@@ -121,7 +121,8 @@ def summary(results: Sequence[ImageCheck]) -> str:
     shapes = sum(result.shapes for result in results)
     median = statistics.median(result.seconds for result in results) * 1000
     verdict = "PASS" if passed == len(results) else "FAIL"
+    plural = "" if shapes == 1 else "s"
     return (
-        f"{verdict}: {passed}/{len(results)} images passed, {shapes} shapes, "
+        f"{verdict}: {passed}/{len(results)} images passed, {shapes} shape{plural}, "
         f"median {median:.0f} ms per image"
     )

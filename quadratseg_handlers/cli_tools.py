@@ -168,7 +168,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         shapes, labels, name = _annotate_answer(args, request_body(source, args.threshold))
     if not isinstance(shapes, list):
         raise CliError("the function's answer is not a list of CVAT shapes", 1)
-    drawn = overlay.draw_shapes(image, shapes, labels, title=f"{name}: {len(shapes)} shapes")
+    count = f"{len(shapes)} shape{'' if len(shapes) == 1 else 's'}"
+    drawn = overlay.draw_shapes(image, shapes, labels, title=f"{name}: {count}")
     overlay.save_png(drawn, args.out)
     counts = ", ".join(
         f"{label} x{count}"
@@ -177,7 +178,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         ).most_common()
     )
     print(
-        f"annotate: {len(shapes)} shapes ({counts or 'none'}) on {image.shape[1]}x"
+        f"annotate: {count} ({counts or 'none'}) on {image.shape[1]}x"
         f"{image.shape[0]} -> {args.out}",
         file=sys.stderr,
     )

@@ -284,8 +284,11 @@ def validate(path: Path, *, run: bool = True, timeout: float = 600.0) -> Report:
         result = run_probe(folder, kind, timeout)
         report.problems += answer_problems(result, kind, labels)
         if report.ok:
+            shapes = len(result["answer"])
             answered = (
-                f"{len(result['answer'])} shapes" if kind == "detector" else "an inpainted image"
+                f"{shapes} shape{'' if shapes == 1 else 's'}"
+                if kind == "detector"
+                else "an inpainted image"
             )
             count = f"{len(labels)} label{'' if len(labels) == 1 else 's'}"
             report.summary = (

@@ -26,7 +26,7 @@ from quadratseg_handlers.inpainting import LamaBackend, inpaint, tiles
 from quadratseg_handlers.lama import LamaHandler
 from quadratseg_handlers.template import grid_template
 from quadratseg_handlers.testing import FunctionClient, encode_image, make_event, response_json
-from quadratseg_handlers.tinymodels.lama import LamaInpainter, tiny_lama
+from quadratseg_handlers.tinymodels.lama import LamaInpainter, lama_files, tiny_lama
 
 WIDTH, HEIGHT = 403, 301
 """Odd on purpose: SimpleLama pads to 408 x 304 and does not crop back."""
@@ -140,6 +140,13 @@ def test_a_model_with_the_wrong_output_is_refused(tmp_path):
 def test_the_real_size_architecture_has_big_lamas_parameter_count():
     assert sum(p.numel() for p in LamaInpainter().parameters()) == 50_976_835  # big-lama: 51 M
     assert sum(p.numel() for p in LamaInpainter(4, 1).parameters()) == 24_375  # tiny_lama
+
+
+def test_lama_files_creates_its_folder(tmp_path):
+    # like the other tiny-model builders: the folder need not exist yet
+    files = lama_files(tmp_path / "not" / "yet")
+    assert files["lama-model"] == tmp_path / "not" / "yet" / "big-lama.pt"
+    assert files["lama-model"].is_file()
 
 
 def test_tile_size_setting_is_validated():

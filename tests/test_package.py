@@ -337,6 +337,17 @@ def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path
     assert "answered a 640x480 JPEG with" in report.summary
 
 
+def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "blobs.zip"
+    assert cli(capsys, "package", "blobs", "--output", str(out))[0] == 0
+    probe = {"status": 200, "width": 640, "height": 480, "start_seconds": 0.1, "seconds": 0.1,
+             "answer": [cvat.polygon("blob", [10, 10, 50, 10, 50, 40], 0.9)]}
+    monkeypatch.setattr("quadratseg_handlers.validator.run_probe", lambda *args: probe)
+    report = validate(out)
+    assert report.ok, report.problems
+    assert "answered a 640x480 JPEG with 1 shape in " in report.summary
+
+
 @pytest.mark.parametrize(
     "function",
     [

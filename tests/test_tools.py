@@ -11,6 +11,7 @@ import pytest
 from bundles_for_tests import BLOB_MAIN, FLOAT_CONFIDENCE_MAIN, write_bundle
 from PIL import Image
 
+from quadratseg_handlers.check import ImageCheck, summary
 from quadratseg_handlers.cli import main
 from quadratseg_handlers.function_config import read_function_config
 from quadratseg_handlers.request import load_image
@@ -139,6 +140,12 @@ def test_bench_counts_failures_and_exits_1(blob_url, test_images, capsys):
     out, err = capsys.readouterr()
     assert "| - | - | - | 0 img/min |" in out
     assert "failed x3: HTTP 400: 'threshold' must be a number in [0, 1], got 5.0" in err
+
+
+def test_check_summary_counts_one_shape_in_the_singular():
+    one = ImageCheck("a.jpg", (640, 480), 200, 0.01, shapes=1)
+    assert summary([one]).startswith("PASS: 1/1 images passed, 1 shape, median ")
+    assert ", 2 shapes, " in summary([one, one])
 
 
 def _shape_pixels(image: np.ndarray) -> np.ndarray:

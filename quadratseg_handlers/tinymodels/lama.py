@@ -152,6 +152,7 @@ def save_lama(
     torch.manual_seed(seed)
     model = LamaInpainter(width, blocks).eval()
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.script(model).save(str(target))
     return target
 
