@@ -18,4 +18,10 @@ set -euo pipefail
 if [ "$#" -eq 0 ]; then
     set -- lama
 fi
-exec "${PYTHON:-python3}" -m quadratseg_handlers.cli package "$@"
+python="${PYTHON:-python3}"
+if ! "$python" -c "import quadratseg_handlers.cli" 2>/dev/null; then
+    echo "deploy_as_zip.sh: error: $python cannot import quadratseg_handlers; install the library" \
+         "(make install, then PYTHON=.venv/bin/python) or set PYTHON to its interpreter" >&2
+    exit 2
+fi
+exec "$python" -m quadratseg_handlers.cli package "$@"
