@@ -24,11 +24,11 @@ import numpy as np
 
 from quadratseg_handlers.grid import GridPoseHandler, result_points
 from quadratseg_handlers.matching import match_points
-from quadratseg_handlers.offline import configure_ultralytics
 from quadratseg_handlers.request import decode_image
 from quadratseg_handlers.synthetic import quadrat_image, synthetic_detections
 from quadratseg_handlers.template import corner_template, grid_template
 from quadratseg_handlers.testing import FunctionClient, make_event
+from quadratseg_handlers.tinymodels.yolo import tiny_yolo
 
 from .timing import interleaved, jpeg_bytes, median_ms, quadrat_photos
 
@@ -83,20 +83,6 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _detect_checkpoint(folder: Path) -> Path:
-    """YOLO11n detect, random weights, every anchor firing: a real checkpoint file."""
-    configure_ultralytics()
-    from ultralytics import YOLO
-
-    model = YOLO("yolo11n.yaml")
-    model.model.names = {0: "grid_point"}
-    for branch in model.model.model[-1].cv3:
-        branch[-1].bias.data.fill_(3.0)
-    path = folder / "best.pt"
-    model.save(str(path))
-    return path
-
-
 def _end_to_end_rows() -> tuple[str, list[str]]:
     photos = quadrat_photos(1920) or [("synthetic quadrat", quadrat_image(1920, seed=1).image)]
     name, image = photos[0]
@@ -104,7 +90,7 @@ def _end_to_end_rows() -> tuple[str, list[str]]:
     text = base64.b64encode(data).decode()
     event = make_event({"image": text})
     with tempfile.TemporaryDirectory(prefix="bench-grid-") as folder:
-        path = _detect_checkpoint(Path(folder))
+        path = tiny_yolo(Path(folder) / "best.pt", "detect", ["grid_point"], deterministic=False)
         with _environment(MODEL_PATH=str(path), DEVICE="cpu"):
             client = FunctionClient(GridPoseHandler)
             handler = client.start()

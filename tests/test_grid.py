@@ -37,6 +37,7 @@ from quadratseg_handlers.testing import (
     make_context,
     response_json,
 )
+from quadratseg_handlers.tinymodels.yolo import tiny_yolo
 
 SIDE = 320
 """Side of the test frame, and the inference size (IMGSZ) the tests run at."""
@@ -144,13 +145,7 @@ def corners_case(models):
 @pytest.fixture(scope="module")
 def detect_model(models) -> Path:
     """A random-weight detect checkpoint whose every anchor fires (deterministic boxes)."""
-    model = YOLO("yolo11n.yaml")
-    model.model.names = {0: "corner"}
-    for branch in model.model.model[-1].cv3:
-        branch[-1].bias.data.fill_(3.0)
-    path = models / "detect.pt"
-    model.save(str(path))
-    return path
+    return tiny_yolo(models / "detect.pt", "detect", ["corner"], deterministic=False)
 
 
 def bare_centres(path: Path, image: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
@@ -428,9 +423,7 @@ def test_template_of_the_wrong_size_stops_start_up(monkeypatch, tmp_path, grid_c
 
 @pytest.mark.slow
 def test_models_that_give_no_points_are_refused(monkeypatch, models, tmp_path):
-    segment = YOLO("yolo11n-seg.yaml")
-    path = models / "segment.pt"
-    segment.save(str(path))
+    path = tiny_yolo(models / "segment.pt", "segment")
     monkeypatch.setenv("MODEL_PATH", str(path))
     with pytest.raises(ConfigError, match=r"MODEL_PATH=.*segment.pt: the model's task is "
                        r"'segment', this function needs 'detect' or 'pose'"):
