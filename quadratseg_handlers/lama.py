@@ -9,14 +9,12 @@ order, or pth-yolo-gridpose's skeleton: its ``elements`` list or the whole shape
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 from PIL import ImageOps
 
@@ -26,7 +24,16 @@ from .cvat import LabelSpec
 from .gridmask import dilate, draw_grid_mask
 from .handler import BaseHandler
 from .inpainting import Backend, LamaBackend, OpenCvBackend, inpaint
-from .request import Request, RequestError, decode_base64, load_image, open_image, to_rgb_array
+from .request import (
+    Request,
+    RequestError,
+    b64,
+    decode_base64,
+    image_bytes,
+    load_image,
+    open_image,
+    to_rgb_array,
+)
 from .template import GRID_POINTS, grid_sublabels
 
 MAX_LINE_WIDTH = 512
@@ -123,18 +130,6 @@ def decode_mask(data: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray
             "they must be the same size"
         )
     return grey > 0
-
-
-def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """An RGB (or single-channel) uint8 array as PNG or JPEG file bytes."""
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    if fmt == "jpeg":
-        ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    else:
-        ok, data = cv2.imencode(".png", pixels)
-    if not ok:
-        raise RuntimeError(f"{fmt} encoding failed for an image of shape {image.shape}")
-    return data.tobytes()
 
 
 @dataclass(kw_only=True)
@@ -341,9 +336,9 @@ class LamaHandler(BaseHandler[np.ndarray]):
             raise TypeError("LamaHandler.infer needs the InpaintRequest of its parse_request")
         painted = self.paint(request.images[0], request.mask)
         quality = int(self.config["JPEG_QUALITY"])
-        payload = {"image": _b64(encode_image(painted, request.output_format, quality))}
+        payload = {"image": b64(image_bytes(painted, request.output_format, quality))}
         if request.return_mask:
-            payload["mask"] = _b64(encode_image(request.mask.astype(np.uint8) * 255, "png"))
+            payload["mask"] = b64(image_bytes(request.mask.astype(np.uint8) * 255, "png"))
         return payload
 
     def _line_width(self, value: Any) -> int:
@@ -375,7 +370,3 @@ class LamaHandler(BaseHandler[np.ndarray]):
         if not isinstance(value, bool):
             raise RequestError(f"'{name}' must be true or false, got {value!r}")
         return value
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

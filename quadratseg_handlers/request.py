@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -182,19 +183,38 @@ def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
     raise TypeError(f"cannot load an image from {type(source).__name__}")
 
 
-def encode_image(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
-    """Base64 of an image file: a path or bytes as they are, an RGB array encoded as ``fmt``."""
-    if isinstance(image, (str, Path)):
-        data = Path(image).read_bytes()
-    elif isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
+def image_bytes(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """An RGB (or single-channel) uint8 array as PNG or JPEG (``fmt`` "png"/"jpeg") file bytes."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    if fmt == "jpeg":
+        ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     else:
-        buffer = io.BytesIO()
-        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-        options = {"quality": quality} if fmt.upper() in {"JPEG", "JPG"} else {}
-        pil.save(buffer, format="JPEG" if fmt.upper() == "JPG" else fmt.upper(), **options)
-        data = buffer.getvalue()
+        ok, data = cv2.imencode(".png", pixels)
+    if not ok:
+        raise RuntimeError(f"{fmt} encoding failed for an image of shape {image.shape}")
+    return data.tobytes()
+
+
+def b64(data: bytes) -> str:
+    """Bytes as the ASCII base64 text a JSON body carries."""
     return base64.b64encode(data).decode("ascii")
+
+
+def encode_image(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
+    """Base64 of an image file: a path or bytes as they are, an array or PIL image encoded as
+    ``fmt`` (arrays as PNG or JPEG through :func:`image_bytes`, anything else through PIL)."""
+    if isinstance(image, (str, Path)):
+        return b64(Path(image).read_bytes())
+    if isinstance(image, (bytes, bytearray)):
+        return b64(bytes(image))
+    kind = {"JPG": "jpeg", "JPEG": "jpeg", "PNG": "png"}.get(fmt.upper())
+    if kind is not None and isinstance(image, np.ndarray):
+        return b64(image_bytes(np.ascontiguousarray(image, dtype=np.uint8), kind, quality))
+    buffer = io.BytesIO()
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    options = {"quality": quality} if kind == "jpeg" else {}
+    pil.save(buffer, format=(kind or fmt).upper(), **options)
+    return b64(buffer.getvalue())
 
 
 def cvat_request(image: Any, threshold: float | None = None, **fields: Any) -> dict[str, Any]:
