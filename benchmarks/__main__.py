@@ -42,8 +42,10 @@ def machine() -> str:
             gpu = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, " \
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, "
         f"Python {platform.python_version()}"
+    )
 
 
 def update(report: str, name: str, section: str) -> str:
@@ -61,16 +63,20 @@ def main(argv: list[str]) -> int:
     names = argv or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:
-        print(f"benchmarks: unknown {', '.join(unknown)}; valid: {', '.join(available())}",
-              file=sys.stderr)
+        print(
+            f"benchmarks: unknown {', '.join(unknown)}; valid: {', '.join(available())}",
+            file=sys.stderr,
+        )
         return 2
     report = REPORT.read_text() if REPORT.exists() else HEADER
     for name in names:
         started = time.perf_counter()
         print(f"benchmarks: running {name} ...", file=sys.stderr, flush=True)
         section = importlib.import_module(f"benchmarks.bench_{name}").run()
-        stamp = f"\n\n_Run on {time.strftime('%Y-%m-%d')}, {machine()}, " \
+        stamp = (
+            f"\n\n_Run on {time.strftime('%Y-%m-%d')}, {machine()}, "
             f"{time.perf_counter() - started:.0f} s._"
+        )
         report = update(report, name, section + stamp)
         REPORT.write_text(report)
         print(f"benchmarks: {name} done", file=sys.stderr, flush=True)

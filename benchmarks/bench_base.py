@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 
-from quadratseg_handlers.blobs import BlobHandler
-from quadratseg_handlers.synthetic import blobs_image
-from quadratseg_handlers.testing import FunctionClient, make_event
+from quadratseg_handlers.handlers.blobs import BlobHandler
+from quadratseg_handlers.local.harness import FunctionClient, make_event
+from quadratseg_handlers.local.synthetic import blobs_image
 
 from .timing import interleaved, jpeg_bytes, median_ms, quadrat_photos
 

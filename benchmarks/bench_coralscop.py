@@ -25,18 +25,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from quadratseg_handlers.coralscop import CoralScopSegformerHandler
-from quadratseg_handlers.fusion import MaskProposal
-from quadratseg_handlers.synthetic import blobs_image
-from quadratseg_handlers.tinymodels.sam import tiny_sam
-from quadratseg_handlers.tinymodels.segformer import tiny_segformer
+from quadratseg_handlers.handlers.coralscop import CoralScopSegformerHandler
+from quadratseg_handlers.local.synthetic import blobs_image
+from quadratseg_handlers.local.tinymodels.sam import tiny_sam
+from quadratseg_handlers.local.tinymodels.segformer import tiny_segformer
+from quadratseg_handlers.ops.fusion import MaskProposal
 
 from .timing import interleaved, measure, median_ms, quadrat_photos
 
 GENERA = (
-    "Acanthastrea", "Acropora", "Astreopora", "Atrea", "Fungia", "Goniastrea", "Leptastrea",
-    "Merulinidae", "Millepora", "Montastrea", "Montipora", "Other", "Pavona/Leptoseris",
-    "Pocillopora", "Porites", "Psammocora",
+    "Acanthastrea",
+    "Acropora",
+    "Astreopora",
+    "Atrea",
+    "Fungia",
+    "Goniastrea",
+    "Leptastrea",
+    "Merulinidae",
+    "Millepora",
+    "Montastrea",
+    "Montipora",
+    "Other",
+    "Pavona/Leptoseris",
+    "Pocillopora",
+    "Porites",
+    "Psammocora",
 )
 CLASSES = ("background", *GENERA)
 SIZES = (1024, 1920)
@@ -93,7 +106,8 @@ def stage_table(handler: CoralScopSegformerHandler) -> str:
     for size, (name, masks, found) in counts.items():
         medians = [median_ms(times[f"{size} {stage}"]) for stage in STAGES]
         rows.append(
-            f"| {size} x {size} ({name}) | " + " | ".join(f"{value:.0f}" for value in medians)
+            f"| {size} x {size} ({name}) | "
+            + " | ".join(f"{value:.0f}" for value in medians)
             + f" | {sum(medians):.0f} | {masks} | {found} |"
         )
     return "\n".join(rows)

@@ -22,13 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from quadratseg_handlers.grid import GridPoseHandler, result_points
-from quadratseg_handlers.matching import match_points
-from quadratseg_handlers.request import decode_image
-from quadratseg_handlers.synthetic import quadrat_image, synthetic_detections
-from quadratseg_handlers.template import corner_template, grid_template
-from quadratseg_handlers.testing import FunctionClient, make_event
-from quadratseg_handlers.tinymodels.yolo import tiny_yolo
+from quadratseg_handlers.backends.ultralytics import result_points
+from quadratseg_handlers.core.request import decode_image
+from quadratseg_handlers.handlers.grid import GridPoseHandler
+from quadratseg_handlers.local.harness import FunctionClient, make_event
+from quadratseg_handlers.local.synthetic import quadrat_image, synthetic_detections
+from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+from quadratseg_handlers.ops.matching import match_points
+from quadratseg_handlers.ops.template import corner_template, grid_template
 
 from .timing import interleaved, jpeg_bytes, median_ms, quadrat_photos
 
@@ -38,8 +39,10 @@ SAMPLES = 60
 
 def _matching_rows() -> list[str]:
     rows = []
-    cases = (("117 grid points", grid_template(), 0.12, 20),
-             ("4 corners", corner_template(), 0.3, 3))
+    cases = (
+        ("117 grid points", grid_template(), 0.12, 20),
+        ("4 corners", corner_template(), 0.3, 3),
+    )
     for name, template, max_cost, min_matches in cases:
         times, correct, fills = [], [], []
         for seed in range(SAMPLES):
@@ -47,9 +50,14 @@ def _matching_rows() -> list[str]:
             runs = []
             for _ in range(5):
                 started = time.perf_counter()
-                result = match_points(sample.detections, template, (1920, 1920),
-                                      scores=sample.scores, max_cost=max_cost,
-                                      min_matches=min_matches)
+                result = match_points(
+                    sample.detections,
+                    template,
+                    (1920, 1920),
+                    scores=sample.scores,
+                    max_cost=max_cost,
+                    min_matches=min_matches,
+                )
                 runs.append(time.perf_counter() - started)
             times.append(min(runs))
             truth = np.full(len(template), -1)
@@ -100,21 +108,31 @@ def _end_to_end_rows() -> tuple[str, list[str]]:
             template = grid_template()
             times = interleaved(
                 {
-                    "bare `model.predict` (decoded BGR array)":
-                        lambda: model.predict(bgr, conf=0.25, **options),
+                    "bare `model.predict` (decoded BGR array)": lambda: model.predict(
+                        bgr, conf=0.25, **options
+                    ),
                     "handler end to end (JPEG request -> JSON)": lambda: client.call(event),
                     "of which: base64 + JPEG decode": lambda: decode_image(text, 10**9),
-                    f"of which: matching the model's {len(found.points)} points":
-                        lambda: match_points(found.points, template, (1920, 1920),
-                                             scores=found.scores, min_matches=20),
+                    f"of which: matching the model's {len(found.points)} points": lambda: (
+                        match_points(
+                            found.points,
+                            template,
+                            (1920, 1920),
+                            scores=found.scores,
+                            min_matches=20,
+                        )
+                    ),
                 },
                 runs=5,
             )
     medians = {label: median_ms(values) for label, values in times.items()}
     bare_ms, handler_ms = list(medians.values())[:2]
     rows = [f"| {label} | {value:.1f} |" for label, value in medians.items()]
-    rows.insert(2, f"| overhead over the bare predict | {handler_ms - bare_ms:.1f} "
-                   f"({100 * (handler_ms / bare_ms - 1):.0f} %) |")
+    rows.insert(
+        2,
+        f"| overhead over the bare predict | {handler_ms - bare_ms:.1f} "
+        f"({100 * (handler_ms / bare_ms - 1):.0f} %) |",
+    )
     return f"{name}, {len(data) / 1e6:.1f} MB JPEG", rows
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from quadratseg_handlers.gridmask import draw_grid_mask
-from quadratseg_handlers.synthetic import blobs_image
-from quadratseg_handlers.template import grid_template
+from quadratseg_handlers.local.synthetic import blobs_image
+from quadratseg_handlers.ops.gridmask import draw_grid_mask
+from quadratseg_handlers.ops.template import grid_template
 
 from .timing import interleaved, jpeg_bytes, median_ms, quadrat_photos
 
@@ -71,9 +71,9 @@ def probe(kind: str, side: int, model: str) -> dict[str, float]:
 
     Run in a fresh process; the peak is reset before each call (``/proc/self/clear_refs``).
     """
-    from quadratseg_handlers.inpainting import LamaBackend
-    from quadratseg_handlers.lama import LamaHandler
-    from quadratseg_handlers.testing import FunctionClient
+    from quadratseg_handlers.backends.inpainting import LamaBackend
+    from quadratseg_handlers.handlers.lama import LamaHandler
+    from quadratseg_handlers.local.harness import FunctionClient
 
     if kind == "architecture":
         backend = LamaBackend(model)
@@ -93,6 +93,7 @@ def probe(kind: str, side: int, model: str) -> dict[str, float]:
             if response.status_code != 200:
                 raise RuntimeError(response.body)
             return response
+
     before = _memory_kib("VmRSS")
     peaks = []
     for _ in range(2):  # TorchScript profiles and optimises the first call at a new input size
@@ -107,9 +108,20 @@ def probe(kind: str, side: int, model: str) -> dict[str, float]:
 def measure(kind: str, side: int, model: Path) -> dict[str, float]:
     """Run :func:`probe` in a fresh interpreter and return its figures."""
     result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "benchmarks.bench_lama", kind, str(side),
-         str(model)],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "benchmarks.bench_lama",
+            kind,
+            str(side),
+            str(model),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     if result.returncode != 0:
@@ -135,9 +147,9 @@ def save_pass_through(path: Path) -> Path:
 
 def step_times(tiny: Path, pass_through: Path) -> dict[str, list[float]]:
     """Each step of a 1920 px request, and whole requests, timed side by side."""
-    from quadratseg_handlers.inpainting import LamaBackend, OpenCvBackend, inpaint
-    from quadratseg_handlers.lama import LamaHandler, encode_image
-    from quadratseg_handlers.testing import FunctionClient, make_event
+    from quadratseg_handlers.backends.inpainting import LamaBackend, OpenCvBackend, inpaint
+    from quadratseg_handlers.handlers.lama import LamaHandler, encode_image
+    from quadratseg_handlers.local.harness import FunctionClient, make_event
 
     image = photo(SIDE)
     points = grid_points(SIDE)
@@ -170,7 +182,7 @@ def step_times(tiny: Path, pass_through: Path) -> dict[str, list[float]]:
 
 def run() -> str:
     """Return the Markdown section."""
-    from quadratseg_handlers.tinymodels.lama import save_lama, tiny_lama
+    from quadratseg_handlers.local.tinymodels.lama import save_lama, tiny_lama
 
     with tempfile.TemporaryDirectory() as folder:
         tiny = tiny_lama(Path(folder) / "tiny-lama.pt")
@@ -227,7 +239,8 @@ def run() -> str:
         "encode; the largest of the first two requests, each set in a fresh process), and the "
         "second request's time:\n\n"
         "| Image | Backend | Peak MiB | Seconds |\n| --- | --- | --- | --- |\n"
-        + request_rows + "\n\n"
+        + request_rows
+        + "\n\n"
         "The real big-lama architecture (`tinymodels.lama.save_lama`: random weights, "
         "51 M parameters, TorchScript through SimpleLama), one model call on this CPU, measured "
         "at small sizes and extrapolated linearly in pixels "
@@ -238,7 +251,9 @@ def run() -> str:
         f"average {load:.1f} on {os.cpu_count()} cores at the end of the run): read them as an "
         "order of magnitude, the reason CPU-only deployments use the OpenCV backend.\n\n"
         "| Model input | Peak MiB added | Seconds (CPU) |\n| --- | --- | --- |\n"
-        + arch_rows + "\n" + fitted
+        + arch_rows
+        + "\n"
+        + fitted
     )
 
 

@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from quadratseg_handlers.request import decode_image
-from quadratseg_handlers.synthetic import blobs_image
-from quadratseg_handlers.testing import make_context, make_event
-from quadratseg_handlers.tinymodels.yolo import tiny_yolo
-from quadratseg_handlers.yolo import Letterbox, YoloSegHandler, result_instances
+from quadratseg_handlers.backends.ultralytics import Letterbox, result_instances
+from quadratseg_handlers.core.request import decode_image
+from quadratseg_handlers.handlers.yolo import YoloSegHandler
+from quadratseg_handlers.local.harness import make_context, make_event
+from quadratseg_handlers.local.synthetic import blobs_image
+from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 
 from .timing import interleaved, jpeg_bytes, measure, median_ms, quadrat_photos
 
@@ -236,7 +237,6 @@ def run() -> str:
         + "\n\n### 300 coral-like masks to CVAT shapes\n\n"
         "A real ultralytics `Results` holding 300 lobed masks on a 1920 x 1920 frame, with the "
         "masks at the network resolution of a 640 model (the production case) or at full "
-        "resolution; medians of 5 runs (3 for CVAT masks). \"To polygons\" is the "
-        "mask-to-polygon step; \"Total\" adds bringing the masks to original pixels.\n\n"
-        + conversion
+        'resolution; medians of 5 runs (3 for CVAT masks). "To polygons" is the '
+        'mask-to-polygon step; "Total" adds bringing the masks to original pixels.\n\n' + conversion
     )

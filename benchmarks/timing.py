@@ -58,8 +58,9 @@ def quadrat_photos(size: int = 1920) -> list[tuple[str, np.ndarray]]:
 
 def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
     """An RGB array encoded as JPEG."""
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()

@@ -19,9 +19,9 @@ if [ "$#" -eq 0 ]; then
     set -- lama
 fi
 python="${PYTHON:-python3}"
-if ! "$python" -c "import quadratseg_handlers.cli" 2>/dev/null; then
+if ! "$python" -c "import quadratseg_handlers.cli.main" 2>/dev/null; then
     echo "deploy_as_zip.sh: error: $python cannot import quadratseg_handlers; install the library" \
          "(make install, then PYTHON=.venv/bin/python) or set PYTHON to its interpreter" >&2
     exit 2
 fi
-exec "$python" -m quadratseg_handlers.cli package "$@"
+exec "$python" -m quadratseg_handlers package "$@"

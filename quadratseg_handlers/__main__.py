@@ -2,6 +2,6 @@
 
 import sys
 
-from quadratseg_handlers.cli import main
+from quadratseg_handlers.cli.main import main
 
 sys.exit(main())

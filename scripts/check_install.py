@@ -11,7 +11,7 @@ EXPECTED = {"torch": "2.13.0", "torchvision": "0.28.0", "mmcv": "2.1.0"}
 
 def main() -> int:
     """Check exact versions (no local +cpu torch) and that each model library imports."""
-    from quadratseg_handlers.offline import configure_ultralytics
+    from quadratseg_handlers.backends.offline import configure_ultralytics
 
     configure_ultralytics()
     problems = []
@@ -19,8 +19,16 @@ def main() -> int:
         found = metadata.version(name)
         if found != version:
             problems.append(f"{name} {found} installed, {version} pinned")
-    for module in ("torchvision.ops", "ultralytics", "segment_anything", "mmcv.ops", "mmseg.apis",
-                   "simple_lama_inpainting", "nuclio_sdk", "onnxruntime"):
+    for module in (
+        "torchvision.ops",
+        "ultralytics",
+        "segment_anything",
+        "mmcv.ops",
+        "mmseg.apis",
+        "simple_lama_inpainting",
+        "nuclio_sdk",
+        "onnxruntime",
+    ):
         try:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - report any import failure
@@ -35,8 +43,9 @@ def main() -> int:
     for problem in problems:
         print(f"check_install: {problem}", file=sys.stderr)
     if not problems:
-        print(f"check_install: torch {torch.__version__}, "
-              f"torchvision {torchvision.__version__}: ok")
+        print(
+            f"check_install: torch {torch.__version__}, torchvision {torchvision.__version__}: ok"
+        )
     return 1 if problems else 0
 
 

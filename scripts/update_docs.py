@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from quadratseg_handlers import catalog
-from quadratseg_handlers.config import combined_table
+from quadratseg_handlers.core.config import combined_table
+from quadratseg_handlers.deploy import catalog
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 START, END = "<!-- settings-table -->", "<!-- /settings-table -->"

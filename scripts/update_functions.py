@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from quadratseg_handlers.functions import FUNCTIONS
-from quadratseg_handlers.rendering import SourceTree, folder_files
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.rendering import SourceTree, folder_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "functions"
@@ -32,9 +32,7 @@ def main(argv: list[str]) -> int:
     files = rendered()
     if "--check" in argv:
         stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
-        extra = sorted(
-            p for p in FOLDER.iterdir() if p.is_dir() and p.name not in FUNCTIONS
-        )
+        extra = sorted(p for p in FOLDER.iterdir() if p.is_dir() and p.name not in FUNCTIONS)
         for path in [*stale, *extra]:
             print(f"{path.relative_to(ROOT)} is out of date: run `make docs`", file=sys.stderr)
         return 1 if stale or extra else 0

@@ -16,8 +16,8 @@ import yaml
 
 from quadratseg_handlers import cvat
 
-BLOB_MAIN = '''\
-from quadratseg_handlers.blobs import BlobHandler
+BLOB_MAIN = """\
+from quadratseg_handlers.handlers.blobs import BlobHandler
 
 
 def init_context(context):
@@ -26,9 +26,9 @@ def init_context(context):
 
 def handler(context, event):
     return BlobHandler.handle_event(context, event)
-'''
+"""
 
-SLOW_MAIN = '''\
+SLOW_MAIN = """\
 import json
 import os
 import time
@@ -46,12 +46,12 @@ def handler(context, event):
         content_type="application/json",
         status_code=200,
     )
-'''
+"""
 
-FLOAT_CONFIDENCE_MAIN = '''\
+FLOAT_CONFIDENCE_MAIN = """\
 import json
 
-from quadratseg_handlers.blobs import BlobHandler
+from quadratseg_handlers.handlers.blobs import BlobHandler
 
 
 def init_context(context):
@@ -68,7 +68,7 @@ def handler(context, event):
         shape["attributes"] = [{"name": "confidence", "value": "0.87"}]
     response.body = json.dumps(shapes)
     return response
-'''
+"""
 
 BLOB_LABELS = [cvat.label_spec("blob", "polygon")]
 
@@ -83,6 +83,7 @@ def write_bundle(
     workers: int = 1,
     availability_ms: int = 10_000,
     max_body: int = 4 * 1024 * 1024,
+    readiness_s: int | None = None,
 ) -> Path:
     """Write ``function.yaml`` and ``main.py`` into ``folder``; return the folder."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,10 +112,13 @@ def write_bundle(
             },
         },
     }
+    if readiness_s is not None:
+        config["spec"]["readinessTimeoutSeconds"] = readiness_s
     (folder / "function.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
 
-ECHO_MAIN = '''\
+
+ECHO_MAIN = """\
 import json
 import os
 
@@ -147,4 +151,4 @@ def handler(context, event):
         body=json.dumps(seen), headers={"X-Worker": context.worker_id},
         content_type="application/json", status_code=200,
     )
-'''
+"""

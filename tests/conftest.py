@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quadratseg_handlers.offline import configure_ultralytics
+from quadratseg_handlers.backends.offline import configure_ultralytics
 
 configure_ultralytics(Path(tempfile.gettempdir()) / f"quadratseg-test-ultralytics-{os.getuid()}")
 

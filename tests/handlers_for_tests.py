@@ -16,13 +16,10 @@ import cv2
 import numpy as np
 
 from quadratseg_handlers import BaseHandler, ConfigError, Setting, cvat
-from quadratseg_handlers import config as cfg
-from quadratseg_handlers.request import Request, RequestError, decode_image
-from quadratseg_handlers.testing import encode_image
+from quadratseg_handlers.core import config as cfg
+from quadratseg_handlers.core.request import Request, RequestError, decode_image, encode_image
 
 Box = tuple[int, int, int, int, float]
-
-
 
 
 class BrightBoxHandler(BaseHandler[list[Box]]):

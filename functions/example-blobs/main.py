@@ -4,7 +4,7 @@ Nuclio calls init_context once per worker and handler once per event. Outside Nu
 `python main.py IMAGE [--threshold T]` runs the function once and prints its JSON answer.
 """
 
-from quadratseg_handlers.blobs import BlobHandler as Handler
+from quadratseg_handlers.handlers.blobs import BlobHandler as Handler
 
 
 def init_context(context):
@@ -16,6 +16,6 @@ def handler(context, event):
 
 
 if __name__ == "__main__":
-    from quadratseg_handlers.bundle import run_once
+    from quadratseg_handlers.local.bundle import run_once
 
     raise SystemExit(run_once(__file__))

@@ -1,0 +1,403 @@
+"""YOLO models through ultralytics: loading with a task check, and the coral segmentation functions.
+
+:func:`load_yolo` is what every YOLO function loads its model with (the segmentation functions
+here, the grid detectors elsewhere): it accepts a PyTorch checkpoint, an ONNX export or a
+TensorRT engine, refuses a model of the wrong task at start-up, and reads the class names and
+the size the model was trained (or exported) at. :class:`YoloSegHandler` turns an ultralytics
+segmentation result into instances whose masks are in original-image pixels; the shapes are
+:class:`~quadratseg_handlers.core.instances.InstanceHandler`'s.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from quadratseg_handlers.backends.offline import configure_ultralytics
+from quadratseg_handlers.core import config as cfg
+from quadratseg_handlers.core.config import ConfigError, Setting
+from quadratseg_handlers.core.instances import Instance
+from quadratseg_handlers.core.messages import describe_error
+
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
+
+MODEL_FORMATS: dict[str, str] = {
+    ".pt": "PyTorch checkpoint",
+    ".onnx": "ONNX export",
+    ".engine": "TensorRT engine (CUDA only)",
+}
+"""File suffixes :func:`load_yolo` accepts, and what they hold."""
+
+YOLO_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "MODEL_PATH",
+        cfg.existing_file,
+        "/opt/nuclio/best.pt",
+        "The model file: an ultralytics `.pt` checkpoint, an `.onnx` export or a TensorRT "
+        "`.engine` (CUDA only). Its task must match the function.",
+        "path",
+    ),
+    Setting(
+        "IOU_THRESHOLD",
+        cfg.number(0.0, 1.0),
+        0.5,
+        "Non-maximum suppression: of two detections overlapping by more than this IoU, the "
+        "lower-scored one is dropped.",
+        "number",
+    ),
+    Setting(
+        "IMGSZ",
+        cfg.number(32, 8192, integer=True),
+        None,
+        "Inference size in pixels (longest side, rounded up to the model stride). Empty: the "
+        "size the model was trained at (`.pt`) or exported at (`.onnx`, `.engine`).",
+        "integer",
+    ),
+    Setting(
+        "MAX_DET",
+        cfg.number(1, 10_000, integer=True),
+        300,
+        "Most detections kept per image (highest scores first).",
+        "integer",
+    ),
+    Setting(
+        "HALF",
+        cfg.boolean,
+        False,
+        "Half-precision (FP16) inference on a CUDA device; ignored on CPU.",
+        "boolean",
+    ),
+)
+"""The settings every YOLO function reads, beside the common ones."""
+
+ImageSize = int | tuple[int, int]
+
+
+def _image_size(value: Any) -> ImageSize:
+    """An ultralytics imgsz (int, [h, w], or their string form in export metadata)."""
+    if isinstance(value, str):
+        value = ast.literal_eval(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return int(value[0])
+        height, width = (int(v) for v in value)
+        return height if height == width else (height, width)
+    return int(value)
+
+
+@dataclass
+class YoloModel:
+    """An ultralytics model loaded from a file, with what a handler needs to know about it."""
+
+    model: Any
+    """The ``ultralytics.YOLO`` object."""
+    path: Path
+    task: str
+    names: list[str]
+    """Class names in class-index order."""
+    imgsz: ImageSize
+    """The size the model was trained (``.pt``) or exported (``.onnx``, ``.engine``) at."""
+    fixed_size: bool
+    """Whether the input size is baked into the file (a static export)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """ultralytics predict arguments fixed at start-up by :meth:`configure`."""
+
+    def configure(self, config: Mapping[str, Any], device: str) -> None:
+        """Fix the predict arguments from the YOLO settings, then warm the model up.
+
+        The warm-up prediction builds ultralytics' predictor (and an ONNX or TensorRT
+        session) at start-up rather than on the first request.
+        """
+        imgsz = self.imgsz if config["IMGSZ"] is None else int(config["IMGSZ"])
+        if self.fixed_size and _image_size(imgsz) != self.imgsz:
+            raise ConfigError(
+                f"IMGSZ={imgsz}: MODEL_PATH={self.path} was exported with a fixed input size "
+                f"{self.imgsz}; leave IMGSZ empty or export again with that size (or dynamic=True)"
+            )
+        if self.path.suffix.lower() == ".engine" and not device.startswith("cuda"):
+            raise ConfigError(
+                f"MODEL_PATH={self.path}: a TensorRT engine runs only on a CUDA device, "
+                f"DEVICE resolved to {device!r}"
+            )
+        self.options = {
+            "imgsz": imgsz,
+            "iou": float(config["IOU_THRESHOLD"]),
+            "max_det": int(config["MAX_DET"]),
+            "half": bool(config["HALF"]) and device.startswith("cuda"),
+            "device": device,
+        }
+        height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        self.predict([np.zeros((height, width, 3), dtype=np.uint8)], conf=1.0)
+
+    def predict(self, images: Sequence[np.ndarray], conf: float) -> list[Results]:
+        """One ultralytics result per RGB image, all images in one batch."""
+        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        results: list[Results] = self.model.predict(
+            bgr, conf=conf, batch=len(bgr), verbose=False, **self.options
+        )
+        return results
+
+
+def load_yolo(
+    path: str | Path, expected_tasks: Collection[str], *, variable: str = "MODEL_PATH"
+) -> YoloModel:
+    """Load a `.pt`, `.onnx` or `.engine` model with ultralytics and check its task.
+
+    Every problem (missing file, unknown suffix, unreadable model, wrong task) raises
+    ConfigError naming ``variable``, the file and, for a wrong task, the model's task.
+    """
+    path = cfg.required_file(variable, path)
+    where = f"{variable}={path}"
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_FORMATS:
+        raise ConfigError(
+            f"{where}: unsupported model file {suffix or '(no suffix)'!r}; expected one of "
+            + ", ".join(f"{s} ({kind})" for s, kind in MODEL_FORMATS.items())
+        )
+    configure_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.backends.base import BaseBackend
+
+    metadata: dict[str, Any] = {}
+    try:
+        if suffix == ".pt":
+            model = YOLO(str(path))
+        else:
+            metadata = BaseBackend.read_metadata(path)
+            if not metadata.get("task"):
+                raise ConfigError(
+                    f"{where}: no ultralytics metadata in this export (task unknown); export it "
+                    "with ultralytics (`YOLO('best.pt').export(...)`)"
+                )
+            model = YOLO(str(path), task=str(metadata["task"]))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: not a model ultralytics can load ({describe_error(exc)})"
+        ) from exc
+    task = str(model.task)
+    if task not in expected_tasks:
+        raise ConfigError(
+            f"{where}: the model's task is {task!r}, this function needs "
+            + " or ".join(repr(t) for t in sorted(expected_tasks))
+        )
+    if suffix == ".pt":
+        imgsz = _image_size(model.overrides.get("imgsz", 640))
+        fixed = False
+    else:
+        imgsz = _image_size(metadata.get("imgsz", 640))
+        export_args = metadata.get("args", {})
+        if isinstance(export_args, str):
+            export_args = ast.literal_eval(export_args)
+        fixed = not export_args.get("dynamic", False)
+    names = model.names
+    return YoloModel(model, path, task, [str(names[i]) for i in sorted(names)], imgsz, fixed)
+
+
+# --- segmentation results in original-image pixels -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where ultralytics put the original image inside the network input: scale, then padding.
+
+    Mirrors ultralytics' letterbox (and its ``scale_masks``): the image is resized by one gain
+    to fit the input, rounded to whole pixels, and centred. Scales are input pixels per
+    original pixel, kept as exact fractions.
+    """
+
+    scale_x: Fraction
+    scale_y: Fraction
+    left: int
+    top: int
+
+    @classmethod
+    def between(cls, input_shape: tuple[int, int], image_shape: tuple[int, int]) -> Letterbox:
+        """The letterbox of an (h, w) original image inside an (h, w) network input."""
+        in_h, in_w = input_shape
+        im_h, im_w = image_shape
+        gain = min(in_h / im_h, in_w / im_w)
+        content_w, content_h = max(round(im_w * gain), 1), max(round(im_h * gain), 1)
+        left = round((in_w - content_w) / 2 - 0.1)
+        top = round((in_h - content_h) / 2 - 0.1)
+        return cls(Fraction(content_w, im_w), Fraction(content_h, im_h), left, top)
+
+    @property
+    def identity(self) -> bool:
+        """Whether input pixels are original pixels (retina masks, or no resizing)."""
+        return self.scale_x == self.scale_y == 1 and self.left == self.top == 0
+
+
+ALIGNED_PERIOD = 32
+"""Masks are resized on whole periods of the scale (cv2.resize, about 5 times faster than a
+general warp) when the scales' denominators are at most this many original pixels."""
+
+
+def mask_in_image(
+    mask: Any, box: Sequence[float], letterbox: Letterbox, image_shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The part of an input-resolution mask inside ``box``, resampled to original pixels.
+
+    ``mask`` is one (h, w) 0/1 mask of the network input (a torch tensor or an array), ``box``
+    its (x1, y1, x2, y2) in original pixels. Only the box is resampled (bilinear, threshold at
+    one half), so the cost follows the instance, not the image. Returns the boolean crop and
+    the (x, y) of its top-left pixel, or None when the box holds no pixel.
+    """
+    im_h, im_w = image_shape
+    x0, y0 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
+    x1, y1 = min(math.ceil(box[2]), im_w), min(math.ceil(box[3]), im_h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    if letterbox.identity:
+        return _as_array(mask[y0:y1, x0:x1]) > 0, (x0, y0)
+    periods = (letterbox.scale_x.denominator, letterbox.scale_y.denominator)
+    if max(periods) <= ALIGNED_PERIOD:
+        levels = _resized(mask, letterbox, (x0, y0, x1, y1), image_shape)
+    else:
+        levels = _warped(mask, letterbox, (x0, y0, x1, y1))
+    return levels >= 128, (x0, y0)
+
+
+def _aligned(start: int, stop: int, scale: Fraction, limit: int) -> tuple[int, int]:
+    """[start, stop) widened to whole periods of ``scale`` plus one period each side."""
+    period = scale.denominator
+    return max((start // period - 1) * period, 0), min((-(-stop // period) + 1) * period, limit)
+
+
+def _resized(
+    mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int], image_shape: tuple[int, int]
+) -> np.ndarray:
+    """Resample a window whose ends fall on whole pixels of both grids with cv2.resize.
+
+    A window of whole periods starts and ends on a pixel edge of both the input and the
+    original image, so resize's own mapping (pixel centres, align_corners=False) is exactly
+    the letterbox's.
+    """
+    x0, y0, x1, y1 = box
+    wx0, wx1 = _aligned(x0, x1, letterbox.scale_x, image_shape[1])
+    wy0, wy1 = _aligned(y0, y1, letterbox.scale_y, image_shape[0])
+    u0, u1 = (int(letterbox.left + w * letterbox.scale_x) for w in (wx0, wx1))
+    v0, v1 = (int(letterbox.top + w * letterbox.scale_y) for w in (wy0, wy1))
+    source = _levels(mask[v0:v1, u0:u1])
+    window = cv2.resize(source, (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_LINEAR)
+    return window[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+
+
+def _warped(mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Resample any window with an affine warp (scales whose period is too long to align)."""
+    x0, y0, x1, y1 = box
+    sx, sy = float(letterbox.scale_x), float(letterbox.scale_y)
+    in_h, in_w = mask.shape[-2:]
+    u0 = max(math.floor(letterbox.left + x0 * sx) - 1, 0)
+    u1 = min(math.ceil(letterbox.left + x1 * sx) + 1, in_w)
+    v0 = max(math.floor(letterbox.top + y0 * sy) - 1, 0)
+    v1 = min(math.ceil(letterbox.top + y1 * sy) + 1, in_h)
+    source = _levels(mask[v0:v1, u0:u1])
+    # Output pixel (j, i) is original pixel (x0 + j, y0 + i); its centre sits in the input at
+    # left + (x + 0.5) * sx - 0.5, relative to the source crop's first column u0.
+    to_source = np.array(
+        [
+            [sx, 0.0, letterbox.left + (x0 + 0.5) * sx - 0.5 - u0],
+            [0.0, sy, letterbox.top + (y0 + 0.5) * sy - 0.5 - v0],
+        ]
+    )
+    return cv2.warpAffine(
+        source,
+        to_source,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def _levels(window: Any) -> np.ndarray:
+    """A mask window as 0/255 grey levels: interpolated, then thresholded at 128 (one half)."""
+    return np.where(_as_array(window) > 0, np.uint8(255), np.uint8(0))
+
+
+def _as_array(data: Any) -> np.ndarray:
+    """A numpy view of a (possibly CUDA) tensor slice, or the array itself."""
+    if hasattr(data, "cpu"):
+        data = data.cpu().numpy()
+    return np.asarray(data)
+
+
+def result_instances(result: Results) -> list[Instance]:
+    """The instances of one ultralytics segmentation result, masks in original-image pixels.
+
+    Works from the masks as ultralytics returns them (at the network input's resolution, or
+    at the original one with ``retina_masks``): each detection's box is resampled on its own.
+    """
+    if result.masks is None or result.boxes is None or len(result.boxes) == 0:
+        return []
+    image_shape = (int(result.orig_shape[0]), int(result.orig_shape[1]))
+    masks = result.masks.data
+    letterbox = Letterbox.between((int(masks.shape[-2]), int(masks.shape[-1])), image_shape)
+    boxes = _as_array(result.boxes.xyxy)
+    scores = _as_array(result.boxes.conf)
+    classes = _as_array(result.boxes.cls).astype(int)
+    instances = []
+    for mask, box, score, cls in zip(masks, boxes, scores, classes, strict=True):
+        placed = mask_in_image(mask, box, letterbox, image_shape)
+        if placed is not None:
+            crop, origin = placed
+            instances.append(Instance(str(result.names[cls]), crop, float(score), origin))
+    return instances
+
+
+# --- point results (box centres or pose keypoints) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointDetections:
+    """What a points model (detect or pose) found in one image."""
+
+    points: np.ndarray
+    """(M, 2) image pixels: box centres, or keypoints."""
+    scores: np.ndarray
+    """(M,) box confidence, or keypoint confidence when the pose model has one."""
+    labels: tuple[str, ...]
+    """Class name of each point (of its box or pose instance)."""
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A (possibly CUDA) tensor or array as a float64 NumPy array."""
+    return _as_array(values).astype(np.float64, copy=False)
+
+
+def result_points(result: Any, threshold: float) -> PointDetections:
+    """The points of one ultralytics ``Results``: pose keypoints when there are any (those
+    scoring >= ``threshold``), else box centres."""
+    names = result.names
+    boxes = result.boxes
+    classes = [names[int(c)] for c in _floats(boxes.cls)] if boxes is not None else []
+    keypoints = getattr(result, "keypoints", None)
+    if keypoints is not None and keypoints.xy is not None and len(keypoints.xy):
+        xy = _floats(keypoints.xy)
+        conf = (
+            _floats(keypoints.conf)
+            if keypoints.conf is not None
+            else np.repeat(_floats(boxes.conf)[:, None], xy.shape[1], axis=1)
+        )
+        keep = conf >= threshold
+        owner = np.nonzero(keep)[0]
+        return PointDetections(
+            points=xy[keep].reshape(-1, 2),
+            scores=conf[keep],
+            labels=tuple(classes[i] for i in owner),
+        )
+    if boxes is None or len(boxes) == 0:
+        return PointDetections(np.zeros((0, 2)), np.zeros(0), ())
+    return PointDetections(
+        points=_floats(boxes.xywh)[:, :2], scores=_floats(boxes.conf), labels=tuple(classes)
+    )

@@ -1,0 +1,144 @@
+"""The ``settings``, ``package`` and ``validate`` sub-commands: a function's bundle.
+
+``package`` turns weights into a checked ``nuclio.zip``; ``validate`` checks one (and runs it
+once locally, through :mod:`quadratseg_handlers.local.bundle`); ``settings`` prints the
+environment variables a function reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from quadratseg_handlers.cli.errors import CliError
+from quadratseg_handlers.core.config import combined_table, markdown_table
+from quadratseg_handlers.deploy import catalog
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Print the environment variables of one function (or all) as a Markdown table."""
+    if args.function is None:
+        print(combined_table(catalog.declared_settings()))
+        return 0
+    for name in [args.function]:
+        try:
+            handler = catalog.handler_class(name)
+        except KeyError as exc:
+            raise CliError(str(exc.args[0])) from None
+        print(f"## {name} ({handler.__name__})\n")
+        print(markdown_table(handler.declared_settings()))
+        print()
+    return 0
+
+
+def _file_options() -> dict[str, str]:
+    """Every file argument of the catalogue (``weights``...) -> its argparse destination."""
+    arguments = {f.argument for spec in catalog.FUNCTIONS.values() for f in spec.files}
+    return {argument: "file_" + argument.replace("-", "_") for argument in sorted(arguments)}
+
+
+def _file_help(argument: str) -> str:
+    """Which models take a file option: ``the WEIGHTS file of coralsegv4, gridpose``."""
+    owners = [
+        spec.model
+        for spec in catalog.FUNCTIONS.values()
+        if argument in {f.argument for f in spec.files}
+    ]
+    return f"the {argument.upper().replace('-', '_')} file of {', '.join(owners)}"
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    """Package a function and its weights as a Nuclio bundle (nuclio.zip)."""
+    from quadratseg_handlers.deploy.packager import (
+        PackageError,
+        PackageRequest,
+        assign_files,
+        describe,
+        next_steps,
+        package,
+    )
+
+    try:
+        function = catalog.find(args.model)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+    named = {
+        argument: Path(getattr(args, dest))
+        for argument, dest in _file_options().items()
+        if getattr(args, dest) is not None
+    }
+    files, problems = assign_files(function, [Path(p) for p in args.files], named)
+    request = PackageRequest(
+        function=function,
+        files=files,
+        sources=tuple(Path(p) for p in args.source),
+        output=Path(args.output),
+        gpu=args.gpu,
+        tag=args.tag,
+        force=args.force,
+    )
+    try:
+        result = package(request, problems=problems)
+    except PackageError as exc:
+        raise CliError(exc.problems, exc.code) from None
+    print(describe(result, function, request), file=sys.stderr)
+    print(next_steps(result.output), file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a bundle (zip or folder) the way Nuclio and CVAT will use it."""
+    from quadratseg_handlers.deploy.validation import validate
+    from quadratseg_handlers.local.bundle import run_probe
+
+    probe = None if args.no_run else run_probe
+    try:
+        report = validate(Path(args.bundle), probe=probe, timeout=args.timeout)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    for note in report.notes:
+        print(f"quadratseg validate: note: {note}", file=sys.stderr)
+    if not report.ok:
+        raise CliError(report.problems, code=1)
+    print(f"valid: {report.summary}", file=sys.stderr)
+    return 0
+
+
+def add_bundle_commands(sub: Any) -> None:
+    """Add ``settings``, ``package`` and ``validate`` to the ``quadratseg`` parser."""
+    settings = sub.add_parser("settings", help="list a function's environment variables")
+    settings.add_argument(
+        "function", nargs="?", help="function name (default: one table of every function)"
+    )
+    settings.set_defaults(run=cmd_settings)
+
+    models = ", ".join(spec.usage() for spec in catalog.FUNCTIONS.values())
+    pack = sub.add_parser(
+        "package",
+        help="turn weights into a deployable Nuclio bundle (nuclio.zip)",
+        description=f"Files in the deployment guide's order: {models}.",
+    )
+    pack.add_argument("model", help="short model name (coralsegv4, ...) or function name")
+    pack.add_argument("files", nargs="*", help="the model's files, in the guide's order")
+    for argument, dest in _file_options().items():
+        pack.add_argument(f"--{argument}", dest=dest, metavar="PATH", help=_file_help(argument))
+    pack.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="custom model module (file or folder) to ship next to main.py; repeatable",
+    )
+    pack.add_argument("--output", default="nuclio.zip", help="bundle to write (nuclio.zip)")
+    pack.add_argument("--gpu", action="store_true", help="CUDA image and nvidia.com/gpu: 1")
+    pack.add_argument("--tag", help="version tag appended to the function name (v2)")
+    pack.add_argument("--force", action="store_true", help="replace an existing output")
+    pack.set_defaults(run=cmd_package)
+
+    check = sub.add_parser("validate", help="check a bundle (nuclio.zip or its folder)")
+    check.add_argument("bundle", help="nuclio.zip, or a folder holding function.yaml")
+    check.add_argument("--no-run", action="store_true", help="check files only, run nothing")
+    check.add_argument("--timeout", type=float, default=600.0, help="seconds for the test call")
+    check.set_defaults(run=cmd_validate)

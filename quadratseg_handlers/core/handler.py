@@ -1,0 +1,315 @@
+"""The base handler: the one request lifecycle every QUADRATSEG function shares.
+
+A model handler subclasses :class:`BaseHandler` and overrides only what differs:
+
+- ``settings``: the environment variables it reads (beyond the common ones),
+- ``load_model()``: load weights once, at start-up,
+- ``predict(images, threshold)``: one raw prediction per RGB image,
+- ``to_shapes(prediction, image)``: CVAT shapes in original-image pixels,
+- ``labels()``: the label spec CVAT shows.
+
+Nuclio calls ``init_context`` once per worker and then ``handle_event`` per request; in a
+notebook, construct the handler with keyword settings and call ``annotate`` or ``predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from nuclio_sdk import Response
+
+from quadratseg_handlers.core import config as cfg
+from quadratseg_handlers.core.config import Config, ConfigError, Setting
+from quadratseg_handlers.core.messages import describe_error, first_line
+from quadratseg_handlers.core.request import (
+    Request,
+    RequestError,
+    decode_image,
+    load_image,
+    parse_body,
+    parse_threshold,
+)
+from quadratseg_handlers.cvat.shapes import Shape
+from quadratseg_handlers.cvat.spec import LabelSpec
+
+P = TypeVar("P")
+
+log = logging.getLogger("quadratseg_handlers")
+
+COMMON_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DEVICE",
+        cfg.device,
+        "auto",
+        "Torch device: `auto` (cuda:0 when CUDA is available, else cpu), `cpu`, `cuda`, `cuda:N`.",
+        "device",
+    ),
+    Setting(
+        "CONF_THRESHOLD",
+        cfg.number(0.0, 1.0),
+        0.25,
+        "Default score threshold in [0, 1]; a request's non-zero `threshold` overrides it.",
+        "number",
+    ),
+    Setting(
+        "MAX_IMAGE_PIXELS",
+        cfg.number(1, integer=True),
+        100_000_000,
+        "Largest accepted image in pixels (width x height), checked from the file header "
+        "before decoding; larger images are answered 413.",
+        "integer",
+    ),
+    Setting(
+        "MAX_BATCH_SIZE",
+        cfg.number(1, integer=True),
+        16,
+        'Most images accepted in one `{"images": [...]}` request; more are answered 413.',
+        "integer",
+    ),
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for host or CUDA out-of-memory errors (without importing torch)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _count_shapes(payload: Any) -> int:
+    if isinstance(payload, list):
+        return sum(_count_shapes(item) if isinstance(item, list) else 1 for item in payload)
+    return 1 if payload else 0
+
+
+class BaseHandler(Generic[P]):
+    """Owns the request lifecycle; subclasses describe a model (load, predict, shapes, labels)."""
+
+    function_name: ClassVar[str] = "quadratseg-handler"
+    """The Nuclio function name this handler serves (used in logs and bundles)."""
+
+    settings: ClassVar[tuple[Setting, ...]] = COMMON_SETTINGS
+    """Settings this class adds; inherited ones are collected by :meth:`declared_settings`."""
+
+    setting_defaults: ClassVar[Mapping[str, Any]] = {}
+    """Defaults this class changes for inherited settings, by variable name."""
+
+    uses_torch: ClassVar[bool] = True
+    """Whether the model may run on torch; :meth:`torch_needed` answers per configured instance."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+        """Parse and validate every setting (keyword overrides, else the environment).
+
+        Raises ConfigError naming the variable when a value is invalid. Nothing heavy happens
+        here: the model is loaded by :meth:`load`.
+        """
+        self.config: Config = cfg.load_config(self.declared_settings(), overrides, environ)
+        self.device: str = (
+            cfg.resolve_device(self.config["DEVICE"]) if self.torch_needed() else "cpu"
+        )
+        self.loaded = False
+        self.request_logger: Any = None
+        """Nuclio's logger while a request is served through :meth:`handle` (see :meth:`warn`)."""
+
+    # --- what a subclass provides ------------------------------------------------------------
+
+    def torch_needed(self) -> bool:
+        """Whether this instance, as configured, runs on torch (default: ``uses_torch``).
+
+        Called once the settings are read, so a handler whose backend is a setting can answer
+        per instance; when False, DEVICE is not resolved and torch is not imported.
+        """
+        return self.uses_torch
+
+    def load_model(self) -> None:
+        """Load weights and anything else heavy; called once by :meth:`load`."""
+
+    def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[P]:
+        """One raw prediction per RGB uint8 image, keeping those scoring >= ``threshold``."""
+        raise NotImplementedError
+
+    def to_shapes(self, prediction: P, image: np.ndarray) -> list[Shape]:
+        """The CVAT shapes of one prediction, in the pixels of ``image``."""
+        raise NotImplementedError
+
+    def labels(self) -> list[LabelSpec]:
+        """The label spec CVAT shows for this function (``metadata.annotations.spec``)."""
+        raise NotImplementedError
+
+    # --- the template -------------------------------------------------------------------------
+
+    @classmethod
+    def declared_settings(cls) -> list[Setting]:
+        """All settings of this class and its bases, with this class's defaults applied."""
+        merged: dict[str, Setting] = {}
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for setting in vars(klass).get("settings", ()):
+                merged[setting.name] = setting
+            defaults.update(vars(klass).get("setting_defaults", {}))
+        for name, value in defaults.items():
+            if name not in merged:
+                raise TypeError(f"{cls.__name__}.setting_defaults names unknown setting {name}")
+            merged[name] = merged[name].with_default(value)
+        return list(merged.values())
+
+    def warn(self, message: str, **fields: Any) -> None:
+        """Log a warning about the request being served, e.g. why an answer is empty.
+
+        Through Nuclio's logger (as a ``warn_with`` line) when serving, else the
+        ``quadratseg_handlers`` Python logger (notebooks).
+        """
+        if self.request_logger is not None:
+            self.request_logger.warn_with(message, function=self.function_name, **fields)
+        else:
+            log.warning("%s: %s %s", self.function_name, message, fields)
+
+    def load(self) -> None:
+        """Load the model once; later calls do nothing."""
+        if not self.loaded:
+            self.load_model()
+            self.loaded = True
+
+    def parse_request(self, body: Mapping[str, Any]) -> Request:
+        """Take ``image`` (or ``images`` for a batch) and ``threshold`` from a JSON body."""
+        max_pixels = int(self.config["MAX_IMAGE_PIXELS"])
+        threshold = parse_threshold(body.get("threshold"), float(self.config["CONF_THRESHOLD"]))
+        has_image, has_images = body.get("image") is not None, body.get("images") is not None
+        if has_image and has_images:
+            raise RequestError("give either 'image' or 'images', not both")
+        if has_images:
+            batch = body["images"]
+            if not isinstance(batch, list) or not batch:
+                raise RequestError("'images' must be a non-empty list of base64 strings")
+            limit = int(self.config["MAX_BATCH_SIZE"])
+            if len(batch) > limit:
+                raise RequestError(
+                    f"'images' holds {len(batch)} images, over MAX_BATCH_SIZE={limit}", status=413
+                )
+            images = [
+                decode_image(item, max_pixels, f"images[{i}]") for i, item in enumerate(batch)
+            ]
+            return Request(images, threshold, batch=True, body=dict(body))
+        if not has_image:
+            raise RequestError('missing \'image\': expected {"image": "<base64 of the frame>"}')
+        return Request([decode_image(body["image"], max_pixels)], threshold, False, dict(body))
+
+    def infer(self, request: Request) -> Any:
+        """Run the model on a request and return the JSON payload to send back."""
+        predictions = self.predict(request.images, request.threshold)
+        if len(predictions) != len(request.images):
+            raise RuntimeError(
+                f"predict returned {len(predictions)} results for {len(request.images)} images"
+            )
+        pairs = zip(predictions, request.images, strict=True)
+        shapes = [self.to_shapes(prediction, image) for prediction, image in pairs]
+        return shapes if request.batch else shapes[0]
+
+    def annotate(self, image: Any, threshold: float | None = None) -> Any:
+        """Notebook entry: CVAT shapes for an image (path, bytes, PIL image or array).
+
+        A list of images gives one list of shapes per image, in one batched predict.
+        """
+        self.load()
+        batch = isinstance(image, list)
+        images = [load_image(item) for item in (image if batch else [image])]
+        default = float(self.config["CONF_THRESHOLD"])
+        request = Request(images, parse_threshold(threshold, default), batch)
+        return self.infer(request)
+
+    def handle(self, context: Any, event: Any) -> Response:
+        """Answer one Nuclio event: JSON in, JSON out, every failure a JSON error."""
+        started = time.perf_counter()
+        logger = context.logger
+        self.request_logger = logger
+        pixels = 0
+        try:
+            request = self.parse_request(parse_body(event.body))
+            pixels = request.pixels
+            payload = self.infer(request)
+        except RequestError as exc:
+            logger.warn_with(
+                "rejected request", status=exc.status, error=exc.message, worker=context.worker_id
+            )
+            return self.error_response(context, exc.status, exc.message)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                _empty_cuda_cache()
+                logger.error_with("out of memory", error=first_line(exc, 300))
+                return self.error_response(
+                    context,
+                    503,
+                    "out of memory while running the model; cache emptied, retry "
+                    "later or send a smaller image",
+                )
+            logger.error_with("model failure", error=repr(exc), traceback=traceback.format_exc())
+            return self.error_response(
+                context, 500, f"internal error in {type(self).__name__}: {describe_error(exc)}"
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.info_with(
+            "handled request",
+            function=self.function_name,
+            pixels=pixels,
+            ms=round(elapsed_ms, 1),
+            shapes=_count_shapes(payload),
+            worker=context.worker_id,
+        )
+        return context.Response(
+            body=json.dumps(payload),
+            headers={},
+            content_type="application/json",
+            status_code=200,
+        )
+
+    @staticmethod
+    def error_response(context: Any, status: int, message: str) -> Response:
+        """A JSON error body ``{"error": message}`` with the given HTTP status."""
+        return context.Response(
+            body=json.dumps({"error": message}),
+            headers={},
+            content_type="application/json",
+            status_code=status,
+        )
+
+    # --- Nuclio entry points --------------------------------------------------------------------
+
+    @classmethod
+    def init_context(cls, context: Any) -> None:
+        """Nuclio ``init_context``: validate settings, load the model, keep it in user_data."""
+        started = time.perf_counter()
+        try:
+            handler = cls()
+            handler.load()
+        except ConfigError as exc:
+            context.logger.error_with("start-up failed", function=cls.function_name, error=str(exc))
+            raise
+        context.user_data.handler = handler
+        context.logger.info_with(
+            "model loaded",
+            function=cls.function_name,
+            handler=cls.__name__,
+            device=handler.device,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+    @staticmethod
+    def handle_event(context: Any, event: Any) -> Response:
+        """Nuclio ``handler``: answer an event with the handler ``init_context`` created."""
+        handler: BaseHandler[Any] = context.user_data.handler
+        return handler.handle(context, event)

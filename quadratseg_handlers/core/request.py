@@ -1,0 +1,268 @@
+"""The CVAT/Nuclio request: reading it (body parsing, base64 image decoding, limits, clear
+errors) and writing one (:func:`cvat_request`) as CVAT and the bridge do.
+
+CVAT posts ``{"image": "<base64 of the frame file>", "threshold": 0.5}`` (threshold only when
+the user set one). Nuclio hands the body over as a dict when the content type is exactly
+``application/json`` and as bytes otherwise; a str comes from some test harnesses. Every
+problem raises :class:`RequestError` with the HTTP status the client should see.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class RequestError(Exception):
+    """A request the function cannot serve, with the HTTP status to answer it with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Request:
+    """A decoded request: RGB images, the effective threshold, and the rest of the body."""
+
+    images: list[np.ndarray]
+    threshold: float
+    batch: bool
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pixels(self) -> int:
+        """Total number of pixels over all images (for the request log line)."""
+        return sum(int(image.shape[0] * image.shape[1]) for image in self.images)
+
+
+def parse_body(body: Any) -> dict[str, Any]:
+    """Return the JSON object of a request body given as dict, bytes, bytearray or str."""
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        if len(body) == 0:
+            raise RequestError("empty request body; expected a JSON object with an 'image' field")
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(
+                'request body is not UTF-8 JSON; send {"image": "<base64>"} '
+                "with Content-Type: application/json"
+            ) from None
+    if isinstance(body, str):
+        if not body.strip():
+            raise RequestError("empty request body; expected a JSON object with an 'image' field")
+        try:
+            parsed = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"malformed JSON body: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(parsed, dict):
+            raise RequestError(f"JSON body must be an object, got {type(parsed).__name__}")
+        return parsed
+    if body is None:
+        raise RequestError("empty request body; expected a JSON object with an 'image' field")
+    if isinstance(body, (list, int, float)):  # Nuclio's parse of a JSON body that is no object
+        raise RequestError(f"JSON body must be an object, got {type(body).__name__}")
+    raise RequestError(f"unsupported request body type {type(body).__name__}")
+
+
+def parse_threshold(value: Any, default: float) -> float:
+    """The request's threshold in [0, 1]; absent, null or 0 means the configured default."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
+    return threshold if threshold > 0 else default
+
+
+def parse_flag(body: Mapping[str, Any], name: str) -> bool:
+    """A true/false field of the body (absent: false); anything but a JSON boolean is a 400."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"'{name}' must be true or false, got {value!r}")
+    return value
+
+
+def parse_integer(value: Any, name: str, low: int, high: int, default: int, unit: str = "") -> int:
+    """An integral number field in [low, high] (absent or null: ``default``); else a 400."""
+    if value is None:
+        return default
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        kind = f"an integer {unit}".rstrip()
+        raise RequestError(f"'{name}' must be {kind}, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"'{name}' must be from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def parse_choice(
+    value: Any,
+    name: str,
+    options: Sequence[str],
+    default: str,
+    aliases: Mapping[str, str] | None = None,
+) -> str:
+    """One of ``options`` (case-insensitive, ``aliases`` allowed; absent: ``default``)."""
+    chosen = default if value is None else value
+    text = str(chosen).lower()
+    text = (aliases or {}).get(text, text)
+    if not isinstance(chosen, str) or text not in options:
+        raise RequestError(f"'{name}' must be one of {', '.join(options)}, got {value!r}")
+    return text
+
+
+def decode_base64(data: Any, field_name: str = "image") -> bytes:
+    """Decode a base64 string (standard or URL-safe, a data: URL prefix allowed) to bytes."""
+    if not isinstance(data, str):
+        raise RequestError(f"'{field_name}' must be a base64 string, got {type(data).__name__}")
+    text = data.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if not text:
+        raise RequestError(f"'{field_name}' is empty")
+    text = "".join(text.split())
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"'{field_name}' is not valid base64") from None
+
+
+def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image.Image:
+    """Open image bytes lazily and enforce the pixel limit from the header, before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise RequestError(
+            f"'{field_name}' is over the limit of {max_pixels / 1e6:.1f} megapixels "
+            f"(MAX_IMAGE_PIXELS): {exc}",
+            status=413,
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, ImportError):
+        # ImportError: importing ultralytics patches Image.open to try the optional pi_heif
+        # package on bytes PIL cannot identify; without it, that is still not an image.
+        raise RequestError(
+            f"'{field_name}' is not a decodable image (expected JPEG, PNG, TIFF, BMP or WebP bytes)"
+        ) from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise RequestError(f"'{field_name}' has an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise RequestError(
+            f"'{field_name}' is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the "
+            f"limit of {max_pixels / 1e6:.1f} megapixels (MAX_IMAGE_PIXELS)",
+            status=413,
+        )
+    return image
+
+
+def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
+    """Decode fully, apply the EXIF orientation (as CVAT displays it) and return HxWx3 uint8 RGB."""
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+                array = np.asarray(image, dtype=np.float64)
+                peak = array.max() if array.size and array.max() > 0 else 1.0
+                gray = (array * (255.0 / peak)).clip(0, 255).astype(np.uint8)
+                return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+            image = image.convert("RGB")
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RequestError(f"'{field_name}' could not be decoded: {exc}") from None
+
+
+def decode_image(data: Any, max_pixels: int, field_name: str = "image") -> np.ndarray:
+    """Base64 image field -> RGB uint8 array, with every failure turned into a RequestError."""
+    raw = decode_base64(data, field_name)
+    return to_rgb_array(open_image(raw, max_pixels, field_name), field_name)
+
+
+def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
+    """An RGB array from a path, raw file bytes, a PIL image or an array (notebook use)."""
+    if isinstance(source, np.ndarray):
+        if source.ndim == 2:
+            source = np.stack([source] * 3, axis=-1)
+        if source.ndim != 3 or source.shape[2] not in (3, 4):
+            raise ValueError(f"expected an HxW, HxWx3 or HxWx4 array, got shape {source.shape}")
+        return np.ascontiguousarray(source[..., :3].astype(np.uint8, copy=False))
+    if isinstance(source, Image.Image):
+        return to_rgb_array(source)
+    if isinstance(source, (str, Path)):
+        source = Path(source).read_bytes()
+    if isinstance(source, (bytes, bytearray)):
+        return to_rgb_array(open_image(bytes(source), max_pixels))
+    raise TypeError(f"cannot load an image from {type(source).__name__}")
+
+
+def image_bytes(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """An RGB (or single-channel) uint8 array as PNG or JPEG (``fmt`` "png"/"jpeg") file bytes."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    if fmt == "jpeg":
+        ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    else:
+        ok, data = cv2.imencode(".png", pixels)
+    if not ok:
+        raise RuntimeError(f"{fmt} encoding failed for an image of shape {image.shape}")
+    return data.tobytes()
+
+
+def b64(data: bytes) -> str:
+    """Bytes as the ASCII base64 text a JSON body carries."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_image(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
+    """Base64 of an image file: a path or bytes as they are, an array or PIL image encoded as
+    ``fmt`` (arrays as PNG or JPEG through :func:`image_bytes`, anything else through PIL)."""
+    if isinstance(image, (str, Path)):
+        return b64(Path(image).read_bytes())
+    if isinstance(image, (bytes, bytearray)):
+        return b64(bytes(image))
+    kind = {"JPG": "jpeg", "JPEG": "jpeg", "PNG": "png"}.get(fmt.upper())
+    if kind is not None and isinstance(image, np.ndarray):
+        return b64(image_bytes(np.ascontiguousarray(image, dtype=np.uint8), kind, quality))
+    buffer = io.BytesIO()
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    options = {"quality": quality} if kind == "jpeg" else {}
+    pil.save(buffer, format=(kind or fmt).upper(), **options)
+    return b64(buffer.getvalue())
+
+
+def cvat_request(image: Any, threshold: float | None = None, **fields: Any) -> dict[str, Any]:
+    """The body CVAT sends: ``{"image": b64}`` plus ``threshold`` when given, plus ``fields``."""
+    body: dict[str, Any] = {"image": encode_image(image)}
+    if threshold is not None:
+        body["threshold"] = threshold
+    body.update(fields)
+    return body

@@ -1,0 +1,65 @@
+"""The CVAT contract: shape builders, label specs, mask geometry and response validation.
+
+``from quadratseg_handlers import cvat`` then ``cvat.polygon(...)``, ``cvat.skeleton_spec(...)``:
+the names of :mod:`.shapes`, :mod:`.spec` and :mod:`.validation` in one namespace, in the
+spirit of cvat-sdk's auto-annotation helpers.
+"""
+
+from quadratseg_handlers.cvat.shapes import (
+    Shape,
+    attributes,
+    confidence_value,
+    instance_shapes,
+    mask,
+    part_shape,
+    points,
+    polygon,
+    polyline,
+    rectangle,
+    skeleton,
+    skeleton_element,
+    tag,
+)
+from quadratseg_handlers.cvat.spec import (
+    CONFIDENCE,
+    CONFIDENCE_SPEC,
+    LABEL_TYPES,
+    SHAPE_TYPES,
+    LabelSpec,
+    label_spec,
+    skeleton_label_edges,
+    skeleton_spec,
+    skeleton_svg,
+    skeleton_svg_graph,
+    spec_json,
+)
+from quadratseg_handlers.cvat.validation import spec_problems, validate_response
+
+__all__ = [
+    "CONFIDENCE",
+    "CONFIDENCE_SPEC",
+    "LABEL_TYPES",
+    "SHAPE_TYPES",
+    "LabelSpec",
+    "Shape",
+    "attributes",
+    "confidence_value",
+    "instance_shapes",
+    "label_spec",
+    "mask",
+    "part_shape",
+    "points",
+    "polygon",
+    "polyline",
+    "rectangle",
+    "skeleton",
+    "skeleton_element",
+    "skeleton_label_edges",
+    "skeleton_spec",
+    "skeleton_svg",
+    "skeleton_svg_graph",
+    "spec_json",
+    "spec_problems",
+    "tag",
+    "validate_response",
+]

@@ -1,0 +1,422 @@
+"""``quadratseg package``: trained weights -> a deployable ``nuclio.zip``, checked before writing.
+
+The steps: check the inputs cheaply (files, extensions, names, the output), stage the files
+under their standard names, construct and load the handler on them (the weights must fit the
+function; this is also where the label spec comes from: class names from the checkpoint,
+skeletons from the template), build the library wheel, render function.yaml and main.py, and
+write the zip atomically. Every problem is one line; nothing is written unless all pass.
+
+Bundle layout (the deployment guide's)::
+
+    nuclio/function.yaml     nuclio/main.py        nuclio/<weights under standard names>
+    nuclio/<library wheel>   nuclio/constraints.txt (when the source tree pins versions)
+    nuclio/<--source modules>
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from quadratseg_handlers import cvat
+from quadratseg_handlers.core.config import ConfigError
+from quadratseg_handlers.core.messages import first_line, last_line, plural
+from quadratseg_handlers.core.references import resolve
+from quadratseg_handlers.cvat.spec import LabelSpec
+from quadratseg_handlers.deploy.archive import Content, write_atomically, write_zip
+from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
+from quadratseg_handlers.deploy.rendering import (
+    CONSTRAINTS_NAME,
+    BundleLayout,
+    SourceTree,
+    function_name,
+    render_function_yaml,
+    render_main,
+)
+
+BUNDLE_FOLDER = "nuclio"
+SOURCE_DATE_EPOCH = "315532800"
+"""1980-01-01, the earliest zip time: the wheel's entries get it, so the wheel is reproducible."""
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SKIPPED = ("__pycache__", "*.pyc", "*.pyo")
+
+
+class PackageError(Exception):
+    """Packaging cannot go on: one message per problem, and the exit code to end with."""
+
+    def __init__(self, problems: Sequence[str], code: int = 2) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """What to package: a function, the user's files by argument name, and the options."""
+
+    function: FunctionSpec
+    files: Mapping[str, Path]
+    sources: tuple[Path, ...] = ()
+    output: Path = Path("nuclio.zip")
+    gpu: bool = False
+    tag: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """What was written."""
+
+    output: Path
+    entries: list[str]
+    size: int
+    labels: list[LabelSpec]
+    seconds: float
+
+
+def assign_files(
+    function: FunctionSpec, positional: Sequence[Path], named: Mapping[str, Path]
+) -> tuple[dict[str, Path], list[str]]:
+    """Map positional files (the guide's order) and ``--<argument>`` options onto the
+    function's files; also return the problems (too many, unknown option, twice, missing)."""
+    problems: list[str] = []
+    if len(positional) > len(function.files):
+        problems.append(
+            f"{function.model} takes at most {len(function.files)} file(s) "
+            f"(usage: quadratseg package {function.usage()}), got {len(positional)}: "
+            + " ".join(str(path) for path in positional)
+        )
+    files = {f.argument: path for f, path in zip(function.files, positional, strict=False)}
+    valid = [f.argument for f in function.files]
+    for argument, path in named.items():
+        if argument not in valid:
+            owned = ", ".join(f"--{name}" for name in valid) or "none"
+            problems.append(f"--{argument} is not a file of {function.model} (its files: {owned})")
+        elif argument in files:
+            problems.append(
+                f"{function.file(argument).metavar} given twice: {files[argument]} and "
+                f"--{argument} {path}"
+            )
+        else:
+            files[argument] = path
+    for bundle_file in function.files:
+        if bundle_file.required and bundle_file.argument not in files:
+            problems.append(
+                f"missing {bundle_file.metavar} ({bundle_file.help}, "
+                f"{_extensions(bundle_file)}); usage: quadratseg package {function.usage()}"
+            )
+    return files, problems
+
+
+def _extensions(bundle_file: BundleFile) -> str:
+    return " or ".join(f"a {suffix} file" for suffix in bundle_file.suffixes)
+
+
+def file_problem(bundle_file: BundleFile, path: Path) -> str | None:
+    """Why ``path`` cannot be ``bundle_file`` (before anything loads it), or None."""
+    where = bundle_file.metavar
+    if not path.exists():
+        return f"{where}: file not found: {path}"
+    if path.is_dir():
+        return f"{where}: {path} is a directory, expected {_extensions(bundle_file)}"
+    if not os.access(path, os.R_OK):
+        return f"{where}: {path} is not readable"
+    if path.suffix.lower() not in bundle_file.suffixes:
+        return (
+            f"{where}: {path} has extension {path.suffix or '(none)'!r}; "
+            f"expected {_extensions(bundle_file)}"
+        )
+    if path.stat().st_size == 0:
+        return f"{where}: {path} is empty"
+    return None
+
+
+def reserved_names(function: FunctionSpec, source: SourceTree) -> set[str]:
+    """Top-level bundle names the package step writes itself."""
+    names = {"function.yaml", "main.py", CONSTRAINTS_NAME, source.wheel_name}
+    for bundle_file in function.files:
+        names.update(bundle_file.bundle_name(suffix) for suffix in bundle_file.suffixes)
+    return names
+
+
+def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
+    """Every problem that can be seen without loading anything, one line each."""
+    problems: list[str] = []
+    for argument, path in request.files.items():
+        problem = file_problem(request.function.file(argument), path)
+        if problem:
+            problems.append(problem)
+    reserved = reserved_names(request.function, source)
+    seen: set[str] = set()
+    for path in request.sources:
+        if not path.exists():
+            problems.append(f"--source {path}: not found")
+            continue
+        if path.name in reserved or path.name in seen:
+            problems.append(f"--source {path}: the bundle already holds a {path.name!r}")
+        seen.add(path.name)
+        problems += [f"--source {path}: {link} is a symbolic link" for link in _links(path)]
+    if request.tag is not None:
+        name = function_name(request.function, request.tag)
+        if not _NAME.match(request.tag) or len(name) > 63:
+            problems.append(
+                f"--tag {request.tag!r}: use lower-case letters, digits and '-' "
+                f"(the function name {name!r} must be a DNS label of at most 63 characters)"
+            )
+    output = request.output
+    if output.is_dir():
+        problems.append(f"--output {output}: is a directory")
+    elif not output.parent.is_dir():
+        problems.append(f"--output {output}: folder {output.parent} does not exist")
+    elif output.exists() and not request.force:
+        problems.append(f"--output {output}: exists; use --force to replace it")
+    return problems
+
+
+def _links(path: Path) -> list[Path]:
+    if path.is_symlink():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if p.is_symlink())
+
+
+def _source_files(path: Path) -> Iterator[tuple[str, Path]]:
+    """(relative name, file) under a --source file or folder, skipping compiled Python."""
+    if path.is_file():
+        yield path.name, path
+        return
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if not file.is_file() or any(
+            part == "__pycache__" or part.endswith((".pyc", ".pyo")) for part in relative.parts
+        ):
+            continue
+        yield f"{path.name}/{relative.as_posix()}", file
+
+
+def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The files a bundle holds by their bundle name (given, else shipped defaults), and the
+    arguments fetched at image-build time instead."""
+    files: dict[str, Path] = {}
+    fetched: list[str] = []
+    for bundle_file in request.function.files:
+        given = request.files.get(bundle_file.argument)
+        if given is not None:
+            files[bundle_file.argument] = given
+        elif bundle_file.default is not None:
+            files[bundle_file.argument] = bundle_file.default_path()
+        elif bundle_file.fetch_url is not None:
+            fetched.append(bundle_file.argument)
+    return files, tuple(fetched)
+
+
+@contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` (custom model modules next to a config), then not.
+
+    Modules imported from it stay imported: model registries (mmengine's) refuse to register
+    the same class twice, so a second package run in one process must reuse them.
+    """
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
+def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> list[LabelSpec]:
+    """Construct and load the handler on the staged files, as Nuclio would, and return its
+    label spec: the weights prove they fit the function, and the spec comes from them."""
+    function = request.function
+    try:
+        handler_class = resolve(function.handler)
+    except ImportError as exc:
+        extra = f"'quadratseg-handlers[{function.extra}]'" if function.extra else "the library"
+        raise PackageError(
+            [f"{function.name} needs {extra} installed here to check its files ({exc})"]
+        ) from None
+    environ = {
+        f.env: str(stage / layout.files[f.argument])
+        for f in function.files
+        if f.argument in layout.files
+    }
+    environ.update(dict(function.env))
+    environ["DEVICE"] = "cpu"
+    declared = {setting.name for setting in handler_class.declared_settings()}
+    unknown = sorted(set(environ) - declared)
+    if unknown:
+        raise PackageError(
+            [f"catalogue error: {', '.join(unknown)} not a setting of {function.handler}"], code=1
+        )
+    if layout.fetched:
+        return []
+    given = {str(stage / layout.files[a]): str(p) for a, p in request.files.items()}
+    try:
+        with _importable(stage):
+            handler = handler_class(environ=environ)
+            handler.load()
+            labels: list[LabelSpec] = handler.labels() if function.kind == "detector" else []
+    except ConfigError as exc:
+        raise PackageError([f"{function.model}: {_user_paths(str(exc), given)}"]) from None
+    except Exception as exc:
+        first = first_line(exc, 300)
+        raise PackageError(
+            [
+                f"{function.model}: the files do not load as {function.class_name}: "
+                f"{type(exc).__name__}: {_user_paths(first, given)}"
+            ]
+        ) from None
+    problems = cvat.spec_problems(labels)
+    if problems:
+        raise PackageError(
+            [f"{function.class_name} gives an invalid label spec: {p}" for p in problems], code=1
+        )
+    return labels
+
+
+def _user_paths(message: str, staged: Mapping[str, str]) -> str:
+    for staged_path, user_path in staged.items():
+        message = message.replace(staged_path, user_path)
+    return message
+
+
+def build_wheel(source: SourceTree, destination: Path) -> Path:
+    """Build the library's wheel from a clean copy of its source, reproducibly."""
+    destination = destination.resolve()
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="quadratseg-wheel-") as temporary:
+        tree = Path(temporary) / "src"
+        tree.mkdir()
+        shutil.copy(source.root / "pyproject.toml", tree)
+        for readme in source.root.glob("README*"):
+            shutil.copy(readme, tree)
+        package = Path(__file__).resolve().parents[1]
+        shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
+        for path in tree.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONDONTWRITEBYTECODE": "1"}
+        built = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
+                str(destination),
+            ],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if built.returncode != 0:
+        last = last_line(built.stderr)
+        raise PackageError([f"building the library wheel failed: {last}"], code=1)
+    wheel = destination / built.stdout.strip().splitlines()[-1]
+    if wheel.name != source.wheel_name:
+        raise PackageError([f"the wheel is {wheel.name}, expected {source.wheel_name}"], code=1)
+    return wheel
+
+
+def package(
+    request: PackageRequest,
+    *,
+    problems: Sequence[str] = (),
+    source: SourceTree | None = None,
+    wheel: Path | None = None,
+) -> PackageResult:
+    """Check, stage, load, render and write one bundle; raise PackageError on any problem.
+
+    ``problems`` found earlier (by :func:`assign_files`) are reported with the input checks.
+    ``wheel`` reuses a wheel already built from this source (tests); otherwise one is built.
+    """
+    started = time.perf_counter()
+    if source is None:
+        try:
+            source = SourceTree.of_library()
+        except (FileNotFoundError, ValueError) as exc:
+            raise PackageError([*problems, str(exc)]) from None
+    found = [*problems, *input_problems(request, source)]
+    if found:
+        raise PackageError(found)
+    function = request.function
+    files, fetched = bundle_files(request)
+    with tempfile.TemporaryDirectory(prefix="quadratseg-package-") as temporary:
+        stage = Path(temporary) / BUNDLE_FOLDER
+        stage.mkdir()
+        names = {
+            argument: function.file(argument).bundle_name(path.suffix)
+            for argument, path in files.items()
+        }
+        for argument, path in files.items():
+            (stage / names[argument]).symlink_to(path.resolve())
+        for path in request.sources:
+            (stage / path.name).symlink_to(path.resolve())
+        constraints = source.bundle_constraints()
+        wheel_name = wheel.name if wheel else source.wheel_name
+        layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
+        labels = read_labels(request, layout, stage)
+        wheel_path = wheel or build_wheel(source, Path(temporary) / "wheel")
+        labels_json = cvat.spec_json(labels)
+        entries: dict[str, Content] = {
+            "function.yaml": render_function_yaml(
+                function,
+                layout,
+                source,
+                gpu=request.gpu,
+                labels_json=labels_json,
+                tag=request.tag,
+            ).encode(),
+            "main.py": render_main(function).encode(),
+            wheel_path.name: wheel_path,
+        }
+        if constraints is not None:
+            entries[CONSTRAINTS_NAME] = constraints.encode()
+        for argument, path in files.items():
+            entries[names[argument]] = path
+        for path in request.sources:
+            entries.update(_source_files(path))
+        archive = {f"{BUNDLE_FOLDER}/{name}": content for name, content in entries.items()}
+        try:
+            write_atomically(
+                request.output, lambda path: write_zip(path, archive), force=request.force
+            )
+        except FileExistsError as exc:
+            raise PackageError([str(exc)]) from None
+        except OSError as exc:
+            raise PackageError([f"writing {request.output} failed: {exc}"], code=1) from None
+    return PackageResult(
+        output=request.output,
+        entries=sorted(archive),
+        size=request.output.stat().st_size,
+        labels=labels,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def describe(result: PackageResult, function: FunctionSpec, request: PackageRequest) -> str:
+    """The summary line the command prints after writing a bundle."""
+    kind = "GPU" if request.gpu else "CPU"
+    return (
+        f"packaged {function_name(function, request.tag)} ({kind}) -> {result.output}: "
+        f"{len(result.entries)} entries, {result.size / 1e6:.1f} MB, "
+        f"{plural(len(result.labels), 'label')}, {result.seconds:.1f} s"
+    )
+
+
+def next_steps(output: Path) -> str:
+    """How to deploy what was just written (printed after the summary)."""
+    return (
+        f"deploy: unzip {output} -d bundle && nuctl deploy --project-name cvat "
+        "--path bundle/nuclio --platform local  (see docs/deployment.md)"
+    )

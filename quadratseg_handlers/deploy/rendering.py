@@ -1,0 +1,382 @@
+"""Rendering a function's Nuclio files from the catalogue: function.yaml and main.py.
+
+Both the bundles ``quadratseg package`` writes and the committed ``functions/<name>/`` folders
+come from here, so they cannot drift apart. Every environment path points at the file the
+bundle holds under its standard name in ``/opt/nuclio``; the image installs the library from
+the wheel inside the bundle, with the function's extra, pinned by ``constraints.txt`` when the
+source tree has one (else by the specifiers of ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quadratseg_handlers.deploy.catalog import FunctionSpec
+from quadratseg_handlers.deploy.function_yaml import (
+    EVENT_TIMEOUT,
+    HTTP_TRIGGER,
+    MAX_REQUEST_BODY,
+    NAMESPACE,
+    NUCLIO_DIR,
+    NUM_WORKERS,
+    READINESS_TIMEOUT_S,
+    RUNTIME,
+    WORKER_WAIT_MS,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CONSTRAINTS_NAME = "constraints.txt"
+PROJECT_NAME = "quadratseg-handlers"
+
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")
+
+
+def normalize(name: str) -> str:
+    """A distribution name in PEP 503 normal form (``Simple_Lama`` -> ``simple-lama``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalized distribution name of a PEP 508 requirement string."""
+    match = _REQUIREMENT.match(requirement)
+    if match is None:
+        raise ValueError(f"cannot read requirement {requirement!r}")
+    return normalize(match.group(1))
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """The library's source checkout: version, dependencies and pins, read from its files."""
+
+    root: Path
+    version: str
+    dependencies: tuple[str, ...]
+    extras: Mapping[str, tuple[str, ...]]
+    constraints: Mapping[str, str] = field(default_factory=dict)
+    """Normalized name -> pinned specifier (``==2.13.0,!=2.13.0+cpu``), from constraints.txt."""
+
+    @classmethod
+    def read(cls, root: Path) -> SourceTree:
+        """Read ``pyproject.toml`` and, when present, ``constraints.txt`` under ``root``."""
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+        if project.get("name") != PROJECT_NAME:
+            raise ValueError(f"{root / 'pyproject.toml'} is not the {PROJECT_NAME} project")
+        extras = project.get("optional-dependencies", {})
+        pins = root / CONSTRAINTS_NAME
+        return cls(
+            root=root,
+            version=project["version"],
+            dependencies=tuple(project.get("dependencies", ())),
+            extras={name: tuple(reqs) for name, reqs in extras.items()},
+            constraints=parse_constraints(pins.read_text()) if pins.is_file() else {},
+        )
+
+    @classmethod
+    def of_library(cls) -> SourceTree:
+        """The checkout this library is imported from (packaging needs its source)."""
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "pyproject.toml").is_file():
+            raise FileNotFoundError(
+                f"no pyproject.toml in {root}: packaging needs a source checkout of "
+                f"{PROJECT_NAME} (pip install -e .)"
+            )
+        return cls.read(root)
+
+    @property
+    def wheel_name(self) -> str:
+        """The file name of the library's wheel."""
+        return f"{PROJECT_NAME.replace('-', '_')}-{self.version}-py3-none-any.whl"
+
+    def requirements(self, extra: str | None) -> list[str]:
+        """The core dependencies plus an extra's, with the extras it includes expanded."""
+        result = list(self.dependencies)
+        pending = [extra] if extra else []
+        seen: set[str] = set()
+        while pending:
+            name = pending.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            if name not in self.extras:
+                raise KeyError(f"{PROJECT_NAME} has no extra {name!r}")
+            for requirement in self.extras[name]:
+                if requirement_name(requirement) == PROJECT_NAME:
+                    inner = _REQUIREMENT.match(requirement)
+                    assert inner is not None
+                    pending += [e.strip() for e in (inner.group(2) or "[]")[1:-1].split(",") if e]
+                elif requirement not in result:
+                    result.append(requirement)
+        return result
+
+    def pin(self, requirement: str, known: Iterable[str] = ()) -> str:
+        """``requirement`` with its constraints.txt pin, else as ``known`` or it specifies it."""
+        match = _REQUIREMENT.match(requirement)
+        if match is None:
+            raise ValueError(f"cannot read requirement {requirement!r}")
+        name, extras, marker = match.group(1), match.group(2) or "", match.group(4) or ""
+        pinned = self.constraints.get(normalize(name))
+        if pinned is not None:
+            return f"{name}{extras}{pinned}{marker}"
+        if not match.group(3):
+            for other in known:
+                if requirement_name(other) == normalize(name):
+                    return other
+        return requirement
+
+    def bundle_constraints(self) -> str | None:
+        """constraints.txt as the image uses it (without this project's own line), or None."""
+        if not self.constraints:
+            return None
+        lines = [f"{name}{spec}" for name, spec in sorted(self.constraints.items())]
+        return "\n".join(lines) + "\n"
+
+
+def parse_constraints(text: str) -> dict[str, str]:
+    """Pins by normalized name from a constraints file (``name==1.0`` lines, comments skipped).
+
+    Option lines (``-e``, ``--index-url``) and this project's own line are left out: they are
+    not constraints the image can use.
+    """
+    pins: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        match = _REQUIREMENT.match(line)
+        if match is None or "==" not in (match.group(3) or "") or "@" in line:
+            continue
+        name = normalize(match.group(1))
+        if name != PROJECT_NAME:
+            pins[name] = match.group(3).replace(" ", "")
+    return pins
+
+
+@dataclass(frozen=True)
+class BundleLayout:
+    """What a bundle holds besides main.py and function.yaml, as function.yaml refers to it."""
+
+    files: Mapping[str, str]
+    """File argument -> its name in the bundle, for every file the bundle holds."""
+
+    fetched: tuple[str, ...]
+    """File arguments downloaded at image-build time instead."""
+
+    wheel: str
+    constraints: bool
+
+    @classmethod
+    def default(cls, spec: FunctionSpec, source: SourceTree) -> BundleLayout:
+        """The layout when only required files are given (the committed functions/ folders)."""
+        return cls(
+            files={f.argument: f.bundle_name() for f in spec.files if f.fetch_url is None},
+            fetched=tuple(f.argument for f in spec.files if f.fetch_url is not None),
+            wheel=source.wheel_name,
+            constraints=bool(source.constraints),
+        )
+
+
+def bundle_path(name: str) -> str:
+    """The absolute path of a bundle file inside the image."""
+    return f"{NUCLIO_DIR}/{name}"
+
+
+def build_commands(spec: FunctionSpec, layout: BundleLayout, source: SourceTree) -> list[str]:
+    """Nuclio ``build.commands``: system packages, pinned requirements, special installs and
+    downloads before the bundle is copied (cached layers), then the library from its wheel."""
+    commands = []
+    if spec.apt_packages:
+        commands.append(
+            "apt-get update && apt-get install -y --no-install-recommends "
+            f"{' '.join(spec.apt_packages)} && rm -rf /var/lib/apt/lists/*"
+        )
+    requirements = source.requirements(spec.extra)
+    special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
+    pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
+    commands.append(_pip(pinned))
+    for step in spec.pip_steps:
+        packages = [source.pin(p, requirements) for p in step.packages]
+        commands.append(_pip(packages, step.options, step.env))
+    for argument in layout.fetched:
+        bundle_file = spec.file(argument)
+        target = bundle_path(bundle_file.bundle_name())
+        commands.append(
+            f'mkdir -p {NUCLIO_DIR} && python -c "import urllib.request; '
+            f"urllib.request.urlretrieve('{bundle_file.fetch_url}', '{target}')\""
+        )
+    commands.append("@nuclio.postCopy")
+    wheel = bundle_path(layout.wheel) + (f"[{spec.extra}]" if spec.extra else "")
+    options = ("-c", bundle_path(CONSTRAINTS_NAME)) if layout.constraints else ()
+    commands.append(_pip([wheel], options))
+    return commands
+
+
+def _pip(packages: Iterable[str], options: Iterable[str] = (), env: str = "") -> str:
+    words = ["python", "-m", "pip", "install", "--no-cache-dir", *options]
+    words += [shlex.quote(p) for p in packages]
+    return f"{env} {' '.join(words)}" if env else " ".join(words)
+
+
+def function_name(spec: FunctionSpec, tag: str | None) -> str:
+    """The Nuclio function name, with the version tag appended when given."""
+    return f"{spec.name}-{tag}" if tag else spec.name
+
+
+def function_config(
+    spec: FunctionSpec,
+    layout: BundleLayout,
+    source: SourceTree,
+    *,
+    gpu: bool,
+    labels_json: str | None = None,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """The function.yaml content as data (``labels_json`` is the spec; None leaves it out)."""
+    annotations: dict[str, Any] = {
+        "name": f"{spec.title} [{tag}]" if tag else spec.title,
+        "type": "detector",
+        "framework": spec.framework,
+    }
+    if labels_json is not None:
+        annotations["spec"] = labels_json
+    annotations["quadratseg.function"] = spec.name
+    annotations["quadratseg.version"] = source.version
+    env = [
+        {"name": f.env, "value": bundle_path(layout.files.get(f.argument, f.bundle_name()))}
+        for f in spec.files
+    ]
+    env += [{"name": name, "value": value} for name, value in spec.env]
+    env.append({"name": "DEVICE", "value": "cuda" if gpu else "cpu"})
+    resources: dict[str, Any] = {"requests": {"memory": spec.memory}}
+    if gpu:
+        resources["limits"] = {"nvidia.com/gpu": 1}
+    return {
+        "metadata": {
+            "name": function_name(spec, tag),
+            "namespace": NAMESPACE,
+            "annotations": annotations,
+        },
+        "spec": {
+            "description": spec.description,
+            "runtime": RUNTIME,
+            "handler": "main:handler",
+            "eventTimeout": EVENT_TIMEOUT,
+            "readinessTimeoutSeconds": READINESS_TIMEOUT_S,
+            "minReplicas": 1,
+            "maxReplicas": 1,
+            "env": env,
+            "build": {
+                "baseImage": spec.gpu_base_image if gpu else spec.cpu_base_image,
+                "commands": build_commands(spec, layout, source),
+            },
+            "triggers": {
+                HTTP_TRIGGER: {
+                    "kind": "http",
+                    "numWorkers": NUM_WORKERS,
+                    "workerAvailabilityTimeoutMilliseconds": WORKER_WAIT_MS,
+                    "attributes": {"maxRequestBodySize": MAX_REQUEST_BODY},
+                }
+            },
+            "resources": resources,
+            "platform": {
+                "attributes": {
+                    "restartPolicy": {"name": "always", "maximumRetryCount": 3},
+                    "mountMode": "volume",
+                }
+            },
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, indented lists, multi-line strings (the spec JSON) as ``|`` literals."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render_function_yaml(
+    spec: FunctionSpec,
+    layout: BundleLayout,
+    source: SourceTree,
+    *,
+    gpu: bool,
+    labels_json: str | None = None,
+    tag: str | None = None,
+) -> str:
+    """function.yaml (or function-gpu.yaml) text, with a header saying where it comes from."""
+    config = function_config(spec, layout, source, gpu=gpu, labels_json=labels_json, tag=tag)
+    variant = "GPU" if gpu else "CPU"
+    if labels_json is None:
+        header = [
+            f"# {spec.name} ({variant}): rendered from the catalogue in "
+            "quadratseg_handlers/deploy/catalog.py;",
+            "# edit the catalogue and run scripts/update_functions.py, not this file.",
+            "# metadata.annotations.spec is generated from the weights by `quadratseg package`.",
+        ]
+    else:
+        header = [
+            f"# {function_name(spec, tag)} ({variant}): generated by `quadratseg package` "
+            f"(quadratseg-handlers {source.version});",
+            "# the label spec was read from the packaged weights.",
+        ]
+    body = yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
+    return "\n".join(header) + "\n" + body
+
+
+MAIN_TEMPLATE = '''"""Nuclio entry points of {name}: generated by `quadratseg package`, do not edit.
+
+Nuclio calls init_context once per worker and handler once per event. Outside Nuclio,
+`python main.py IMAGE [--threshold T]` runs the function once and prints its JSON answer.
+"""
+
+from {module} import {cls} as Handler
+
+
+def init_context(context):
+    Handler.init_context(context)
+
+
+def handler(context, event):
+    return Handler.handle_event(context, event)
+
+
+if __name__ == "__main__":
+    from quadratseg_handlers.local.bundle import run_once
+
+    raise SystemExit(run_once(__file__))
+'''
+
+
+def render_main(spec: FunctionSpec) -> str:
+    """The generated main.py of a function."""
+    return MAIN_TEMPLATE.format(name=spec.name, module=spec.module_name, cls=spec.class_name)
+
+
+def folder_files(spec: FunctionSpec, source: SourceTree) -> dict[str, str]:
+    """The committed ``functions/<name>/`` files: CPU and GPU function.yaml, and main.py."""
+    layout = BundleLayout.default(spec, source)
+    return {
+        "function.yaml": render_function_yaml(spec, layout, source, gpu=False),
+        "function-gpu.yaml": render_function_yaml(spec, layout, source, gpu=True),
+        "main.py": render_main(spec),
+    }

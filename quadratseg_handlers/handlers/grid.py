@@ -1,0 +1,262 @@
+"""The grid functions: pth-yolo-gridcorners (4 frame corners) and pth-yolo-gridpose (117 points).
+
+Both run a YOLO model whose detections are points: a detect model's box centres, or a pose
+model's keypoints. :mod:`quadratseg_handlers.ops.matching` puts them in template order and the
+answer is ONE CVAT skeleton per image, elements "1".."N" in that order. A template point with
+no detection is placed by the fitted homography and answered as a visible element with
+confidence "0" (FILLED_POINTS_OUTSIDE=true flags it ``outside`` instead); see docs/grid.md.
+With USE_TEMPLATE_MATCHING=false the raw detections come back as CVAT points.
+
+The step between the two functions, the upright crop of the quadrat from its 4 corners, is
+:func:`quadratseg_handlers.ops.quadrat.warp_quadrat`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from quadratseg_handlers import cvat
+from quadratseg_handlers.backends.ultralytics import (
+    YOLO_SETTINGS,
+    PointDetections,
+    load_yolo,
+    result_points,
+)
+from quadratseg_handlers.core import config as cfg
+from quadratseg_handlers.core.config import ConfigError, Setting
+from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.cvat.shapes import Shape
+from quadratseg_handlers.cvat.spec import LabelSpec
+from quadratseg_handlers.ops.matching import Match, match_points
+from quadratseg_handlers.ops.template import (
+    CORNER_POINTS,
+    GRID_POINTS,
+    load_template,
+    packaged_template_path,
+    skeleton_edges,
+    sublabels,
+)
+
+log = logging.getLogger(__name__)
+
+POINT_TASKS = ("detect", "pose")
+"""YOLO tasks whose output can be read as points."""
+
+
+GRID_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "TEMPLATE_PATH",
+        cfg.file_path,
+        "/opt/nuclio/kp_template.npy",
+        "Template `.npy`: (N, 2) normalised (x, y) of the points in skeleton order. When it "
+        "is the default path and that file is absent, the template shipped in the package is "
+        "used (logged at start-up).",
+        "path",
+    ),
+    Setting(
+        "SKELETON_LABEL",
+        cfg.text,
+        "grid",
+        'Name of the skeleton label; its sublabels are "1".."N" in template order.',
+    ),
+    Setting(
+        "USE_TEMPLATE_MATCHING",
+        cfg.boolean,
+        True,
+        "`true`: one skeleton per image in template order (Hungarian matching); `false`: "
+        "the raw detections as CVAT points, labelled with the model's class names.",
+        "boolean",
+    ),
+    Setting(
+        "HUNGARIAN_THRESH",
+        cfg.number(0.001, 2.0),
+        0.12,
+        "Largest distance between a detection and its template point after alignment, in "
+        "normalised image units (fraction of the width / height); farther pairs are rejected.",
+        "number",
+    ),
+    Setting(
+        "MIN_MATCHES",
+        cfg.number(2, integer=True),
+        20,
+        "Fewest template points that must get a detection; below it the answer is empty and "
+        "the log says why (a fit from fewer would guess the skeleton).",
+        "integer",
+    ),
+    Setting(
+        "FILLED_POINTS_OUTSIDE",
+        cfg.boolean,
+        False,
+        "How template points without a detection are answered: `false`: visible at the "
+        "homography's position with confidence 0; `true`: flagged `outside` (hidden in CVAT).",
+        "boolean",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class GridPrediction:
+    """One image's detections and, with template matching, their ordering."""
+
+    detections: PointDetections
+    match: Match | None
+    """None when USE_TEMPLATE_MATCHING is false."""
+
+
+class GridHandler(BaseHandler[GridPrediction]):
+    """A YOLO points model whose points are ordered by a template into one skeleton."""
+
+    template_points: ClassVar[int] = GRID_POINTS
+    """Points of the skeleton (and of a valid template)."""
+
+    settings: ClassVar[tuple[Setting, ...]] = (*YOLO_SETTINGS, *GRID_SETTINGS)
+
+    template: np.ndarray
+    """(N, 2) the normalised template, read at start-up."""
+    template_source: Path
+    """The file the template was read from."""
+    class_names: list[str]
+    """The model's class names, in class-index order."""
+
+    def load_model(self) -> None:
+        """Read and check the template, then load the model and check its task."""
+        self.template_source = self._template_file()
+        self.template = load_template(self.template_source, self.template_points)
+        if int(self.config["MIN_MATCHES"]) > self.template_points:
+            raise ConfigError(
+                f"MIN_MATCHES={self.config['MIN_MATCHES']}: more than the "
+                f"{self.template_points} points of the template"
+            )
+        self.yolo = load_yolo(self.config["MODEL_PATH"], POINT_TASKS)
+        self.yolo.configure(self.config, self.device)
+        self.class_names = self.yolo.names
+
+    def _template_file(self) -> Path:
+        """TEMPLATE_PATH, or the packaged template when it is the default path and absent."""
+        path = Path(self.config["TEMPLATE_PATH"])
+        default = next(s.default for s in self.declared_settings() if s.name == "TEMPLATE_PATH")
+        if not path.exists() and path == Path(default):
+            packaged = packaged_template_path(self.template_points)
+            log.warning(
+                "%s: template file %s absent, using the packaged default %s",
+                self.function_name,
+                path,
+                packaged,
+            )
+            return packaged
+        return path
+
+    def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
+        """One batched YOLO predict, then each image's points put in template order."""
+        results = self.yolo.predict(images, threshold)
+        predictions = []
+        for image, result in zip(images, results, strict=True):
+            found = result_points(result, threshold)
+            match = self.order(found, image) if self.config["USE_TEMPLATE_MATCHING"] else None
+            predictions.append(GridPrediction(found, match))
+        return predictions
+
+    def order(self, found: PointDetections, image: np.ndarray) -> Match:
+        """Match the points to the template; log why when there is no skeleton."""
+        match = match_points(
+            found.points,
+            self.template,
+            (image.shape[1], image.shape[0]),
+            scores=found.scores,
+            max_cost=float(self.config["HUNGARIAN_THRESH"]),
+            min_matches=int(self.config["MIN_MATCHES"]),
+        )
+        if not match.ok:
+            self.warn(
+                "no skeleton: " + match.reason,
+                detections=len(found.points),
+                MIN_MATCHES=int(self.config["MIN_MATCHES"]),
+                HUNGARIAN_THRESH=float(self.config["HUNGARIAN_THRESH"]),
+            )
+        return match
+
+    def to_shapes(self, prediction: GridPrediction, image: np.ndarray) -> list[Shape]:
+        """One skeleton in template order, or the raw points without template matching."""
+        match = prediction.match
+        if match is None:
+            found = prediction.detections
+            raw = zip(found.points, found.scores, found.labels, strict=True)
+            return [cvat.points(label, point, score) for point, score, label in raw]
+        if not match.ok:
+            return []
+        height, width = image.shape[:2]
+        outside = bool(self.config["FILLED_POINTS_OUTSIDE"])
+        return [skeleton_shape(self.config["SKELETON_LABEL"], match, width, height, outside)]
+
+    def labels(self) -> list[LabelSpec]:
+        """The skeleton (sublabels and svg from the template), or the class names as points."""
+        if not self.config["USE_TEMPLATE_MATCHING"]:
+            return [cvat.label_spec(name, "points") for name in self.class_names]
+        return [
+            cvat.skeleton_spec(
+                self.config["SKELETON_LABEL"],
+                sublabels(self.template_points),
+                self.template,
+                skeleton_edges(self.template_points),
+            )
+        ]
+
+
+class GridCornersHandler(GridHandler):
+    """pth-yolo-gridcorners: the quadrat frame's corners TL, TR, BR, BL."""
+
+    function_name = "pth-yolo-gridcorners"
+    template_points = CORNER_POINTS
+    setting_defaults: ClassVar[dict[str, Any]] = {
+        "TEMPLATE_PATH": "/opt/nuclio/kp_template_corners.npy",
+        "SKELETON_LABEL": "quadrat_corner",
+        "HUNGARIAN_THRESH": 0.3,
+        "MIN_MATCHES": 3,
+    }
+
+
+class GridPoseHandler(GridHandler):
+    """pth-yolo-gridpose: the 117 grid points, row-major from the top-left."""
+
+    function_name = "pth-yolo-gridpose"
+    template_points = GRID_POINTS
+
+
+def skeleton_shape(
+    label: str, match: Match, width: int, height: int, filled_outside: bool = False
+) -> Shape:
+    """The CVAT skeleton of a successful match: elements "1".."N" in template order.
+
+    A matched element carries its detection's confidence. A filled element (no detection) is
+    visible at the homography's position with confidence "0", or ``outside`` when
+    ``filled_outside``; one that falls outside the image is always ``outside``.
+    """
+    inside = (
+        (match.points[:, 0] >= 0)
+        & (match.points[:, 0] <= width)
+        & (match.points[:, 1] >= 0)
+        & (match.points[:, 1] <= height)
+    )
+    elements = [
+        cvat.skeleton_element(
+            name,
+            point,
+            float(score),
+            outside=bool(filled and (filled_outside or not visible)),
+        )
+        for name, point, score, filled, visible in zip(
+            sublabels(len(match.points)),
+            match.points,
+            match.scores,
+            match.filled,
+            inside,
+            strict=True,
+        )
+    ]
+    return cvat.skeleton(label, elements)

@@ -1,0 +1,47 @@
+"""pth-yolo-coralsegv4 / pth-yolo-coralsegbanggai: coral instances from a YOLO segmentation model.
+
+ultralytics loads and predicts (:mod:`quadratseg_handlers.backends.ultralytics`); each
+detection's mask comes back in original-image pixels and the shapes are
+:class:`~quadratseg_handlers.core.instances.InstanceHandler`'s polygons or CVAT masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from quadratseg_handlers.backends.ultralytics import YOLO_SETTINGS, load_yolo, result_instances
+from quadratseg_handlers.core.config import Setting
+from quadratseg_handlers.core.instances import Instance, InstanceHandler
+
+
+class YoloSegHandler(InstanceHandler):
+    """A YOLO instance segmentation model (task ``segment``): one instance per detection."""
+
+    function_name = "pth-yolo-coralseg"
+    settings: ClassVar[tuple[Setting, ...]] = YOLO_SETTINGS
+    tasks: ClassVar[tuple[str, ...]] = ("segment",)
+
+    def load_model(self) -> None:
+        """Load MODEL_PATH, check it segments, fix the predict settings and warm it up."""
+        self.yolo = load_yolo(self.config["MODEL_PATH"], self.tasks)
+        self.yolo.configure(self.config, self.device)
+        self.class_names = self.yolo.names
+
+    def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[list[Instance]]:
+        """One batched ultralytics predict; instances in original-image pixels."""
+        return [result_instances(result) for result in self.yolo.predict(images, threshold)]
+
+
+class CoralSegV4Handler(YoloSegHandler):
+    """CRIOBE fine-grained coral segmentation (16 genera)."""
+
+    function_name = "pth-yolo-coralsegv4"
+
+
+class CoralSegBanggaiHandler(YoloSegHandler):
+    """Banggai extended coral segmentation (10 classes)."""
+
+    function_name = "pth-yolo-coralsegbanggai"

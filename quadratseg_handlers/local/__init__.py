@@ -1,0 +1,3 @@
+"""Running functions without Nuclio: the nuclio_sdk harness, bundles run once, the local
+server and its workers, the HTTP client, check, bench, overlays, synthetic quadrats, tiny
+models and the demo."""

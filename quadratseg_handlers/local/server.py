@@ -1,0 +1,443 @@
+"""Serve a function bundle over HTTP the way Nuclio's HTTP trigger does, without Nuclio.
+
+An aiohttp server hands each request to a free worker process (:mod:`.workers`); the worker
+count, the wait for a free worker (503 after ``workerAvailabilityTimeoutMilliseconds``) and the
+body limit (413 above ``maxRequestBodySize``) come from the bundle's ``function.yaml``. Two
+GET paths are the server's own: ``/health`` and ``/spec`` (the CVAT labels, which
+``quadratseg check`` and ``annotate`` use when no spec is given); every other request goes to
+the function, whatever its method and path, as in Nuclio.
+
+:class:`FunctionServer` is the asyncio object; :func:`serve_forever` runs it until Ctrl-C or
+SIGTERM; :class:`BackgroundServer` runs it in a thread on a free loopback port for tests,
+notebooks and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from quadratseg_handlers.core.messages import plural
+from quadratseg_handlers.deploy.function_yaml import FunctionConfig, HttpTrigger
+from quadratseg_handlers.local.workers import (
+    EventMessage,
+    Reply,
+    WorkerError,
+    WorkerProcess,
+    WorkerSpec,
+)
+
+log = logging.getLogger("quadratseg_handlers.serve")
+
+
+class ServeError(Exception):
+    """The server could not start: one line saying why."""
+
+
+class NoWorkerAvailable(Exception):
+    """Every worker stayed busy for the whole availability timeout."""
+
+
+def _json_response(status: int, payload: Any) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(payload).encode("utf-8"), content_type="application/json"
+    )
+
+
+def _size(count: int) -> str:
+    """A byte count for people: 512 B, 4.0 MiB."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+class WorkerPool:
+    """Idle workers in a queue: a request takes one, waits at most the availability timeout."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        count: int,
+        availability_timeout_s: float,
+        readiness_timeout_s: float,
+    ) -> None:
+        self.spec = spec
+        self.count = count
+        self.availability_timeout_s = availability_timeout_s
+        self.readiness_timeout_s = readiness_timeout_s
+        self.workers: list[WorkerProcess] = []
+        self.idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="worker-io")
+        self.busy = 0
+        self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start every worker at once and wait until all ran ``init_context``."""
+        loop = asyncio.get_running_loop()
+        self.workers = [WorkerProcess(self.spec, index) for index in range(self.count)]
+        try:
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(self.executor, worker.wait_ready, self.readiness_timeout_s)
+                    for worker in self.workers
+                )
+            )
+        except WorkerError as exc:
+            await self.stop()
+            raise ServeError(str(exc)) from None
+        for worker in self.workers:
+            self.idle.put_nowait(worker)
+
+    async def call(self, message: EventMessage) -> tuple[Reply, int]:
+        """Run one event on a free worker; return the reply and the worker's id."""
+        try:
+            worker = await asyncio.wait_for(self.idle.get(), self.availability_timeout_s)
+        except asyncio.TimeoutError:
+            raise NoWorkerAvailable from None
+        self.busy += 1
+        future = asyncio.get_running_loop().run_in_executor(self.executor, worker.call, message)
+        future.add_done_callback(lambda done: self._finished(worker, done))
+        try:
+            # Shielded: if the request is cancelled, the worker still finishes its event and
+            # is freed by _finished only then.
+            reply = await asyncio.shield(future)
+        except WorkerError as exc:
+            error = json.dumps({"error": str(exc)}).encode("utf-8")
+            return Reply(500, "application/json", error), worker.worker_id
+        return reply, worker.worker_id
+
+    def _finished(self, worker: WorkerProcess, future: asyncio.Future[Reply]) -> None:
+        """Put a worker back once it has answered; start a replacement if it died."""
+        self.busy -= 1
+        problem = None if future.cancelled() else future.exception()
+        if isinstance(problem, WorkerError):
+            log.error("%s; starting a new one", problem)
+            task = asyncio.get_running_loop().create_task(self._replace(worker))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.idle.put_nowait(worker)
+
+    async def _replace(self, dead: WorkerProcess) -> None:
+        """Start a worker with the dead one's id in its place (unless the pool is stopping)."""
+        loop = asyncio.get_running_loop()
+        dead.stop(timeout=0.1)
+        if self.stopping:
+            return
+        fresh = WorkerProcess(self.spec, dead.worker_id)
+        self.workers[self.workers.index(dead)] = fresh
+        try:
+            await loop.run_in_executor(self.executor, fresh.wait_ready, self.readiness_timeout_s)
+        except WorkerError as exc:
+            log.error("could not replace worker %d: %s", dead.worker_id, exc)
+            return
+        if not self.stopping:
+            self.idle.put_nowait(fresh)
+
+    async def stop(self) -> None:
+        """Stop every worker (each finishes its current event first, within a few seconds)."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, worker.stop) for worker in self.workers))
+        self.executor.shutdown(wait=False)
+
+
+class FunctionServer:
+    """One function served over HTTP by Nuclio-like workers (asyncio; see BackgroundServer)."""
+
+    def __init__(
+        self,
+        function: FunctionConfig,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8010,
+        workers: int | None = None,
+        env: Mapping[str, str] | None = None,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        trigger: HttpTrigger = function.trigger
+        if workers is not None:
+            if workers < 1:
+                raise ServeError(f"--workers must be at least 1, got {workers}")
+            trigger = replace(trigger, workers=workers)
+        self.function = replace(function, trigger=trigger, env={**function.env, **(env or {})})
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        self.pool = WorkerPool(
+            WorkerSpec(
+                module_path=str(self.function.module_path),
+                handler_function=self.function.handler_function,
+                env=self.function.env,
+                function_name=self.function.name,
+                trigger_name=trigger.name,
+            ),
+            trigger.workers,
+            trigger.availability_timeout_ms / 1000.0,
+            self.function.readiness_timeout_s,
+        )
+        self.runner: web.AppRunner | None = None
+        self.started = 0.0
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        """The base URL clients post to."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def describe(self) -> str:
+        """One line: the function, its workers and limits, the URL."""
+        trigger = self.function.trigger
+        return (
+            f"serving {self.function.name} on {self.url} with "
+            f"{plural(trigger.workers, 'worker')} (max body {_size(trigger.max_body_size)}, "
+            f"503 after {trigger.availability_timeout_ms} ms without a free worker)"
+        )
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=self.function.trigger.max_body_size)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self) -> None:
+        """Listen, then start the workers; raise ServeError with a one-line reason on failure.
+
+        Listening first makes a taken port fail at once, not after the models have loaded;
+        requests that arrive meanwhile wait for a worker like any other.
+        """
+        if not self.function.module_path.is_file():
+            raise ServeError(f"{self.function.module_path}: handler module not found")
+        self.runner = web.AppRunner(
+            self._app(), access_log=None, shutdown_timeout=self.shutdown_timeout
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            reason = str(exc).rsplit(": ", 1)[-1]
+            raise ServeError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
+        self.port = int(self.runner.addresses[0][1])
+        try:
+            await self.pool.start()
+        except ServeError:
+            await self.runner.cleanup()
+            raise
+        self.started = time.monotonic()
+
+    async def stop(self) -> None:
+        """Stop listening, let requests in flight finish (up to shutdown_timeout), stop workers."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        await self.pool.stop()
+
+    def _health(self) -> web.Response:
+        return _json_response(
+            200,
+            {
+                "status": "ok" if self.started else "starting",
+                "function": self.function.name,
+                "workers": self.pool.count,
+                "busy": self.pool.busy,
+                "requests": self.requests,
+                "uptime_s": round(time.monotonic() - self.started, 1) if self.started else 0.0,
+            },
+        )
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/health":
+            return self._health()
+        if request.method == "GET" and request.path == "/spec":
+            return _json_response(200, self.function.labels)
+        started = time.perf_counter()
+        limit = self.function.trigger.max_body_size
+        if request.content_length is not None and request.content_length > limit:
+            return self._log(request, started, self._too_large(request.content_length), None)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._log(request, started, self._too_large(None), None)
+        message = EventMessage(
+            body=body,
+            content_type=request.headers.get("Content-Type", ""),
+            method=request.method,
+            path=request.path,
+            url=str(request.url),
+            headers=dict(request.headers),
+            fields=dict(request.query),
+        )
+        self.requests += 1
+        try:
+            reply, worker = await self.pool.call(message)
+        except NoWorkerAvailable:
+            timeout = self.function.trigger.availability_timeout_ms
+            response = _json_response(
+                503,
+                {
+                    "error": f"all {self.pool.count} workers busy for {timeout} ms "
+                    "(workerAvailabilityTimeoutMilliseconds); retry later"
+                },
+            )
+            return self._log(request, started, response, None)
+        headers = dict(reply.headers)
+        headers["Content-Type"] = reply.content_type
+        response = web.Response(status=reply.status, body=reply.body, headers=headers)
+        return self._log(request, started, response, worker)
+
+    def _too_large(self, length: int | None) -> web.Response:
+        trigger = self.function.trigger
+        size = f"{_size(length)} " if length is not None else ""
+        return _json_response(
+            413,
+            {
+                "error": f"request body {size}over the limit of {_size(trigger.max_body_size)} "
+                f"(triggers.{trigger.name}.attributes.maxRequestBodySize in function.yaml)"
+            },
+        )
+
+    def _log(
+        self, request: web.Request, started: float, response: web.Response, worker: int | None
+    ) -> web.Response:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        where = f" worker {worker}" if worker is not None else ""
+        log.info(
+            "%s %s %d %s %.0f ms%s",
+            request.method,
+            request.path_qs,
+            response.status,
+            _size(len(response.body) if isinstance(response.body, bytes) else 0),
+            elapsed_ms,
+            where,
+        )
+        return response
+
+
+def _configure_logging() -> None:
+    """Request lines on stderr, in the style of the workers' Nuclio logger."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("Server> %(asctime)s [%(levelname)s] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def serve_forever(server: FunctionServer) -> None:
+    """Run until Ctrl-C or SIGTERM, then shut down cleanly (in-flight requests finish first)."""
+    _configure_logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        print(server.describe() + "; Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print("stopping: finishing requests in flight, stopping workers", file=sys.stderr)
+            await server.stop()
+
+    asyncio.run(main())
+
+
+class BackgroundServer:
+    """A :class:`FunctionServer` on its own event loop thread, for tests, notebooks and demos.
+
+    ``with BackgroundServer(config) as url: ...`` starts the workers, listens on a free
+    loopback port and stops everything on exit.
+    """
+
+    def __init__(
+        self,
+        function: FunctionConfig,
+        *,
+        workers: int | None = None,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_requests: bool = False,
+    ) -> None:
+        self.server = FunctionServer(function, host=host, port=port, workers=workers, env=env)
+        self.log_requests = log_requests
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.server.stop()
+
+        asyncio.run(main())
+
+    def start(self) -> str:
+        """Start and return the URL; raise ServeError if the function cannot start."""
+        if self.log_requests:
+            _configure_logging()
+        self._thread = threading.Thread(target=self._run, name="quadratseg-serve", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self.url
+
+    def stop(self) -> None:
+        """Stop listening and stop the workers; wait until done."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,246 @@
+"""Nuclio-style worker processes: one imported handler module and one context per process.
+
+Nuclio's Python runtime runs every worker of a function as its own Python process: each
+imports the handler module, calls ``init_context`` once, then serves one event at a time.
+:class:`WorkerProcess` does the same with a ``spawn``-started process talking over a pipe, so
+module globals, the model in ``context.user_data`` and any thread-unsafe state stay per
+worker, CPU work outside the GIL-releasing parts runs in parallel, and a crashing worker
+cannot take the server down. The event a handler sees is built as Nuclio builds it: the body
+is a dict only when the content type is exactly ``application/json`` and the JSON parses,
+else bytes; what the handler returns is encoded as Nuclio's wrapper encodes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import nuclio_sdk
+import nuclio_sdk.json_encoder
+import nuclio_sdk.logger
+
+from quadratseg_handlers.core.messages import describe_error
+
+
+class WorkerError(Exception):
+    """A worker that failed to start or died: one line saying which and why."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to run a function (picklable, sent to the child)."""
+
+    module_path: str
+    handler_function: str
+    env: dict[str, str]
+    function_name: str
+    trigger_name: str = "http"
+
+
+@dataclass
+class EventMessage:
+    """One HTTP request as the parent hands it to a worker."""
+
+    body: bytes
+    content_type: str
+    method: str
+    path: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    """What the worker answers: status, content type, headers and the raw body."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# --- in the worker process -----------------------------------------------------------------------
+
+
+def _worker_logger(worker_id: int, function_name: str) -> nuclio_sdk.Logger:
+    """Nuclio's own logger, human-readable on stderr, one logger name per worker."""
+    logger = nuclio_sdk.Logger(logging.INFO, name=f"{function_name}.worker{worker_id}")
+    logger.set_handler("stderr", sys.stderr, nuclio_sdk.logger.HumanReadableFormatter())
+    return logger
+
+
+def event_body(body: bytes, content_type: str) -> Any:
+    """The body a Nuclio handler receives: parsed JSON for exactly ``application/json``."""
+    if content_type == "application/json":
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return body
+    return body
+
+
+def make_event(message: EventMessage, trigger_name: str) -> nuclio_sdk.Event:
+    """A ``nuclio_sdk.Event`` from a request message."""
+    return nuclio_sdk.Event(
+        body=event_body(message.body, message.content_type),
+        content_type=message.content_type,
+        trigger=nuclio_sdk.TriggerInfo(kind="http", name=trigger_name),
+        fields=dict(message.fields),
+        headers=dict(message.headers),
+        _id=str(uuid.uuid4()),
+        method=message.method,
+        path=message.path,
+        size=len(message.body),
+        timestamp=datetime.datetime.now(datetime.timezone.utc),
+        url=message.url,
+    )
+
+
+def encode_output(output: Any) -> Reply:
+    """Encode a handler's return value the way Nuclio's Python wrapper sends it.
+
+    A list is a batch of responses to the wrapper: only its first element goes out (an empty
+    list is an error in Nuclio's processor), so ``return shapes`` is a bug this exposes.
+    """
+    if isinstance(output, list):
+        if not output:
+            return Reply(
+                500,
+                "text/plain",
+                b"handler returned an empty list: Nuclio takes a list as a batch of responses "
+                b"and fails; return context.Response(body=json.dumps(shapes), ...)",
+            )
+        output = output[0]
+    encoded = nuclio_sdk.Response.from_entrypoint_output(
+        nuclio_sdk.json_encoder.Encoder().encode, output
+    )
+    body = encoded["body"]
+    raw = (
+        base64.b64decode(body)
+        if encoded["body_encoding"] == "base64"
+        else str(body).encode("utf-8")
+    )
+    headers = {str(k): str(v) for k, v in (encoded.get("headers") or {}).items()}
+    return Reply(int(encoded["status_code"]), str(encoded["content_type"]), raw, headers)
+
+
+def run_event(handler: Any, context: nuclio_sdk.Context, event: nuclio_sdk.Event) -> Reply:
+    """Call the handler once; an exception becomes 500 with the traceback, as in Nuclio."""
+    try:
+        return encode_output(handler(context, event))
+    except Exception:
+        text = traceback.format_exc()
+        context.logger.error_with("handler raised", traceback=text)
+        return Reply(500, "text/plain", text.encode("utf-8"))
+
+
+def worker_main(spec: WorkerSpec, worker_id: int, conn: Connection) -> None:
+    """Entry point of a worker process: import, ``init_context``, then serve events."""
+    # Ctrl-C reaches the whole process group: the server, not each worker, decides to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(spec.env)
+    logger = _worker_logger(worker_id, spec.function_name)
+    try:
+        from quadratseg_handlers.local.harness import load_main
+
+        module = load_main(spec.module_path)
+        handler = getattr(module, spec.handler_function, None)
+        if handler is None:
+            raise WorkerError(f"{spec.module_path} defines no {spec.handler_function}()")
+        context = nuclio_sdk.Context(
+            logger=logger,
+            platform=nuclio_sdk.Platform("local"),
+            worker_id=str(worker_id),
+            trigger=nuclio_sdk.TriggerInfo(kind="http", name=spec.trigger_name),
+        )
+        init_context = getattr(module, "init_context", None)
+        if init_context is not None:
+            init_context(context)
+    except BaseException as exc:
+        if not isinstance(exc, WorkerError):
+            logger.error_with("init_context failed", traceback=traceback.format_exc())
+        conn.send(("failed", describe_error(exc, 300)))
+        conn.close()
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        conn.send(run_event(handler, context, make_event(message, spec.trigger_name)))
+    conn.close()
+
+
+# --- in the server process -----------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """The server's handle on one worker process: start, wait until ready, call, stop."""
+
+    def __init__(self, spec: WorkerSpec, worker_id: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.worker_id = worker_id
+        self.conn, child = context.Pipe()
+        # Daemonic: a worker can never outlive the server, whatever way the server ends.
+        self.process = context.Process(
+            target=worker_main,
+            args=(spec, worker_id, child),
+            name=f"quadratseg-worker-{worker_id}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    def _died(self, doing: str) -> WorkerError:
+        self.process.join(timeout=1.0)
+        return WorkerError(f"worker {self.worker_id} exited (code {self.process.exitcode}) {doing}")
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until ``init_context`` has run; raise WorkerError if it failed or timed out."""
+        try:
+            if not self.conn.poll(timeout):
+                raise WorkerError(f"worker {self.worker_id} not ready after {timeout:.0f} s")
+            state, detail = self.conn.recv()
+        except (EOFError, OSError):
+            raise self._died("during start-up") from None
+        if state != "ready":
+            raise WorkerError(f"worker {self.worker_id} failed to start: {detail}")
+
+    def call(self, message: EventMessage) -> Reply:
+        """Send one event and block for its reply (the caller runs this in a thread)."""
+        try:
+            self.conn.send(message)
+            reply: Reply = self.conn.recv()
+        except (EOFError, OSError):
+            raise self._died("while handling a request") from None
+        return reply
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to finish, then terminate (and kill) it if it does not."""
+        if self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()

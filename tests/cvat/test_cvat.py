@@ -1,0 +1,314 @@
+"""The CVAT shape contract: builders, confidence, masks, skeletons, spec and validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quadratseg_handlers import cvat
+from quadratseg_handlers.cvat import shapes as cvat_shapes
+
+
+@pytest.mark.parametrize(
+    ("score", "value"),
+    [
+        (0.0, "0"),
+        (0.009, "0"),
+        (0.5, "50"),
+        (0.87, "87"),
+        (0.999, "99"),
+        (1.0, "100"),
+        (1.7, "100"),
+        (-0.2, "0"),
+        (float("nan"), "0"),
+        (float("inf"), "100"),
+        (np.float32(0.3), "30"),
+    ],
+)
+def test_confidence_value(score, value):
+    assert cvat.confidence_value(score) == value
+    assert value.isnumeric()
+
+
+def test_rectangle_polygon_points_polyline_exact_json():
+    assert cvat.rectangle("a", (1, 2, 3.333, 4), 0.5) == {
+        "label": "a",
+        "type": "rectangle",
+        "points": [1.0, 2.0, 3.33, 4.0],
+        "confidence": "50",
+        "attributes": [{"name": "confidence", "value": "50"}],
+    }
+    assert cvat.polygon("a", [[0, 0], [4, 0], [4, 4]], 0.2, group_id=3) == {
+        "label": "a",
+        "type": "polygon",
+        "points": [0.0, 0.0, 4.0, 0.0, 4.0, 4.0],
+        "confidence": "20",
+        "attributes": [{"name": "confidence", "value": "20"}],
+        "group_id": 3,
+    }
+    assert cvat.points("p", [5, 6]) == {
+        "label": "p",
+        "type": "points",
+        "points": [5.0, 6.0],
+        "attributes": [],
+    }
+    assert cvat.polyline("l", [[0, 0], [1, 1]], 1.0, extra={"unsure": "true"})["attributes"] == [
+        {"name": "confidence", "value": "100"},
+        {"name": "unsure", "value": "true"},
+    ]
+    assert cvat.tag("t", 0.9) == {
+        "label": "t",
+        "type": "tag",
+        "confidence": "90",
+        "attributes": [{"name": "confidence", "value": "90"}],
+    }
+    with pytest.raises(ValueError, match="finite"):
+        cvat.polygon("a", [[0, 0], [np.nan, 1], [2, 2]])
+
+
+def decode_cvat_mask(shape: dict, height: int, width: int) -> np.ndarray:
+    *bits, xtl, ytl, xbr, ybr = shape["mask"]
+    canvas = np.zeros((height, width), dtype=bool)
+    crop = np.array(bits, dtype=bool).reshape(ybr - ytl + 1, xbr - xtl + 1)
+    canvas[ytl : ybr + 1, xtl : xbr + 1] = crop
+    return canvas
+
+
+def test_mask_is_inclusive_crop_plus_box_and_carries_its_outline():
+    bitmap = np.zeros((10, 12), dtype=bool)
+    bitmap[2:5, 3:7] = True  # rows 2..4, cols 3..6
+    shape = cvat.mask("coral", bitmap, 0.66)
+    assert shape["mask"] == [1] * 12 + [3, 2, 6, 4]
+    assert shape["type"] == "mask" and shape["confidence"] == "66"
+    assert sorted(zip(shape["points"][::2], shape["points"][1::2], strict=True)) == [
+        (3.0, 2.0),
+        (3.0, 4.0),
+        (6.0, 2.0),
+        (6.0, 4.0),
+    ]
+    assert (decode_cvat_mask(shape, 10, 12) == bitmap).all()
+
+
+def test_mask_from_a_crop_with_origin_and_holes():
+    crop = np.ones((5, 5), dtype=bool)
+    crop[2, 2] = False
+    shape = cvat.mask("coral", crop, 1.0, origin=(100, 40))
+    assert shape["mask"][-4:] == [100, 40, 104, 44]
+    full = decode_cvat_mask(shape, 50, 110)
+    assert full[40:45, 100:105].sum() == 24 and not full[42, 102]
+    with pytest.raises(ValueError, match="empty"):
+        cvat.mask("coral", np.zeros((3, 3), dtype=bool))
+
+
+def test_instance_shapes_one_per_part_grouped_largest_first():
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[2:6, 2:6] = True  # 16 px
+    mask[20:30, 20:30] = True  # 100 px
+    mask[35, 35] = True  # 1 px: dropped by min_area
+    shapes = cvat.instance_shapes("c", mask, 0.4, min_area=4, group_id=7)
+    assert [s["type"] for s in shapes] == ["polygon", "polygon"]
+    assert [s["group_id"] for s in shapes] == [7, 7]
+    assert min(shapes[0]["points"]) == 20.0 and min(shapes[1]["points"]) == 2.0
+    single = cvat.instance_shapes("c", mask[:10, :10], 0.4, group_id=7)
+    assert len(single) == 1 and "group_id" not in single[0]
+    as_masks = cvat.instance_shapes("c", mask, 0.4, as_mask=True, min_area=4)
+    assert [s["mask"][-4:] for s in as_masks] == [[20, 20, 29, 29], [2, 2, 5, 5]]
+    assert cvat.instance_shapes("c", np.zeros((5, 5), bool), 0.4) == []
+
+
+def test_label_spec_has_the_quadratseg_confidence_attribute():
+    assert cvat.label_spec("Acropora") == {
+        "name": "Acropora",
+        "type": "polygon",
+        "attributes": [
+            {
+                "name": "confidence",
+                "input_type": "number",
+                "mutable": True,
+                "values": ["0", "100", "1"],
+                "default_value": "100",
+            }
+        ],
+    }
+    with pytest.raises(ValueError):
+        cvat.label_spec("x", "blob")
+
+
+def test_skeleton_spec_and_svg():
+    positions = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
+    spec = cvat.skeleton_spec(
+        "quadrat_corner", ["1", "2", "3", "4"], positions, [(1, 2), (2, 3), (3, 4), (4, 1)]
+    )
+    assert [s["name"] for s in spec["sublabels"]] == ["1", "2", "3", "4"]
+    assert [s["id"] for s in spec["sublabels"]] == [0, 1, 2, 3]
+    assert all(s["type"] == "points" for s in spec["sublabels"])
+    svg = spec["svg"]
+    assert svg.count("<circle") == 4 and svg.count("<line") == 4
+    assert 'data-node-id="3" data-label-name="3"' in svg
+    assert 'data-node-from="4"' in svg and 'data-node-to="1"' in svg
+    assert 'cx="95.00" cy="95.00"' in svg
+    json.loads(cvat.spec_json([spec]))
+    with pytest.raises(ValueError, match="unique"):
+        cvat.skeleton_spec("s", ["1", "1"], positions[:2], [])
+
+
+SPEC = [
+    cvat.label_spec("coral"),
+    cvat.label_spec("mask_coral", "mask"),
+    cvat.skeleton_spec("corner", ["1", "2"], np.array([[0, 0], [1, 1]]), [(1, 2)]),
+]
+
+
+def good_skeleton() -> dict:
+    return cvat.skeleton(
+        "corner",
+        [
+            cvat.skeleton_element("1", (1, 2), 0.5),
+            cvat.skeleton_element("2", (3, 4), 0.0, outside=True),
+        ],
+    )
+
+
+def test_valid_answer_has_no_problems():
+    bitmap = np.zeros((8, 8), dtype=bool)
+    bitmap[1:4, 1:4] = True
+    shapes = [
+        cvat.polygon("coral", [[0, 0], [5, 0], [5, 5]], 0.9),
+        cvat.mask("mask_coral", bitmap, 0.5),
+        cvat.polygon("mask_coral", [[0, 0], [5, 0], [5, 5]], 0.9),
+        good_skeleton(),
+    ]
+    assert cvat.validate_response(shapes, SPEC, (8, 8)) == []
+
+
+@pytest.mark.parametrize(
+    ("shape", "problem"),
+    [
+        ({"label": "kelp", "type": "polygon", "points": [0, 0, 1, 1, 2, 2]}, "not in the spec"),
+        ({"label": "coral", "type": "rectangle", "points": [0, 0, 1, 1]}, "does not match"),
+        ({"label": "coral", "type": "blob", "points": []}, "unknown shape type"),
+        ({"label": "coral", "type": "polygon", "points": [0, 0, 1, 1, 2]}, "odd number"),
+        ({"label": "coral", "type": "polygon", "points": [0, 0, 1, 1]}, "at least 3 points"),
+        ({"label": "coral", "type": "polygon", "points": [[0, 0], [1, 1], [2, 2]]}, "flat list"),
+        (
+            {
+                "label": "coral",
+                "type": "polygon",
+                "points": [0, 0, 1, 1, 2, 2],
+                "attributes": [{"name": "confidence", "value": "0.87"}],
+            },
+            "not an integer string",
+        ),
+        (
+            {
+                "label": "coral",
+                "type": "polygon",
+                "points": [0, 0, 1, 1, 2, 2],
+                "attributes": [{"name": "confidence", "value": 87}],
+            },
+            "is not a string",
+        ),
+        (
+            {
+                "label": "coral",
+                "type": "polygon",
+                "points": [0, 0, 1, 1, 2, 2],
+                "attributes": [{"name": "confidence", "value": "150"}],
+            },
+            "outside [0, 100]",
+        ),
+        (
+            {
+                "label": "coral",
+                "type": "polygon",
+                "points": [0, 0, 1, 1, 2, 2],
+                "attributes": [{"name": "genus", "value": "x"}],
+            },
+            "not declared",
+        ),
+        (
+            {"label": "coral", "type": "polygon", "points": [0, 0, 1, 1, 2, 2], "confidence": 0.87},
+            "'confidence' must be a string",
+        ),
+        (
+            {"label": "mask_coral", "type": "mask", "points": [], "mask": [1, 1, 1, 0, 0, 1, 1]},
+            "expected 2x2 = 4",
+        ),
+        (
+            {"label": "mask_coral", "type": "mask", "points": [], "mask": [1, 6, 6, 6, 6]},
+            "outside the image",
+        ),
+        ({"label": "mask_coral", "type": "mask", "points": [], "mask": [2, 0, 0, 0, 0]}, "0 or 1"),
+        (
+            {
+                "label": "corner",
+                "type": "skeleton",
+                "elements": [{"label": "9", "type": "points", "points": [1, 1], "outside": 0}],
+            },
+            "not a sublabel",
+        ),
+        (
+            {
+                "label": "corner",
+                "type": "skeleton",
+                "elements": [{"label": "1", "type": "points", "points": [1, 1], "outside": 1}],
+            },
+            "every element is outside",
+        ),
+        (
+            {
+                "label": "corner",
+                "type": "skeleton",
+                "elements": [
+                    {"label": "1", "type": "points", "points": [1, 1, 2, 2], "outside": 0}
+                ],
+            },
+            "exactly one point",
+        ),
+        ({"label": "corner", "type": "skeleton", "elements": []}, "non-empty"),
+    ],
+)
+def test_each_problem_is_reported(shape, problem):
+    problems = cvat.validate_response([shape], SPEC, (6, 6))
+    assert len(problems) >= 1
+    assert any(problem in p for p in problems), problems
+
+
+def test_answer_must_be_a_list():
+    assert cvat.validate_response({"label": "coral"}, SPEC) == [
+        "the answer must be a JSON list of shapes, got dict"
+    ]
+
+
+def test_skeleton_edges_are_read_from_the_svg_by_sublabel_name():
+    label = cvat.skeleton_spec(
+        "corners", ["TL", "TR", "BR"], np.array([[0, 0], [1, 0], [1, 1]]), [(1, 2), (2, 3)]
+    )
+    assert cvat.skeleton_label_edges(label) == [("TL", "TR"), ("TR", "BR")]
+    assert cvat.skeleton_label_edges({"name": "x", "type": "skeleton"}) == []
+
+
+def test_skeleton_element_points_in_sublabel_order():
+    elements = [cvat.skeleton_element(str(i), (i, 2 * i)) for i in (3, 1, 2)]
+    assert cvat_shapes.skeleton_element_points(elements) == [[1, 2], [2, 4], [3, 6]]
+    assert cvat_shapes.skeleton_element_points(
+        cvat.skeleton("grid", elements), ["2", "3", "1"]
+    ) == [[2, 4], [3, 6], [1, 2]]
+
+
+@pytest.mark.parametrize(
+    ("elements", "sublabels", "message"),
+    [
+        ([{"label": "1", "points": [0, 0]}] * 2, None, "sublabel '1' appears twice"),
+        ([{"points": [0, 0]}], None, "element 0 must be a skeleton element with a 'label'"),
+        ([{"label": "a", "points": [0, 0]}], None, "must be numbers"),
+        ([{"label": "1", "points": [0, 0]}], ["1", "2"], "missing '2'"),
+        ([{"label": "9", "points": [0, 0]}], ["1"], "missing '1'; unknown '9'"),
+        ({"type": "skeleton"}, None, "needs an 'elements' list"),
+    ],
+)
+def test_skeleton_element_points_says_what_is_wrong(elements, sublabels, message):
+    with pytest.raises(ValueError, match=message):
+        cvat_shapes.skeleton_element_points(elements, sublabels)

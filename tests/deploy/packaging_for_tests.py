@@ -1,0 +1,130 @@
+"""What the deploy tests share: two test functions for the catalogue, and helpers to package,
+unpack and run bundles.
+
+LevelBoxHandler (a detector whose 'checkpoint' is a .npy of grey levels, with a shipped
+default file) and MaskFillHandler (an inpainter whose 'model' is fetched at image-build time
+unless given) stand in for the model handlers; the real functions join the end-to-end tests
+as soon as their catalogue entry names a tiny-model builder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from quadratseg_handlers.cli.main import main
+from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
+from quadratseg_handlers.deploy.packager import PackageRequest, package
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
+
+LEVELS = FunctionSpec(
+    name="test-level-boxes",
+    model="levelboxes",
+    handler="handlers_for_tests:LevelBoxHandler",
+    title="Level boxes (test)",
+    description="Regions brighter than grey levels, for the packaging tests",
+    framework="numpy",
+    extra=None,
+    files=(
+        BundleFile("levels", "levels.npy", "LEVELS_PATH", (".npy",), "grey levels"),
+        BundleFile(
+            "names",
+            "names.json",
+            "NAMES_PATH",
+            (".json",),
+            "label names",
+            default="handlers_for_tests:data/level_names.json",
+        ),
+    ),
+    env=(("CONF_THRESHOLD", "0.3"),),
+    memory="256Mi",
+    tiny_model="handlers_for_tests:level_box_files",
+)
+
+FILL = FunctionSpec(
+    name="test-mask-fill",
+    model="maskfill",
+    handler="handlers_for_tests:MaskFillHandler",
+    title="Mask fill (test)",
+    description="Masked pixels painted one colour, for the packaging tests",
+    framework="numpy",
+    extra=None,
+    kind="inpainter",
+    files=(
+        BundleFile(
+            "fill",
+            "fill.npy",
+            "FILL_PATH",
+            (".npy",),
+            "RGB fill colour",
+            fetch_url="https://example.invalid/fill.npy",
+        ),
+    ),
+    memory="256Mi",
+    tiny_model="handlers_for_tests:mask_fill_files",
+)
+
+AGREED_NAMES = {
+    "pth-yolo-coralsegv4": {"MODEL_PATH": "best.pt"},
+    "pth-yolo-coralsegbanggai": {"MODEL_PATH": "best.pt"},
+    "pth-mmseg-coralscopsegformer": {
+        "SEGFORMER_WEIGHTS": "best_segformer.pth",
+        "SEGFORMER_CONFIG": "best_segformer_config.py",
+        "SAM_WEIGHTS": "vit_b_coralscop.pth",
+    },
+    "pth-yolo-gridcorners": {"MODEL_PATH": "best.pt", "TEMPLATE_PATH": "kp_template_corners.npy"},
+    "pth-yolo-gridpose": {"MODEL_PATH": "best.pt", "TEMPLATE_PATH": "kp_template.npy"},
+    "pth-lama": {"LAMA_MODEL": "big-lama.pt"},
+    "example-blobs": {},
+}
+"""The standard bundle names every helper relies on (briefing, "Agreed names")."""
+
+
+def rect_png(path: Path) -> Path:
+    """A black 200x120 PNG: white 40x20 at (20, 10), 230 50x50 at (100, 50), 100 at (10, 80)."""
+    image = np.zeros((120, 200, 3), dtype=np.uint8)
+    image[10:30, 20:60] = 255
+    image[50:100, 100:150] = 230
+    image[80:90, 10:30] = 100
+    Image.fromarray(image).save(path)
+    return path
+
+
+def pack(tmp_path: Path, wheel: Path, function: FunctionSpec = LEVELS, files=None, **options):
+    """Package through the library API, reusing the session's wheel."""
+    if files is None:
+        files = function.tiny_model_builder()(tmp_path) if function.tiny_model else {}
+    options.setdefault("output", tmp_path / "nuclio.zip")
+    return package(PackageRequest(function, files, **options), wheel=wheel)
+
+
+def unpack(bundle: Path, into: Path) -> Path:
+    archive.extract(bundle, into)
+    return into / "nuclio"
+
+
+def run_main(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python main.py ...` in an unpacked bundle, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=folder, capture_output=True, text=True, check=False
+    )
+
+
+def cli(capsys, *argv: str) -> tuple[int, list[str]]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def refused(capsys, tmp_path, *argv: str) -> list[str]:
+    out = tmp_path / "refused.zip"
+    code, err = cli(capsys, "package", *argv, "--output", str(out))
+    assert code == 2 and not out.exists()
+    assert all(line.startswith("quadratseg package: error: ") for line in err)
+    return [line.removeprefix("quadratseg package: error: ") for line in err]

@@ -1,0 +1,451 @@
+"""`quadratseg package`: bundles end to end, one-line errors, main.py outside Nuclio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+from handlers_for_tests import level_box_files
+from packaging_for_tests import (
+    FILL,
+    LEVELS,
+    ROOT,
+    TESTS,
+    cli,
+    pack,
+    rect_png,
+    refused,
+    run_main,
+    unpack,
+)
+from PIL import Image
+
+from quadratseg_handlers import cvat
+from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.packager import PackageError
+from quadratseg_handlers.deploy.rendering import (
+    SourceTree,
+)
+from quadratseg_handlers.deploy.validation import validate
+from quadratseg_handlers.handlers.blobs import BlobHandler
+from quadratseg_handlers.local.bundle import run_probe
+
+# --- packaging end to end -----------------------------------------------------------------------
+
+
+def test_cli_packages_blobs_then_validate_passes_and_main_py_runs(tmp_path, capsys):
+    out = tmp_path / "blobs.zip"
+    code, err = cli(capsys, "package", "blobs", "--output", str(out))
+    assert code == 0 and err[0].startswith(f"packaged example-blobs (CPU) -> {out}: 4 entries")
+    with zipfile.ZipFile(out) as bundle:
+        assert bundle.namelist() == [
+            "nuclio/constraints.txt",
+            "nuclio/function.yaml",
+            "nuclio/main.py",
+            f"nuclio/{SourceTree.of_library().wheel_name}",
+        ]
+    code, err = cli(capsys, "validate", str(out))
+    assert code == 0
+    assert len(err) == 1 and err[0].startswith("valid: example-blobs: 1 label; main.py started in ")
+    assert " s and answered a 640x480 JPEG with 6 shapes in " in err[0]
+    folder = unpack(out, tmp_path / "bundle")
+    image = rect_png(tmp_path / "rect.png")
+    result = run_main(folder, str(image))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == BlobHandler().annotate(str(image))
+
+
+def test_spec_comes_from_the_weights_and_main_py_answers_exactly(tmp_path, wheel):
+    result = pack(tmp_path, wheel)
+    assert [label["name"] for label in result.labels] == ["dim", "bright"]
+    folder = unpack(result.output, tmp_path / "bundle")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["constraints.txt", "function.yaml", "levels.npy", "main.py", "names.json", wheel.name]
+    )
+    config = yaml.safe_load((folder / "function.yaml").read_text())
+    assert json.loads(config["metadata"]["annotations"]["spec"]) == [
+        cvat.label_spec("dim", "rectangle"),
+        cvat.label_spec("bright", "rectangle"),
+    ]
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["LEVELS_PATH"] == "/opt/nuclio/levels.npy"
+    assert env["NAMES_PATH"] == "/opt/nuclio/names.json"
+    answer = run_main(folder, str(rect_png(tmp_path / "rect.png")), "--threshold", "0.5")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout) == [
+        cvat.rectangle("dim", [20, 10, 59, 29], 1.0),
+        cvat.rectangle("dim", [100, 50, 149, 99], 230 / 255),
+        cvat.rectangle("bright", [20, 10, 59, 29], 1.0),
+        cvat.rectangle("bright", [100, 50, 149, 99], 230 / 255),
+    ]
+
+
+def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path, wheel):
+    report = validate(pack(tmp_path, wheel).output, probe=run_probe)
+    assert report.ok, report.problems
+    assert report.summary.startswith("test-level-boxes: 2 labels; main.py started in ")
+    assert "answered a 640x480 JPEG with" in report.summary
+
+
+def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "blobs.zip"
+    assert cli(capsys, "package", "blobs", "--output", str(out))[0] == 0
+    probe = {
+        "status": 200,
+        "width": 640,
+        "height": 480,
+        "start_seconds": 0.1,
+        "seconds": 0.1,
+        "answer": [cvat.polygon("blob", [10, 10, 50, 10, 50, 40], 0.9)],
+    }
+    report = validate(out, probe=lambda *args: probe)
+    assert report.ok, report.problems
+    assert "answered a 640x480 JPEG with 1 shape in " in report.summary
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        pytest.param(spec, id=spec.name, marks=[pytest.mark.slow] if spec.extra else [])
+        for spec in (*FUNCTIONS.values(), LEVELS, FILL)
+        if spec.tiny_model or not spec.files
+    ],
+)
+def test_every_packageable_function_packages_and_validates(tmp_path, wheel, function):
+    """Package with the entry's tiny model, then `validate` runs the bundle's main.py through
+    nuclio_sdk's Platform in a subprocess (bundle as working directory) on a generated JPEG."""
+    result = pack(tmp_path, wheel, function)
+    report = validate(result.output, probe=run_probe)
+    assert report.ok, report.problems
+    assert report.notes == []
+
+
+def test_an_inpainter_answers_an_image_and_main_py_saves_it(tmp_path, wheel):
+    result = pack(tmp_path, wheel, FILL)
+    assert result.labels == []
+    report = validate(result.output, probe=run_probe)
+    assert report.ok and "with an inpainted image" in report.summary
+    folder = unpack(result.output, tmp_path / "bundle")
+    image, mask = rect_png(tmp_path / "image.png"), tmp_path / "mask.png"
+    Image.fromarray(np.pad(np.full((20, 20), 255, np.uint8), ((50, 50), (90, 90)))).save(mask)
+    saved = tmp_path / "out.png"
+    answer = run_main(folder, str(image), "--mask", str(mask), "--save", str(saved))
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout) == {"image": f"<written to {saved}>"}
+    painted = np.asarray(Image.open(saved))
+    assert (painted[50:70, 90:110] == [255, 0, 0]).all()
+    assert (painted[10:30, 20:60] == 255).all() and painted.shape == (120, 200, 3)
+
+
+def test_a_model_fetched_at_build_time_is_downloaded_by_the_yaml(tmp_path, wheel):
+    result = pack(tmp_path, wheel, FILL, files={})
+    folder = unpack(result.output, tmp_path / "bundle")
+    assert not (folder / "fill.npy").exists()
+    commands = yaml.safe_load((folder / "function.yaml").read_text())["spec"]["build"]["commands"]
+    assert commands.index("@nuclio.postCopy") == 2 and "/opt/nuclio/fill.npy" in commands[1]
+    report = validate(result.output, probe=run_probe)
+    assert report.ok and report.notes == [
+        "not run: fill.npy is downloaded when the image is built; give the file to "
+        "`quadratseg package` to run the bundle here"
+    ]
+
+
+def test_gpu_tag_and_source_options(tmp_path, wheel):
+    modules = tmp_path / "dinov2"
+    (modules / "__pycache__").mkdir(parents=True)
+    (modules / "__init__.py").write_text("")
+    (modules / "backbone.py").write_text("NAMES = ['low', 'high']\n")
+    (modules / "__pycache__" / "backbone.cpython-311.pyc").write_bytes(b"\0")
+    (modules / "heads").mkdir()
+    (modules / "heads" / "seg.py").write_text("")
+    plugged = replace(LEVELS, env=(("NAMES_MODULE", "dinov2.backbone"),))
+    result = pack(tmp_path, wheel, plugged, gpu=True, tag="v2", sources=(modules,))
+    assert [label["name"] for label in result.labels] == ["low", "high"]
+    assert "nuclio/dinov2/backbone.py" in result.entries
+    assert "nuclio/dinov2/heads/seg.py" in result.entries
+    assert not any(name.endswith(".pyc") for name in result.entries)
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["name"] == "test-level-boxes-v2"
+    assert config["metadata"]["annotations"]["name"] == "Level boxes (test) [v2]"
+    assert config["spec"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert validate(result.output, probe=run_probe).ok
+
+
+def test_two_runs_give_identical_bytes(tmp_path, capsys):
+    levels = level_box_files(tmp_path)["levels"]
+    outputs = [tmp_path / "a.zip", tmp_path / "b.zip"]
+    for out in outputs:
+        assert cli(capsys, "package", "levelboxes", str(levels), "--output", str(out))[0] == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    with zipfile.ZipFile(outputs[0]) as bundle:
+        infos = bundle.infolist()
+    assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+    assert {(i.date_time, i.external_attr >> 16) for i in infos} == {(archive.FIXED_TIME, 0o100644)}
+
+
+# --- packaging errors: one line each, exit 2, nothing written -----------------------------------
+
+
+def test_unknown_model_lists_the_valid_ones(capsys, tmp_path):
+    assert refused(capsys, tmp_path, "coralsegv5") == [
+        "unknown model 'coralsegv5'; valid: coralsegv4, coralsegbanggai, coralscopsegformer, "
+        "gridcorners, gridpose, lama, blobs, levelboxes, maskfill"
+    ]
+
+
+def test_file_problems(capsys, tmp_path):
+    missing = tmp_path / "missing.npy"
+    assert refused(capsys, tmp_path, "levelboxes", str(missing)) == [
+        f"LEVELS: file not found: {missing}"
+    ]
+    assert refused(capsys, tmp_path, "levelboxes", str(tmp_path)) == [
+        f"LEVELS: {tmp_path} is a directory, expected a .npy file"
+    ]
+    text = tmp_path / "levels.txt"
+    text.write_text("90 200")
+    assert refused(capsys, tmp_path, "levelboxes", str(text)) == [
+        f"LEVELS: {text} has extension '.txt'; expected a .npy file"
+    ]
+    empty = tmp_path / "empty.npy"
+    empty.touch()
+    assert refused(capsys, tmp_path, "levelboxes", str(empty)) == [f"LEVELS: {empty} is empty"]
+
+
+def test_unreadable_file(capsys, tmp_path, levels, monkeypatch):
+    levels.chmod(0)
+    if os.geteuid() == 0:  # root reads every file: let the access check answer as for a user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: path != levels and real(path, mode))
+    try:
+        assert refused(capsys, tmp_path, "levelboxes", str(levels)) == [
+            f"LEVELS: {levels} is not readable"
+        ]
+    finally:
+        levels.chmod(0o644)
+
+
+def test_weights_that_do_not_fit_the_function(capsys, tmp_path):
+    square = tmp_path / "square.npy"
+    np.save(square, np.zeros((2, 2)))
+    assert refused(capsys, tmp_path, "levelboxes", str(square)) == [
+        f"levelboxes: LEVELS_PATH={square}: expected 1 to 8 grey levels below 255, got shape (2, 2)"
+    ]
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_text("not a numpy file")
+    [line] = refused(capsys, tmp_path, "levelboxes", str(garbage))
+    assert line.startswith("levelboxes: the files do not load as LevelBoxHandler: ValueError: ")
+
+
+def test_argument_problems(capsys, tmp_path, levels):
+    assert refused(capsys, tmp_path, "levelboxes") == [
+        "missing LEVELS (grey levels, a .npy file); usage: quadratseg package levelboxes LEVELS "
+        "[NAMES]"
+    ]
+    names = TESTS / "data" / "level_names.json"
+    assert refused(capsys, tmp_path, "levelboxes", str(levels), str(names), str(levels)) == [
+        f"levelboxes takes at most 2 file(s) (usage: quadratseg package levelboxes LEVELS "
+        f"[NAMES]), got 3: {levels} {names} {levels}"
+    ]
+    assert refused(capsys, tmp_path, "levelboxes", str(levels), "--template", str(levels)) == [
+        "--template is not a file of levelboxes (its files: --levels, --names)"
+    ]
+    assert refused(capsys, tmp_path, "levelboxes", str(levels), "--levels", str(levels)) == [
+        f"LEVELS given twice: {levels} and --levels {levels}"
+    ]
+
+
+def test_every_problem_is_reported_at_once(capsys, tmp_path, levels):
+    missing = tmp_path / "nope.json"
+    lines = refused(
+        capsys,
+        tmp_path,
+        "levelboxes",
+        "--levels",
+        str(levels),
+        "--names",
+        str(missing),
+        "--tag",
+        "V2!",
+        "--source",
+        str(tmp_path / "absent"),
+    )
+    assert lines == [
+        f"NAMES: file not found: {missing}",
+        f"--source {tmp_path / 'absent'}: not found",
+        "--tag 'V2!': use lower-case letters, digits and '-' (the function name "
+        "'test-level-boxes-V2!' must be a DNS label of at most 63 characters)",
+    ]
+
+
+def test_source_problems(capsys, tmp_path, levels):
+    clash = tmp_path / "main.py"
+    clash.write_text("")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "elsewhere.py").symlink_to(clash)
+    assert refused(
+        capsys, tmp_path, "levelboxes", str(levels), "--source", str(clash), "--source", str(linked)
+    ) == [
+        f"--source {clash}: the bundle already holds a 'main.py'",
+        f"--source {linked}: {linked / 'elsewhere.py'} is a symbolic link",
+    ]
+
+
+def test_existing_output_needs_force(capsys, tmp_path, levels):
+    out = tmp_path / "nuclio.zip"
+    out.write_bytes(b"previous")
+    code, err = cli(capsys, "package", "levelboxes", str(levels), "--output", str(out))
+    assert code == 2 and err == [
+        f"quadratseg package: error: --output {out}: exists; use --force to replace it"
+    ]
+    assert out.read_bytes() == b"previous"
+    forced = cli(capsys, "package", "levelboxes", str(levels), "--output", str(out), "--force")
+    assert forced[0] == 0
+    assert zipfile.is_zipfile(out)
+
+
+def test_a_failed_write_leaves_no_partial_bundle(capsys, tmp_path, levels, monkeypatch):
+    out = tmp_path / "nuclio.zip"
+    out.write_bytes(b"previous")
+
+    def fail(path, entries):
+        path.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("quadratseg_handlers.deploy.packager.write_zip", fail)
+    code, err = cli(capsys, "package", "levelboxes", str(levels), "--output", str(out), "--force")
+    assert code == 1 and err == [
+        f"quadratseg package: error: writing {out} failed: [Errno 28] No space left on device"
+    ]
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["levels.npy", "nuclio.zip"]
+
+
+def test_missing_extra_is_one_line(tmp_path, wheel, monkeypatch):
+    absent = replace(LEVELS, handler="quadratseg_handlers_absent:Handler")
+    with pytest.raises(PackageError) as caught:
+        pack(tmp_path, wheel, absent)
+    assert caught.value.problems == [
+        "test-level-boxes needs the library installed here to check its files "
+        "(No module named 'quadratseg_handlers_absent')"
+    ]
+
+
+def test_catalogue_env_must_name_settings_of_the_handler(tmp_path, wheel):
+    typo = replace(LEVELS, env=(("CONF_TRESHOLD", "0.3"),))
+    with pytest.raises(PackageError) as caught:
+        pack(tmp_path, wheel, typo)
+    assert caught.value.code == 1 and caught.value.problems == [
+        "catalogue error: CONF_TRESHOLD not a setting of handlers_for_tests:LevelBoxHandler"
+    ]
+
+
+# --- the guide's wrapper and main.py outside Nuclio ---------------------------------------------
+
+
+def test_deploy_as_zip_wrapper_keeps_the_guide_interface(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    script = ROOT / "functions" / "deploy_as_zip.sh"
+    done = subprocess.run(
+        ["bash", str(script), "blobs"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert zipfile.is_zipfile(tmp_path / "nuclio.zip")
+    wrong = subprocess.run(
+        ["bash", str(script), "coralsegv5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
+
+
+def test_main_py_reports_a_missing_image(tmp_path, wheel):
+    folder = unpack(pack(tmp_path, wheel).output, tmp_path / "bundle")
+    result = run_main(folder, "absent.jpg")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "main.py: error: file not found: absent.jpg"
+
+
+def test_another_allowed_suffix_keeps_the_standard_stem(tmp_path, wheel):
+    either = replace(LEVELS.files[0], suffixes=(".npy", ".lvl"))
+    spec = replace(LEVELS, files=(either, LEVELS.files[1]))
+    levels = level_box_files(tmp_path)["levels"].rename(tmp_path / "exported.LVL")
+    result = pack(tmp_path, wheel, spec, files={"levels": levels})
+    assert "nuclio/levels.lvl" in result.entries and "nuclio/levels.npy" not in result.entries
+    with zipfile.ZipFile(result.output) as bundle:
+        env = yaml.safe_load(bundle.read("nuclio/function.yaml"))["spec"]["env"]
+    assert env[0] == {"name": "LEVELS_PATH", "value": "/opt/nuclio/levels.lvl"}
+    assert validate(result.output, probe=run_probe).ok
+
+
+@pytest.mark.slow
+def test_coralscopsegformer_packages_with_its_custom_module_and_validates(
+    tmp_path, wheel, monkeypatch
+):
+    """The mmseg function with tiny models: the config's custom backbone travels by --source,
+    class names come from the checkpoint, and the bundle answers through validate."""
+    from quadratseg_handlers.local.tinymodels.coralscop import coralscop_files, source
+
+    for name, value in {
+        "SAM_MODEL_TYPE": "auto",
+        "SAM_POINTS_PER_SIDE": "4",
+        "SAM_CROP_N_LAYERS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    function = FUNCTIONS["pth-mmseg-coralscopsegformer"]
+    files = coralscop_files(tmp_path / "models")
+    result = pack(tmp_path, wheel, function, files=files, sources=(source(files),))
+    assert "nuclio/tiny_coral_backbone.py" in result.entries
+    assert [label["name"] for label in result.labels] == [
+        "Acropora",
+        "Pocillopora",
+        "Porites",
+        "Montipora",
+    ]
+    report = validate(result.output, probe=run_probe)
+    assert report.ok, report.problems
+
+
+@pytest.mark.slow
+def test_real_weights_that_do_not_fit_their_function(capsys, tmp_path):
+    """A detect checkpoint for a segmentation function, a 4-point template for gridpose, and
+    an mmseg config that does not parse are each refused before anything is written."""
+    from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+    from quadratseg_handlers.ops.template import corner_template
+
+    detect = tiny_yolo(tmp_path / "detect.pt", "detect", ["grid_point"])
+    [line] = refused(capsys, tmp_path, "coralsegv4", str(detect))
+    assert line.startswith(f"coralsegv4: MODEL_PATH={detect}") and "'detect'" in line
+
+    corners = tmp_path / "corners.npy"
+    np.save(corners, corner_template())
+    [line] = refused(capsys, tmp_path, "gridpose", str(detect), str(corners))
+    assert line.startswith(f"gridpose: TEMPLATE_PATH={corners}") and "117" in line
+
+    config = tmp_path / "broken_config.py"
+    config.write_text("model = dict(type='EncoderDecoder',\n")
+    weights = tmp_path / "seg.pth"
+    weights.write_bytes(b"not a checkpoint")
+    assert refused(
+        capsys, tmp_path, "coralscopsegformer", str(weights), str(config), str(weights)
+    ) == [
+        f"coralscopsegformer: SEGFORMER_CONFIG={config}: cannot read the config "
+        "(SyntaxError: '(' was never closed (<unknown>, line 1))"
+    ]

@@ -1,0 +1,119 @@
+"""Rendered function.yaml / main.py, and the pinned build commands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from packaging_for_tests import ROOT
+
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.function_yaml import MIN_REQUEST_BODY, config_problems
+from quadratseg_handlers.deploy.rendering import (
+    BundleLayout,
+    SourceTree,
+    build_commands,
+    folder_files,
+    parse_constraints,
+    render_function_yaml,
+)
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def test_committed_function_folders_are_up_to_date():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "update_functions.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_rendered_yaml_is_complete_but_for_the_spec(source, gpu):
+    for spec in FUNCTIONS.values():
+        text = render_function_yaml(spec, BundleLayout.default(spec, source), source, gpu=gpu)
+        config = yaml.safe_load(text)
+        assert config_problems(config) == ["metadata.annotations.spec: missing (CVAT reads it)"]
+        body = config["spec"]
+        assert body["runtime"] == "python:3.11" and body["handler"] == "main:handler"
+        trigger = body["triggers"]["myHttpTrigger"]
+        assert trigger["numWorkers"] == 1
+        assert trigger["attributes"]["maxRequestBodySize"] >= MIN_REQUEST_BODY
+        env = {item["name"]: item["value"] for item in body["env"]}
+        assert env["DEVICE"] == ("cuda" if gpu else "cpu")
+        assert {k: env[k] for k, _ in spec.env} == dict(spec.env)
+        limits = body["resources"].get("limits", {})
+        assert limits == ({"nvidia.com/gpu": 1} if gpu else {})
+        assert body["build"]["baseImage"] == (spec.gpu_base_image if gpu else spec.cpu_base_image)
+        assert body["resources"]["requests"]["memory"] == spec.memory
+        assert config["metadata"]["annotations"]["quadratseg.function"] == spec.name
+
+
+def test_build_commands_pin_versions_and_install_the_wheel(source):
+    assert source.constraints, "the source tree pins versions in constraints.txt"
+    commands = {
+        spec.model: build_commands(spec, BundleLayout.default(spec, source), source)
+        for spec in FUNCTIONS.values()
+    }
+    wheel = f"/opt/nuclio/{source.wheel_name}"
+    yolo = commands["coralsegv4"]
+    assert yolo[0].startswith("apt-get update && apt-get install -y --no-install-recommends libgl1")
+    assert "ultralytics==8.4.190" in yolo[1].split()
+    assert "'torch==2.13.0,!=2.13.0+cpu'" in yolo[1].split()
+    assert yolo[-2:] == [
+        "@nuclio.postCopy",
+        f"python -m pip install --no-cache-dir -c /opt/nuclio/constraints.txt '{wheel}[yolo]'",
+    ]
+    mmseg = commands["coralscopsegformer"]
+    assert "mmcv" not in mmseg[1]
+    assert mmseg[3] == (
+        "MMCV_WITH_OPS=1 MAX_JOBS=4 python -m pip install --no-cache-dir --no-build-isolation "
+        "mmcv==2.1.0"
+    )
+    lama = commands["lama"]
+    assert lama[0].endswith("'torch==2.13.0,!=2.13.0+cpu' fire==0.7.1")
+    assert lama[1] == "python -m pip install --no-cache-dir --no-deps simple-lama-inpainting==0.1.2"
+    assert "big-lama.pt', '/opt/nuclio/big-lama.pt')" in lama[2]
+    assert lama[3] == "@nuclio.postCopy"
+    assert commands["blobs"][-1].endswith(f" {wheel}")
+
+
+def test_without_constraints_the_pyproject_specifiers_are_used(tmp_path):
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    bare = SourceTree.read(tmp_path)
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    commands = build_commands(spec, BundleLayout.default(spec, bare), bare)
+    assert "'ultralytics>=8.4,<8.5'" in commands[1].split()
+    assert commands[-1] == (
+        f"python -m pip install --no-cache-dir '/opt/nuclio/{bare.wheel_name}[yolo]'"
+    )
+    assert bare.bundle_constraints() is None
+
+
+def test_constraints_parsing_keeps_only_pins():
+    text = (
+        "# pins\nnumpy==2.4.6  # why\n-e git+https://x/y#egg=z\nTorch==2.13.0,!=2.13.0+cpu\n"
+        "quadratseg-handlers==0.1.0\nfoo @ https://x/foo.whl\nbar>=1\n\n"
+    )
+    assert parse_constraints(text) == {"numpy": "==2.4.6", "torch": "==2.13.0,!=2.13.0+cpu"}
+
+
+def test_requirements_expand_the_extras_an_extra_includes(source):
+    everything = source.requirements("all")
+    assert "aiohttp>=3.9" in everything and "mmsegmentation>=1.2,<1.3" in everything
+    assert not any(r.startswith("quadratseg-handlers") for r in everything)
+    assert source.requirements(None) == list(source.dependencies)
+
+
+def test_main_py_only_imports_the_handler():
+    text = folder_files(FUNCTIONS["pth-yolo-gridpose"], SourceTree.of_library())["main.py"]
+    assert "from quadratseg_handlers.handlers.grid import GridPoseHandler as Handler" in text
+    assert "    Handler.init_context(context)" in text
+    assert "    return Handler.handle_event(context, event)" in text

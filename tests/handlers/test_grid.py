@@ -1,0 +1,524 @@
+"""The grid functions end to end: tiny YOLO checkpoints through real nuclio objects.
+
+The pose checkpoints are built so that their keypoints land where the test says: the
+keypoint head's weights are zeroed and its biases solved for the wanted positions (a
+keypoint is (2 * bias + anchor - 0.5) * stride), so one pose instance answers a real,
+shuffled grid with some points missing and a few spurious ones. The detect checkpoint keeps
+random weights (deterministic detections) and checks the wiring against a bare predict.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from ultralytics import YOLO
+from ultralytics.utils import ROOT as ULTRALYTICS_ROOT
+
+from quadratseg_handlers import ConfigError, cvat
+from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.cvat.shapes import skeleton_points
+from quadratseg_handlers.deploy import catalog
+from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler, skeleton_shape
+from quadratseg_handlers.local.harness import FunctionClient, make_context, response_json
+from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+from quadratseg_handlers.ops import template as tpl
+from quadratseg_handlers.ops.matching import match_points
+from quadratseg_handlers.ops.quadrat import quadrat_transform, warp_quadrat
+
+SIDE = 320
+"""Side of the test frame, and the inference size (IMGSZ) the tests run at."""
+VISIBLE = 0.905
+"""Keypoint confidence of the built models' visible points: confidence "90"."""
+
+
+def quadrat_view(template: np.ndarray) -> np.ndarray:
+    """Where a template's points sit in the test image: rotated, in perspective."""
+    source = np.float32([[0, 0], [1, 0], [1, 1], [0, 1]])
+    target = np.float32([[65, 45], [270, 75], [255, 280], [48, 252]])
+    homography = cv2.getPerspectiveTransform(source, target)
+    mapped = cv2.perspectiveTransform(template[None].astype(np.float64), homography)[0]
+    return np.asarray(mapped, dtype=np.float64)
+
+
+def frame() -> np.ndarray:
+    """The RGB test frame, SIDE x SIDE (a smooth gradient)."""
+    ramp = np.linspace(40, 200, SIDE, dtype=np.float64)
+    image = np.stack(
+        [np.add.outer(ramp, ramp) / 2, np.tile(ramp, (SIDE, 1)), np.full((SIDE, SIDE), 90.0)],
+        axis=-1,
+    )
+    return image.astype(np.uint8)
+
+
+def png_body(image: np.ndarray) -> dict[str, str]:
+    return {"image": encode_image(image, fmt="PNG")}
+
+
+def build_pose_model(
+    path: Path, targets: np.ndarray, confidence: np.ndarray
+) -> tuple[Path, np.ndarray]:
+    """A pose checkpoint whose single instance has keypoint k at targets[k] in the test frame
+    with confidence[k]: heads zeroed, keypoint biases solved from two calibration predicts.
+
+    Returns the path and where the saved checkpoint really puts the keypoints (it stores
+    weights in half precision, which moves them by up to about 0.1 pixel)."""
+    config = yaml.safe_load((ULTRALYTICS_ROOT / "cfg/models/11/yolo11-pose.yaml").read_text())
+    config.update(kpt_shape=[len(targets), 3], nc=1, scale="n")
+    config_path = path.with_suffix(".yaml")
+    config_path.write_text(yaml.safe_dump(config))
+    model = YOLO(str(config_path))
+    model.model.names = {0: "grid"}
+    head = model.model.model[-1]
+    for branch in (*head.cv2, *head.cv4):
+        branch[-1].weight.data.zero_()
+        branch[-1].bias.data.zero_()
+    for level, branch in enumerate(head.cv3):
+        # stride-32 anchors all fire (their random weights make one the best), finer ones not
+        branch[-1].bias.data.fill_(3.0 if level == len(head.cv3) - 1 else -20.0)
+
+    def keypoints(model: YOLO) -> np.ndarray:
+        bgr = np.ascontiguousarray(frame()[:, :, ::-1])
+        result = model.predict(bgr, conf=0.25, iou=0.5, max_det=1, imgsz=SIDE, verbose=False)
+        return result[0].keypoints.xy[0].numpy().astype(np.float64)
+
+    def keypoints_with(xy_bias: np.ndarray) -> np.ndarray:
+        for branch in head.cv4:
+            bias = branch[-1].bias.data.view(len(targets), 3)
+            bias[:, :2] = torch.as_tensor(xy_bias, dtype=bias.dtype)
+            bias[:, 2] = torch.as_tensor(np.log(confidence / (1 - confidence)), dtype=bias.dtype)
+        model.predictor = None
+        return keypoints(model)
+
+    origin = keypoints_with(np.zeros((len(targets), 2)))
+    step = keypoints_with(np.full((len(targets), 2), 0.5)) - origin
+    keypoints_with((targets - origin) / (2 * step))
+    model.save(str(path))
+    placed = keypoints(YOLO(str(path)))
+    assert np.abs(placed - targets).max() < 0.2
+    return path, placed
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("grid-models")
+
+
+@pytest.fixture(scope="module")
+def grid_case(models):
+    """A pose model answering the 117 grid points shuffled, 12 missed, 3 spurious."""
+    truth = quadrat_view(tpl.grid_template())
+    rng = np.random.default_rng(7)
+    missed = np.sort(rng.choice(117, 12, replace=False))
+    spurious = quadrat_view(np.array([[0.55, 0.55], [0.25, 0.65], [0.75, 0.15]]))
+    order = rng.permutation(117 + 3)
+    targets = np.vstack([truth, spurious])[order]
+    confidence = np.full(120, VISIBLE)
+    confidence[np.isin(order, missed)] = 0.002
+    confidence[order >= 117] = 0.6
+    path, placed = build_pose_model(models / "grid-pose.pt", targets, confidence)
+    detected = truth.copy()
+    detected[order[order < 117]] = placed[order < 117]
+    return path, truth, detected, missed
+
+
+@pytest.fixture(scope="module")
+def corners_case(models):
+    """A pose model answering the 4 corners in the order BL, TR, TL, BR."""
+    truth = quadrat_view(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64))
+    order = np.array([3, 1, 0, 2])
+    path, placed = build_pose_model(models / "corners-pose.pt", truth[order], np.full(4, VISIBLE))
+    return path, placed[np.argsort(order)]
+
+
+@pytest.fixture(scope="module")
+def detect_model(models) -> Path:
+    """A random-weight detect checkpoint whose every anchor fires (deterministic boxes)."""
+    return tiny_yolo(models / "detect.pt", "detect", ["corner"], deterministic=False)
+
+
+def bare_centres(path: Path, image: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box centres and confidences from a plain ultralytics predict (the reference)."""
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    result = YOLO(str(path)).predict(
+        bgr, conf=0.25, iou=0.5, max_det=max_det, imgsz=SIDE, verbose=False
+    )[0]
+    return result.boxes.xywh[:, :2].numpy().astype(np.float64), result.boxes.conf.numpy()
+
+
+def grid_client(path: Path, **env: str) -> FunctionClient:
+    return FunctionClient(GridPoseHandler, {"MODEL_PATH": path, "MAX_DET": 1, "IMGSZ": SIDE, **env})
+
+
+# --- gridpose end to end ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gridpose_answers_one_skeleton_in_template_order(monkeypatch, grid_case):
+    path, truth, detected, missed = grid_case
+    client = grid_client(path)
+    response = client.call(png_body(frame()))
+    assert response.status_code == 200
+    shapes = response_json(response)
+    assert len(shapes) == 1
+    skeleton = shapes[0]
+    assert list(skeleton) == ["label", "type", "elements", "attributes"]
+    assert skeleton["label"] == "grid" and skeleton["type"] == "skeleton"
+    assert skeleton["attributes"] == []
+    elements = skeleton["elements"]
+    assert [e["label"] for e in elements] == [str(i) for i in range(1, 118)]
+    for index, element in enumerate(elements):
+        value = "0" if index in missed else "90"
+        assert element == {
+            "label": str(index + 1),
+            "type": "points",
+            "points": element["points"],
+            "confidence": value,
+            "attributes": [{"name": "confidence", "value": value}],
+            "outside": 0,
+        }
+        if index in missed:
+            assert np.allclose(element["points"], truth[index], atol=0.5), index
+        else:
+            assert np.allclose(element["points"], detected[index], atol=0.006), index
+    handler = client.start()
+    assert cvat.validate_response(shapes, handler.labels(), (SIDE, SIDE)) == []
+
+
+@pytest.mark.slow
+def test_gridpose_flags_filled_points_outside_when_asked(monkeypatch, grid_case):
+    path, _, _, missed = grid_case
+    client = grid_client(path, FILLED_POINTS_OUTSIDE="true", SKELETON_LABEL="lattice")
+    shapes = response_json(client.call(png_body(frame())))
+    assert shapes[0]["label"] == "lattice"
+    outside = [i for i, e in enumerate(shapes[0]["elements"]) if e["outside"] == 1]
+    assert outside == missed.tolist()
+    assert client.start().labels()[0]["name"] == "lattice"
+
+
+@pytest.mark.slow
+def test_gridpose_too_few_matches_is_empty_with_a_log_line(monkeypatch, grid_case):
+    path, _, _, _ = grid_case
+    client = grid_client(path, MIN_MATCHES="106")
+    response = client.call(png_body(frame()))
+    assert response.status_code == 200 and response_json(response) == []
+    warnings = [r for r in client.logger.records if r[0] == "warn"]
+    assert [r[1] for r in warnings] == [
+        "no skeleton: only 105 of 117 template points matched, at least 106 needed"
+    ]
+    assert warnings[0][2] == {
+        "function": "pth-yolo-gridpose",
+        "detections": 108,
+        "MIN_MATCHES": 106,
+        "HUNGARIAN_THRESH": 0.12,
+    }
+    handled = [r for r in client.logger.records if r[1] == "handled request"]
+    assert handled[0][2]["shapes"] == 0
+
+
+@pytest.mark.slow
+def test_gridpose_batch_answers_one_list_per_image(monkeypatch, grid_case):
+    path, _, _, _ = grid_case
+    client = grid_client(path)
+    body = {"images": [png_body(frame())["image"]] * 2}
+    answer = response_json(client.call(body))
+    assert len(answer) == 2 and all(len(shapes) == 1 for shapes in answer)
+    assert answer[0] == answer[1]
+
+
+@pytest.mark.slow
+def test_raw_keypoints_without_template_matching(monkeypatch, grid_case):
+    path, _, detected, missed = grid_case
+    client = grid_client(path, USE_TEMPLATE_MATCHING="false")
+    shapes = response_json(client.call(png_body(frame())))
+    assert len(shapes) == 117 - 12 + 3
+    assert {s["label"] for s in shapes} == {"grid"}
+    assert all(s["type"] == "points" and len(s["points"]) == 2 for s in shapes)
+    assert sorted(s["confidence"] for s in shapes) == ["60"] * 3 + ["90"] * 105
+    kept = np.delete(detected, missed, axis=0)
+    found = np.array([s["points"] for s in shapes if s["confidence"] == "90"])
+    assert np.abs(np.sort(found, axis=0) - np.sort(kept, axis=0)).max() <= 0.006
+    handler = client.start()
+    assert handler.labels() == [cvat.label_spec("grid", "points")]
+    assert cvat.validate_response(shapes, handler.labels(), (SIDE, SIDE)) == []
+
+
+# --- gridcorners end to end ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
+    path, truth = corners_case
+    monkeypatch.setenv("MODEL_PATH", str(path))
+    monkeypatch.setenv("MAX_DET", "1")
+    monkeypatch.setenv("IMGSZ", str(SIDE))
+    client = FunctionClient(GridCornersHandler)
+    shapes = response_json(client.call(png_body(frame())))
+    assert [s["label"] for s in shapes] == ["quadrat_corner"]
+    elements = shapes[0]["elements"]
+    assert [e["label"] for e in elements] == ["1", "2", "3", "4"]
+    assert np.allclose([e["points"] for e in elements], truth, atol=0.006)
+    assert [e["confidence"] for e in elements] == ["90"] * 4
+    assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
+    warped = warp_quadrat(frame(), shapes[0], 100)
+    assert warped.shape == (100, 100, 3)
+
+
+@pytest.mark.slow
+def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
+    image = frame()
+    centres, confidences = bare_centres(detect_model, image, max_det=5)
+    monkeypatch.setenv("MODEL_PATH", str(detect_model))
+    monkeypatch.setenv("IMGSZ", str(SIDE))
+    monkeypatch.setenv("MAX_DET", "5")
+    monkeypatch.setenv("USE_TEMPLATE_MATCHING", "false")
+    client = FunctionClient(GridCornersHandler)
+    shapes = response_json(client.call(png_body(image)))
+    expected = []
+    for (x, y), score in zip(centres, confidences, strict=True):
+        value = str(int(float(score) * 100))
+        expected.append(
+            {
+                "label": "corner",
+                "type": "points",
+                "points": [round(float(x), 2), round(float(y), 2)],
+                "confidence": value,
+                "attributes": [{"name": "confidence", "value": value}],
+            }
+        )
+    assert len(expected) == 5 and shapes == expected
+    assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
+
+
+@pytest.mark.slow
+def test_detect_model_skeleton_is_the_matching_of_its_box_centres(monkeypatch, detect_model):
+    image = frame()
+    centres, confidences = bare_centres(detect_model, image, max_det=40)
+    match = match_points(
+        centres,
+        tpl.corner_template(),
+        (SIDE, SIDE),
+        scores=confidences,
+        max_cost=0.3,
+        min_matches=3,
+    )
+    expected = [skeleton_shape("quadrat_corner", match, SIDE, SIDE)] if match.ok else []
+    monkeypatch.setenv("MODEL_PATH", str(detect_model))
+    monkeypatch.setenv("IMGSZ", str(SIDE))
+    monkeypatch.setenv("MAX_DET", "40")
+    client = FunctionClient(GridCornersHandler)
+    shapes = response_json(client.call(png_body(image)))
+    assert shapes == expected
+    assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
+
+
+# --- start-up checks ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_spec_is_generated_from_the_template(monkeypatch, grid_case, corners_case):
+    monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
+    (grid,) = _loaded(GridPoseHandler).labels()
+    assert grid["name"] == "grid" and grid["type"] == "skeleton" and grid["attributes"] == []
+    assert [s["name"] for s in grid["sublabels"]] == [str(i) for i in range(1, 118)]
+    assert [s["id"] for s in grid["sublabels"]] == list(range(117))
+    assert all(s["attributes"] == [cvat.CONFIDENCE_SPEC] for s in grid["sublabels"])
+    assert grid["svg"].count("<line") == 212 and grid["svg"].count("<circle") == 117
+    assert 'data-node-from="1" stroke-width="0.5" data-node-to="2"' in grid["svg"]
+    monkeypatch.setenv("MODEL_PATH", str(corners_case[0]))
+    (corners,) = _loaded(GridCornersHandler).labels()
+    assert corners["name"] == "quadrat_corner"
+    assert [s["name"] for s in corners["sublabels"]] == ["1", "2", "3", "4"]
+    edges = [(1, 2), (2, 3), (3, 4), (4, 1)]
+    for node_from, node_to in edges:
+        assert (
+            f'data-node-from="{node_from}" stroke-width="0.5" data-node-to="{node_to}"'
+            in corners["svg"]
+        )
+    assert corners["svg"].count("<line") == 4
+    assert cvat.spec_json([grid, corners])
+
+
+def _loaded(handler_class):
+    handler = handler_class()
+    handler.load()
+    return handler
+
+
+def test_settings_defaults_per_function():
+    corners = {s.name: s.default for s in GridCornersHandler.declared_settings()}
+    pose = {s.name: s.default for s in GridPoseHandler.declared_settings()}
+    assert corners["TEMPLATE_PATH"] == "/opt/nuclio/kp_template_corners.npy"
+    assert pose["TEMPLATE_PATH"] == "/opt/nuclio/kp_template.npy"
+    assert (corners["HUNGARIAN_THRESH"], pose["HUNGARIAN_THRESH"]) == (0.3, 0.12)
+    assert (corners["SKELETON_LABEL"], pose["SKELETON_LABEL"]) == ("quadrat_corner", "grid")
+    assert (corners["MIN_MATCHES"], pose["MIN_MATCHES"]) == (3, 20)
+    assert corners["MODEL_PATH"] == pose["MODEL_PATH"] == "/opt/nuclio/best.pt"
+    assert catalog.handler_class("pth-yolo-gridcorners") is GridCornersHandler
+    assert catalog.handler_class("pth-yolo-gridpose") is GridPoseHandler
+
+
+@pytest.mark.slow
+def test_absent_default_template_falls_back_to_the_packaged_one(monkeypatch, grid_case):
+    assert not Path("/opt/nuclio/kp_template.npy").exists()
+    monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
+    handler = _loaded(GridPoseHandler)
+    assert handler.template_source == tpl.packaged_template_path(117)
+    assert np.array_equal(handler.template, tpl.grid_template())
+
+
+@pytest.mark.slow
+def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, corners_case):
+    custom = tmp_path / "corners.npy"
+    np.save(custom, np.array([[0.2, 0.15], [0.8, 0.2], [0.75, 0.85], [0.25, 0.8]]))
+    monkeypatch.setenv("MODEL_PATH", str(corners_case[0]))
+    monkeypatch.setenv("TEMPLATE_PATH", str(custom))
+    monkeypatch.setenv("IMGSZ", str(SIDE))
+    handler = _loaded(GridCornersHandler)
+    assert handler.template_source == custom
+    assert handler.template.tolist() == np.load(custom).tolist()
+    shapes = handler.annotate(frame())
+    assert np.allclose(skeleton_points(shapes[0]), corners_case[1], atol=0.006)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MODEL_PATH": "/nonexistent/best.pt"},
+            r"^MODEL_PATH='/nonexistent/best.pt': file not found: /nonexistent/best.pt$",
+        ),
+        (
+            {"TEMPLATE_PATH": "/nonexistent/t.npy"},
+            r"^TEMPLATE_PATH=/nonexistent/t.npy: file not found$",
+        ),
+        ({"MIN_MATCHES": "118"}, r"^MIN_MATCHES=118: more than the 117 points of the template$"),
+        ({"HUNGARIAN_THRESH": "0"}, r"^HUNGARIAN_THRESH='0': must be >= 0.001$"),
+        (
+            {"USE_TEMPLATE_MATCHING": "maybe"},
+            r"^USE_TEMPLATE_MATCHING='maybe': expected true or false$",
+        ),
+    ],
+)
+@pytest.mark.slow
+def test_bad_settings_stop_start_up_naming_the_variable(monkeypatch, grid_case, env, message):
+    monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    context = make_context()
+    with pytest.raises(ConfigError, match=message):
+        GridPoseHandler.init_context(context)
+    assert context.logger.messages("error") == ["start-up failed"]
+
+
+@pytest.mark.slow
+def test_template_of_the_wrong_size_stops_start_up(monkeypatch, tmp_path, grid_case):
+    corners = tmp_path / "kp_template_corners.npy"
+    np.save(corners, tpl.corner_template())
+    monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
+    monkeypatch.setenv("TEMPLATE_PATH", str(corners))
+    with pytest.raises(ConfigError, match="holds 4 points, this function's skeleton has 117"):
+        _loaded(GridPoseHandler)
+
+
+@pytest.mark.slow
+def test_models_that_give_no_points_are_refused(monkeypatch, models, tmp_path):
+    path = tiny_yolo(models / "segment.pt", "segment")
+    monkeypatch.setenv("MODEL_PATH", str(path))
+    with pytest.raises(
+        ConfigError,
+        match=r"MODEL_PATH=.*segment.pt: the model's task is "
+        r"'segment', this function needs 'detect' or 'pose'",
+    ):
+        _loaded(GridCornersHandler)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("MODEL_PATH", str(junk))
+    with pytest.raises(ConfigError, match=r"MODEL_PATH=.*junk.pt: not a model ultralytics can"):
+        _loaded(GridCornersHandler)
+
+
+# --- shapes and the warp helper -----------------------------------------------------------
+
+
+def test_filled_points_off_the_image_are_outside():
+    template = tpl.corner_template()
+    detections = np.array([[100.0, 100.0], [300.0, 100.0], [300.0, 300.0]])
+    match = match_points(detections, template, (320, 240), max_cost=0.3, min_matches=3)
+    shape = skeleton_shape("quadrat_corner", match, 320, 240)
+    assert [e["outside"] for e in shape["elements"]] == [0, 0, 0, 1]  # BL at (100, 300)
+    assert shape["elements"][3]["points"] == [100.0, 300.0]
+    assert [e["confidence"] for e in shape["elements"]] == ["100", "100", "100", "0"]
+
+
+def test_skeleton_points_follow_the_numeric_sublabels():
+    shape = cvat.skeleton("grid", [cvat.skeleton_element(str(i), (i, 2 * i)) for i in (10, 2, 1)])
+    assert skeleton_points(shape).tolist() == [[1, 2], [2, 4], [10, 20]]
+
+
+def checkerboard(size: int = 200, cell: int = 25) -> np.ndarray:
+    rows = (np.arange(size) // cell)[:, None] + (np.arange(size) // cell)[None, :]
+    board = np.where(rows % 2 == 0, 230, 30).astype(np.uint8)
+    return np.stack([board, board // 2, 255 - board], axis=-1)
+
+
+def test_warp_quadrat_undoes_a_perspective_view():
+    board = checkerboard()
+    corners = np.array([[60.0, 40.0], [330.0, 75.0], [300.0, 310.0], [45.0, 280.0]])
+    square = np.float32([[0, 0], [199, 0], [199, 199], [0, 199]])
+    view = cv2.warpPerspective(
+        board,
+        cv2.getPerspectiveTransform(square, np.float32(corners)),
+        (400, 360),
+        flags=cv2.INTER_LINEAR,
+    )
+    back = warp_quadrat(view, corners, 200)
+    assert back.shape == board.shape
+    inner = np.s_[4:-4, 4:-4]
+    assert np.mean(np.abs(back[inner].astype(int) - board[inner].astype(int))) < 6
+    matrix = quadrat_transform(corners, 200)
+    mapped = cv2.perspectiveTransform(corners[None], matrix)[0]
+    assert np.allclose(mapped, square, atol=1e-6)
+
+
+def test_warp_quadrat_sizes_and_margin():
+    corners = np.array([[10.0, 10.0], [90.0, 10.0], [90.0, 50.0], [10.0, 50.0]])
+    image = np.zeros((60, 100, 3), dtype=np.uint8)
+    assert warp_quadrat(image, corners, (160, 80)).shape == (80, 160, 3)
+    matrix = quadrat_transform(corners, (160, 80), margin=8)
+    mapped = cv2.perspectiveTransform(corners[None], matrix)[0]
+    assert np.allclose(mapped, [[8, 8], [151, 8], [151, 71], [8, 71]], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("corners", "message"),
+    [
+        ([[0, 0], [10, 0], [10, 10]], "expected 4 finite corners"),
+        ([[0, 0], [10, 0], [10, 10], [np.nan, 10]], "expected 4 finite corners"),
+        ([[0, 0], [0, 10], [10, 10], [10, 0]], "TL, TR, BR, BL of a convex quadrilateral"),
+        ([[0, 0], [10, 10], [10, 0], [0, 10]], "TL, TR, BR, BL of a convex quadrilateral"),
+    ],
+    ids=["three", "nan", "counter-clockwise", "crossed"],
+)
+def test_warp_quadrat_refuses_bad_corners(corners, message):
+    with pytest.raises(ValueError, match=message):
+        warp_quadrat(np.zeros((20, 20, 3), np.uint8), corners, 10)
+
+
+def test_warp_quadrat_refuses_a_margin_larger_than_the_size():
+    with pytest.raises(ValueError, match="leaves nothing inside a 5-pixel margin"):
+        quadrat_transform([[0, 0], [10, 0], [10, 10], [0, 10]], 10, margin=5)
+
+
+@pytest.mark.slow
+def test_bytes_that_are_no_image_are_a_400_once_ultralytics_patched_pil(monkeypatch, grid_case):
+    # ultralytics replaces PIL's Image.open with one that imports pi_heif on unknown bytes
+    client = grid_client(grid_case[0])
+    response = client.call({"image": base64.b64encode(b"hello, not an image").decode()})
+    assert response.status_code == 400
+    assert "not a decodable image" in response_json(response)["error"]

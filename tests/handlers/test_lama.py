@@ -1,0 +1,504 @@
+"""pth-lama through real nuclio_sdk objects, with a tiny LaMa-shaped TorchScript model on disk.
+
+The model is loaded by the real path (LAMA_MODEL -> simple_lama_inpainting.SimpleLama ->
+torch.jit.load); the opencv backend needs no file at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quadratseg_handlers import ConfigError
+from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
+from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.deploy import catalog
+from quadratseg_handlers.handlers.lama import LamaHandler
+from quadratseg_handlers.local.harness import FunctionClient, make_event, response_json
+from quadratseg_handlers.local.tinymodels.lama import LamaInpainter, lama_files, tiny_lama
+from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
+from quadratseg_handlers.ops.template import grid_template
+
+WIDTH, HEIGHT = 403, 301
+"""Odd on purpose: SimpleLama pads to 408 x 304 and does not crop back."""
+
+
+@pytest.fixture(scope="module")
+def lama_model(tmp_path_factory) -> Path:
+    return tiny_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A textured RGB image of the odd test size."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(image, (0, 0), 2)
+
+
+def grid_points(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """The 117 points of a lattice spanning the image with a 0.5-cell margin, as (x, y)."""
+    return (grid_template() * 10 + 0.5) / 11 * (width, height)
+
+
+def decode(b64: str) -> tuple[np.ndarray, str | None]:
+    """An answer's base64 image as an array (RGB or grey) and its file format."""
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    return np.asarray(image), image.format
+
+
+@pytest.fixture
+def client(lama_model) -> FunctionClient:
+    return FunctionClient(LamaHandler, {"LAMA_MODEL": lama_model})
+
+
+@pytest.fixture
+def opencv_client(tmp_path) -> FunctionClient:
+    return FunctionClient(
+        LamaHandler, {"INPAINT_BACKEND": "opencv", "LAMA_MODEL": tmp_path / "absent.pt"}
+    )
+
+
+def body(image: np.ndarray, fmt: str = "PNG", **fields) -> dict:
+    request = {"image": encode_image(image, fmt), "keypoints": grid_points().tolist()}
+    request.update(fields)
+    return request
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_model_loads_through_simple_lama(lama_model, monkeypatch):
+    monkeypatch.delenv("LAMA_MODEL", raising=False)
+    handler = LamaHandler(lama_model=str(lama_model), device="cpu")
+    handler.load()
+    from simple_lama_inpainting import SimpleLama
+
+    assert isinstance(handler.backend, LamaBackend)
+    assert isinstance(handler.backend.lama, SimpleLama)
+    assert isinstance(handler.backend.lama.model, torch.jit.ScriptModule)
+    assert "LAMA_MODEL" not in os.environ  # set for SimpleLama's construction only
+    assert handler.device == "cpu" and handler.torch_needed()
+
+
+@pytest.mark.slow
+def test_simple_lama_padding_is_cropped_back(lama_model, photo):
+    backend = LamaBackend(lama_model)
+    mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
+    raw = backend.lama(photo, mask.astype(np.uint8) * 255)
+    assert raw.size == (408, 304)  # SimpleLama's own answer: padded to a multiple of 8
+    painted = backend(photo, mask)
+    assert painted.shape == (HEIGHT, WIDTH, 3)
+    np.testing.assert_array_equal(painted, np.asarray(raw)[:HEIGHT, :WIDTH])
+
+
+def test_a_missing_model_stops_start_up_naming_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere" / "big-lama.pt"
+    monkeypatch.setenv("LAMA_MODEL", str(missing))
+    client = FunctionClient(LamaHandler)
+    with pytest.raises(ConfigError) as caught:
+        client.start()
+    message = str(caught.value)
+    assert message.startswith(f"LAMA_MODEL={missing}: file not found;")
+    assert "INPAINT_BACKEND=opencv" in message
+
+
+def test_a_file_that_is_not_torchscript_is_refused(tmp_path):
+    junk = tmp_path / "big-lama.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match=rf"^LAMA_MODEL={junk}: not a TorchScript model"):
+        LamaHandler(lama_model=str(junk)).load()
+
+
+class MaskOnly(torch.nn.Module):
+    """The right signature, the wrong answer: one channel instead of an RGB image."""
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return mask.float()
+
+
+@pytest.mark.slow
+def test_a_model_with_the_wrong_output_is_refused(tmp_path):
+    path = tmp_path / "mask-only.pt"
+    torch.jit.script(MaskOnly()).save(str(path))
+    with pytest.raises(ConfigError, match=rf"^LAMA_MODEL={path}: the model .*64 x 64"):
+        LamaHandler(lama_model=str(path)).load()
+
+
+@pytest.mark.slow
+def test_the_real_size_architecture_has_big_lamas_parameter_count():
+    assert sum(p.numel() for p in LamaInpainter().parameters()) == 50_976_835  # big-lama: 51 M
+    assert sum(p.numel() for p in LamaInpainter(4, 1).parameters()) == 24_375  # tiny_lama
+
+
+def test_lama_files_creates_its_folder(tmp_path):
+    # like the other tiny-model builders: the folder need not exist yet
+    files = lama_files(tmp_path / "not" / "yet")
+    assert files["lama-model"] == tmp_path / "not" / "yet" / "big-lama.pt"
+    assert files["lama-model"].is_file()
+
+
+def test_tile_size_setting_is_validated():
+    with pytest.raises(ConfigError, match="INPAINT_TILE_SIZE=10: must be 0"):
+        LamaHandler(inpaint_backend="opencv", inpaint_tile_size=10)
+
+
+def test_catalogue_entry_and_no_labels():
+    assert catalog.handler_class("pth-lama") is LamaHandler
+    assert LamaHandler(inpaint_backend="opencv").labels() == []
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_grid_is_painted_and_nothing_else_changes(client, lama_model, photo):
+    response = client.call(body(photo, return_mask=True))
+    assert response.status_code == 200
+    answer = response_json(response)
+    assert sorted(answer) == ["image", "mask"]
+    painted, fmt = decode(answer["image"])
+    assert fmt == "PNG" and painted.shape == (HEIGHT, WIDTH, 3)
+    mask, mask_fmt = decode(answer["mask"])
+    expected_mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
+    assert mask_fmt == "PNG" and set(np.unique(mask)) == {0, 255}
+    np.testing.assert_array_equal(mask > 0, expected_mask)
+    np.testing.assert_array_equal(painted[~expected_mask], photo[~expected_mask])
+    model_output = LamaBackend(lama_model)(photo, expected_mask)
+    np.testing.assert_array_equal(painted[expected_mask], model_output[expected_mask])
+    assert (painted[expected_mask] != photo[expected_mask]).any()
+
+
+@pytest.mark.slow
+def test_the_mask_is_answered_only_when_asked(client, photo):
+    assert list(response_json(client.call(body(photo)))) == ["image"]
+
+
+@pytest.mark.slow
+def test_jpeg_in_jpeg_out_at_the_configured_quality(lama_model, photo, monkeypatch):
+    monkeypatch.setenv("LAMA_MODEL", str(lama_model))
+    monkeypatch.setenv("JPEG_QUALITY", "60")
+    client = FunctionClient(LamaHandler)
+    jpeg_answer = response_json(client.call(body(photo, "JPEG")))["image"]
+    png_answer = response_json(client.call(body(photo, "JPEG", format="png")))["image"]
+    painted, fmt = decode(png_answer)
+    assert fmt == "PNG"
+    ok, expected = cv2.imencode(
+        ".jpg", cv2.cvtColor(painted, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 60]
+    )
+    assert base64.b64decode(jpeg_answer) == expected.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("setting", "field", "input_format", "answer_format"),
+    [
+        (None, None, "PNG", "PNG"),
+        (None, None, "BMP", "PNG"),
+        (None, "jpeg", "PNG", "JPEG"),
+        (None, "JPG", "PNG", "JPEG"),
+        ("png", None, "JPEG", "PNG"),
+        ("jpeg", None, "PNG", "JPEG"),
+        ("jpeg", "same", "PNG", "PNG"),
+    ],
+)
+def test_output_format(
+    opencv_client, photo, monkeypatch, setting, field, input_format, answer_format
+):
+    if setting:
+        monkeypatch.setenv("OUTPUT_FORMAT", setting)
+    fields = {"format": field} if field else {}
+    answer = response_json(opencv_client.call(body(photo, input_format, **fields)))
+    assert decode(answer["image"])[1] == answer_format
+
+
+def skeleton_elements(points: np.ndarray) -> list[dict]:
+    """pth-yolo-gridpose's skeleton elements: sublabels "1".."117", some outside, shuffled."""
+    elements = [
+        {
+            "label": str(i + 1),
+            "type": "points",
+            "points": [float(x), float(y)],
+            "outside": int(i % 10 == 0),
+            "attributes": [{"name": "confidence", "value": "90"}],
+        }
+        for i, (x, y) in enumerate(points)
+    ]
+    order = np.random.default_rng(0).permutation(len(elements))
+    return [elements[i] for i in order]
+
+
+@pytest.mark.parametrize("form", ["elements", "skeleton"])
+def test_cvat_skeleton_keypoints_give_the_same_mask(opencv_client, photo, form):
+    elements = skeleton_elements(grid_points())
+    keypoints = (
+        elements
+        if form == "elements"
+        else {"label": "grid", "type": "skeleton", "elements": elements, "attributes": []}
+    )
+    from_pairs = response_json(opencv_client.call(body(photo, return_mask=True)))
+    from_cvat = response_json(
+        opencv_client.call(body(photo, keypoints=keypoints, return_mask=True))
+    )
+    assert from_cvat == from_pairs
+
+
+def test_line_width_from_the_request(opencv_client, photo):
+    answer = response_json(opencv_client.call(body(photo, line_width=3, return_mask=True)))
+    expected = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 3)
+    np.testing.assert_array_equal(decode(answer["mask"])[0] > 0, expected)
+
+
+def test_configured_width_frame_lines_and_dilation(photo, monkeypatch):
+    monkeypatch.setenv("INPAINT_BACKEND", "opencv")
+    monkeypatch.setenv("GRID_LINE_WIDTH", "5")
+    monkeypatch.setenv("GRID_FRAME_LINES", "true")
+    monkeypatch.setenv("MASK_DILATION", "2")
+    answer = response_json(FunctionClient(LamaHandler).call(body(photo, return_mask=True)))
+    expected = dilate(draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 5, frame=True), 2)
+    mask = decode(answer["mask"])[0] > 0
+    np.testing.assert_array_equal(mask, expected)
+    painted = decode(answer["image"])[0]
+    np.testing.assert_array_equal(painted[~mask], photo[~mask])
+
+
+def test_points_outside_the_image_are_clipped(opencv_client, photo):
+    points = grid_points()
+    outside, on_border = points.copy(), points.copy()
+    outside[0], on_border[0] = (-40.0, -9e9), (0.0, 0.0)
+    outside[60], on_border[60] = (2e4, 150.0), (WIDTH, 150.0)
+    answers = [
+        response_json(opencv_client.call(body(photo, keypoints=p.tolist(), return_mask=True)))
+        for p in (outside, on_border)
+    ]
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.slow
+def test_a_sent_mask_is_painted_exactly(client, photo):
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    mask[40:90, 100:180] = 255
+    mask[200, 7] = 1  # any non-zero grey counts, as in SimpleLama
+    request = {
+        "image": encode_image(photo, "PNG"),
+        "mask": encode_image(mask, "PNG"),
+        "return_mask": True,
+    }
+    answer = response_json(client.call(request))
+    painted = decode(answer["image"])[0]
+    np.testing.assert_array_equal(decode(answer["mask"])[0] > 0, mask > 0)
+    np.testing.assert_array_equal(painted[mask == 0], photo[mask == 0])
+    assert (painted[mask > 0] != photo[mask > 0]).any()
+
+
+@pytest.mark.slow
+def test_an_empty_mask_returns_the_image_unchanged(client, photo):
+    empty = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    request = {"image": encode_image(photo, "PNG"), "mask": encode_image(empty, "PNG")}
+    np.testing.assert_array_equal(decode(response_json(client.call(request))["image"])[0], photo)
+
+
+def test_opencv_backend_end_to_end(opencv_client, photo):
+    handler = opencv_client.start()
+    assert handler.device == "cpu" and not handler.torch_needed()
+    answer = response_json(opencv_client.call(body(photo, "JPEG", format="png")))
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(encode_image(photo, "JPEG")))))
+    mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
+    expected = decoded.copy()
+    expected[mask] = cv2.inpaint(decoded, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)[mask]
+    np.testing.assert_array_equal(decode(answer["image"])[0], expected)
+
+
+def test_opencv_backend_never_imports_torch(tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from quadratseg_handlers.lama import LamaHandler\n"
+        f"h = LamaHandler(inpaint_backend='opencv', lama_model={str(tmp_path / 'x.pt')!r})\n"
+        "image = np.zeros((64, 64, 3), np.uint8)\n"
+        "mask = np.zeros((64, 64), bool); mask[30:34] = True\n"
+        "h.remove_grid(image, mask=mask)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_tiles_give_a_full_size_answer(lama_model, photo, monkeypatch):
+    monkeypatch.setenv("LAMA_MODEL", str(lama_model))
+    monkeypatch.setenv("INPAINT_TILE_SIZE", "128")
+    monkeypatch.setenv("INPAINT_TILE_MARGIN", "32")
+    answer = response_json(FunctionClient(LamaHandler).call(body(photo)))
+    painted = decode(answer["image"])[0]
+    mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
+    assert painted.shape == photo.shape
+    np.testing.assert_array_equal(painted[~mask], photo[~mask])
+
+
+def test_only_masked_pixels_come_from_the_backend_and_tiles_cover_the_mask():
+    image = np.full((300, 500, 3), 7, dtype=np.uint8)
+    mask = np.zeros((300, 500), dtype=bool)
+    mask[10:20, 30:40] = True  # in cell (0, 0)
+    mask[150, 250] = True  # in cell (1, 2)
+    mask[250, 450] = True  # in cell (2, 4)
+    windows = []
+
+    def paint_white(window: np.ndarray, window_mask: np.ndarray) -> np.ndarray:
+        windows.append(window.shape[:2])
+        return np.full_like(window, 255)
+
+    result = inpaint(paint_white, image, mask, tile_size=100, margin=16)
+    assert windows == [(116, 116), (132, 132), (116, 116)]  # clipped at the image border
+    np.testing.assert_array_equal(result[mask], 255)
+    np.testing.assert_array_equal(result[~mask], 7)
+    whole = inpaint(paint_white, image, mask)
+    assert windows[-1] == (300, 500)  # one call on the whole image
+    np.testing.assert_array_equal(whole, result)
+    cells = [cell for cell, _ in tiles(mask, 100, 16)]
+    assert cells == [
+        (slice(0, 100), slice(0, 100)),
+        (slice(100, 200), slice(200, 300)),
+        (slice(200, 300), slice(400, 500)),
+    ]
+
+
+# --- bad requests --------------------------------------------------------------------------
+
+POINTS = grid_points().tolist()
+ELEMENTS = skeleton_elements(grid_points())
+
+
+def without(elements: list[dict], label: str) -> list[dict]:
+    return [e for e in elements if e["label"] != label]
+
+
+BAD_REQUESTS = {
+    "116 points": ({"keypoints": POINTS[:116]}, "must hold the 117 grid points, got 116"),
+    "118 points": ({"keypoints": POINTS + [[1, 1]]}, "must hold the 117 grid points, got 118"),
+    "no points": ({"keypoints": []}, "got 0"),
+    "nan": (
+        {"keypoints": POINTS[:5] + [[float("nan"), 3.0]] + POINTS[6:]},
+        "keypoint 6 is not finite",
+    ),
+    "infinity": ({"keypoints": [[float("inf"), 1.0]] + POINTS[1:]}, "keypoint 1 is not finite"),
+    "text point": ({"keypoints": POINTS[:-1] + [["1", "2"]]}, "keypoint 117 must be [x, y]"),
+    "3 coordinates": ({"keypoints": [[1, 2, 3]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
+    "boolean point": ({"keypoints": [[True, 2]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
+    "keypoints text": ({"keypoints": "1,2"}, "'keypoints' must be a list"),
+    "missing sublabel": ({"keypoints": without(ELEMENTS, "117")}, "missing '117'"),
+    "unknown sublabel": (
+        {"keypoints": without(ELEMENTS, "5") + [{"label": "118", "points": [1, 1]}]},
+        "missing '5'; unknown '118'",
+    ),
+    "duplicate sublabel": ({"keypoints": ELEMENTS + [ELEMENTS[0]]}, "twice"),
+    "element without label": (
+        {"keypoints": [{"points": [1, 2]}] + ELEMENTS[1:]},
+        "element 0 must be a skeleton element",
+    ),
+    "element without points": (
+        {"keypoints": [{"label": "1"}] + without(ELEMENTS, "1")},
+        "keypoint 1 must be [x, y]",
+    ),
+    "skeleton without elements": ({"keypoints": {"type": "skeleton"}}, "with 'elements'"),
+    "keypoints and mask": ({"mask": "AAAA"}, "exactly one of 'keypoints'"),
+    "line width 0": ({"line_width": 0}, "'line_width' must be from 1 to 512"),
+    "line width 600": ({"line_width": 600}, "'line_width' must be from 1 to 512"),
+    "fractional width": ({"line_width": 2.5}, "'line_width' must be an integer"),
+    "width as text": ({"line_width": "8"}, "'line_width' must be an integer"),
+    "width true": ({"line_width": True}, "'line_width' must be an integer"),
+    "width nan": ({"line_width": float("nan")}, "'line_width' must be an integer"),
+    "format gif": ({"format": "gif"}, "'format' must be one of same, png, jpeg"),
+    "format number": ({"format": 5}, "'format' must be one of"),
+    "return_mask text": ({"return_mask": "yes"}, "'return_mask' must be true or false"),
+    "a batch": ({"images": ["AAAA"]}, "one image per request"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_keypoint_requests_are_answered_400(opencv_client, photo, case):
+    fields, message = BAD_REQUESTS[case]
+    request = body(photo)
+    request.update(fields)
+    response = opencv_client.call(request)
+    assert response.status_code == 400
+    assert message in response_json(response)["error"], response_json(response)
+
+
+def mask_request(photo: np.ndarray, mask_b64: str, **fields) -> dict:
+    return {"image": encode_image(photo, "PNG"), "mask": mask_b64, **fields}
+
+
+BAD_MASKS = {
+    "smaller mask": (
+        lambda: encode_image(np.zeros((HEIGHT, WIDTH - 1), np.uint8), "PNG"),
+        {},
+        f"'mask' is {WIDTH - 1}x{HEIGHT} but 'image' is {WIDTH}x{HEIGHT}",
+    ),
+    "transposed mask": (
+        lambda: encode_image(np.zeros((WIDTH, HEIGHT), np.uint8), "PNG"),
+        {},
+        f"'mask' is {HEIGHT}x{WIDTH} but",
+    ),
+    "not base64": (lambda: "%%%", {}, "'mask' is not valid base64"),
+    "not an image": (
+        lambda: base64.b64encode(b"hello").decode(),
+        {},
+        "'mask' is not a decodable image",
+    ),
+    "mask with line width": (
+        lambda: encode_image(np.zeros((HEIGHT, WIDTH), np.uint8), "PNG"),
+        {"line_width": 4},
+        "'line_width' applies to 'keypoints' only",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MASKS))
+def test_bad_mask_requests_are_answered_400(opencv_client, photo, case):
+    make_mask, fields, message = BAD_MASKS[case]
+    response = opencv_client.call(mask_request(photo, make_mask(), **fields))
+    assert response.status_code == 400
+    assert message in response_json(response)["error"], response_json(response)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ({"keypoints": POINTS}, "missing 'image'"),
+        ({"image": "%%%", "keypoints": POINTS}, "'image' is not valid base64"),
+    ],
+)
+def test_requests_without_a_usable_image_are_answered_400(opencv_client, request_body, message):
+    response = opencv_client.call(request_body)
+    assert response.status_code == 400
+    assert message in response_json(response)["error"]
+
+
+def test_neither_keypoints_nor_mask_is_answered_400(opencv_client, photo):
+    response = opencv_client.call({"image": encode_image(photo, "PNG")})
+    assert response.status_code == 400
+    assert "exactly one of 'keypoints'" in response_json(response)["error"]
+
+
+def test_a_json_nan_in_a_bytes_body_is_answered_400(opencv_client, photo):
+    text = json.dumps(body(photo)).replace("[" + json.dumps(POINTS[3])[1:-1] + "]", "[NaN, 1.0]", 1)
+    response = opencv_client.call(make_event(text.encode(), content_type="text/plain"))
+    assert response.status_code == 400
+    assert "keypoint 4 is not finite" in response_json(response)["error"]

@@ -1,0 +1,151 @@
+"""The layout's rules, read from the import graph (ast): layers import downwards only, no
+handler imports another, no cycles. docs/architecture.md describes the layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "quadratseg_handlers"
+ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+
+LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "cli")
+"""Bottom to top: a module may import its own layer and the layers before it."""
+
+FACADE = {PACKAGE, f"{PACKAGE}.__main__", f"{PACKAGE}._legacy"}
+"""Top-level modules: the public names, ``python -m`` and the old module names."""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def resolve(name: str) -> str | None:
+    """The package module ``name`` refers to (itself, or its closest importable parent)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(module: str) -> set[str]:
+    """The package modules a module imports (anywhere: top level, functions, TYPE_CHECKING)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            if target.split(".")[0] == PACKAGE:
+                resolved = resolve(target)
+                if resolved is not None and resolved != module:
+                    found.add(resolved)
+    return found
+
+
+GRAPH = {module: imports_of(module) for module in MODULES}
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_layer():
+    loose = sorted(m for m in MODULES if layer(m) is None and m not in FACADE)
+    assert loose == [], f"modules outside the layers: {loose}"
+
+
+def test_imports_point_down_the_layers():
+    wrong = []
+    for module, targets in GRAPH.items():
+        if module in FACADE:
+            continue
+        rank = LAYERS.index(layer(module) or "")
+        for target in targets:
+            if target in FACADE:
+                wrong.append(f"{module} imports the top-level package ({target})")
+            elif LAYERS.index(layer(target) or "") > rank:
+                wrong.append(f"{module} ({layer(module)}) imports {target} ({layer(target)})")
+    assert wrong == []
+
+
+def test_no_handler_imports_another_handler():
+    handlers = f"{PACKAGE}.handlers."
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if module.startswith(handlers)
+        for target in targets
+        if target.startswith(handlers)
+    ]
+    assert wrong == []
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        stack.append(module)
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == 1:
+                cycles.append([*stack[stack.index(target) :], target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+    assert cycles == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "from quadratseg_handlers.core.config import Setting",
+            {"quadratseg_handlers.core.config"},
+        ),
+        ("from quadratseg_handlers import cvat", {"quadratseg_handlers.cvat"}),
+        ("import quadratseg_handlers.local.harness", {"quadratseg_handlers.local.harness"}),
+        ("from ..core import config as cfg", {"quadratseg_handlers.core.config"}),
+        ("from .ultralytics import load_yolo", {"quadratseg_handlers.backends.ultralytics"}),
+    ],
+)
+def test_the_graph_reader_sees_each_import_form(tmp_path, monkeypatch, source, expected):
+    """The rules above are only as good as the reader: each import form is resolved."""
+    monkeypatch.setitem(MODULES, "quadratseg_handlers.backends.probe", tmp_path / "probe.py")
+    (tmp_path / "probe.py").write_text(source + "\n")
+    assert imports_of("quadratseg_handlers.backends.probe") == expected
+
+
+def test_a_violation_is_reported(monkeypatch):
+    """An upward import (a handler importing the local harness) fails the layer rule."""
+    monkeypatch.setitem(
+        GRAPH,
+        "quadratseg_handlers.handlers.blobs",
+        {*GRAPH["quadratseg_handlers.handlers.blobs"], "quadratseg_handlers.local.harness"},
+    )
+    with pytest.raises(AssertionError, match="handlers.blobs \\(handlers\\) imports"):
+        test_imports_point_down_the_layers()
