@@ -11,18 +11,16 @@ real checkpoint through MODEL_PATH.
 from __future__ import annotations
 
 import base64
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from quadratseg_handlers.backends.ultralytics import result_points
+from quadratseg_handlers.core.config import environment
 from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.grid import GridPoseHandler
 from quadratseg_handlers.local.harness import FunctionClient, make_event
@@ -77,20 +75,6 @@ def _matching_rows() -> list[str]:
     return rows
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _end_to_end_rows() -> tuple[str, list[str]]:
     photos = quadrat_photos(1920) or [("synthetic quadrat", quadrat_image(1920, seed=1).image)]
     name, image = photos[0]
@@ -99,7 +83,7 @@ def _end_to_end_rows() -> tuple[str, list[str]]:
     event = make_event({"image": text})
     with tempfile.TemporaryDirectory(prefix="bench-grid-") as folder:
         path = tiny_yolo(Path(folder) / "best.pt", "detect", ["grid_point"], deterministic=False)
-        with _environment(MODEL_PATH=str(path), DEVICE="cpu"):
+        with environment({"MODEL_PATH": str(path), "DEVICE": "cpu"}):
             client = FunctionClient(GridPoseHandler)
             handler = client.start()
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)

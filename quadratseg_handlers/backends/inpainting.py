@@ -9,14 +9,13 @@ the rest of the image is returned bit-identical whatever the backend does to it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from quadratseg_handlers.core.config import environment
 from quadratseg_handlers.core.messages import first_line
 
 Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -24,20 +23,6 @@ Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 PROBE_SIZE = 64
 """Side of the image a LaMa model must inpaint at load time to be accepted."""
-
-
-@contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """Set an environment variable for the duration of a block, then restore it."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
 
 
 class LamaBackend:
@@ -61,7 +46,7 @@ class LamaBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"file not found: {self.path}")
-        with _environment("LAMA_MODEL", str(self.path)):
+        with environment({"LAMA_MODEL": str(self.path)}):
             try:
                 self.lama = SimpleLama(device=torch.device(device))
             except (RuntimeError, ValueError, OSError) as exc:

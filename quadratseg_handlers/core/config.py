@@ -8,10 +8,11 @@ The same declarations generate the environment-variable table in ``docs/configur
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,22 @@ def resolve_device(name: str) -> str:
             f"DEVICE={name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
         )
     return f"cuda:{index}"
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set for the block and restored afterwards: how a library
+    that reads its own variable (SimpleLama's LAMA_MODEL) or a test run gets its settings."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class Config(Mapping[str, Any]):

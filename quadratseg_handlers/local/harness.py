@@ -7,20 +7,19 @@ logger that records what was logged, and call a handler class or a bundle's gene
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import itertools
 import json
-import os
 import sys
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import nuclio_sdk
 import nuclio_sdk.test
 
+from quadratseg_handlers.core.config import environment
 from quadratseg_handlers.core.handler import BaseHandler
 from quadratseg_handlers.core.request import cvat_request as cvat_request
 from quadratseg_handlers.core.request import encode_image as encode_image
@@ -129,21 +128,6 @@ def load_main(path: str | Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set for the block, restored afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class FunctionClient:
