@@ -1,11 +1,11 @@
-"""YOLO models through ultralytics: loading with a task check, and the coral segmentation functions.
+"""YOLO models through ultralytics: loading with a task check, and results as arrays.
 
-:func:`load_yolo` is what every YOLO function loads its model with (the segmentation functions
-here, the grid detectors elsewhere): it accepts a PyTorch checkpoint, an ONNX export or a
+:func:`load_yolo` is what every YOLO function loads its model with (the coral segmentation
+handlers and the grid detectors): it accepts a PyTorch checkpoint, an ONNX export or a
 TensorRT engine, refuses a model of the wrong task at start-up, and reads the class names and
-the size the model was trained (or exported) at. :class:`YoloSegHandler` turns an ultralytics
-segmentation result into instances whose masks are in original-image pixels; the shapes are
-:class:`~quadratseg_handlers.core.instances.InstanceHandler`'s.
+the size the model was trained (or exported) at. :func:`result_instances` turns a
+segmentation result into instances whose masks are in original-image pixels (the exact
+letterbox mapping); :func:`result_points` turns a detect or pose result into points.
 """
 
 from __future__ import annotations

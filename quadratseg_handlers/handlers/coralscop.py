@@ -2,7 +2,7 @@
 
 A SegFormer (MMSegmentation; a DINOv2 backbone in production) gives every pixel its genus
 probabilities; CoralSCoP (a SAM ViT-B fine-tuned on corals) proposes class-agnostic colony
-masks; :mod:`quadratseg_handlers.fusion` labels each mask with its genus, gives every pixel
+masks; :mod:`quadratseg_handlers.ops.fusion` labels each mask with its genus, gives every pixel
 to one instance and turns coral the masks missed into instances of their own. Shapes come
 from :class:`~quadratseg_handlers.core.instances.InstanceHandler`, like the YOLO functions'.
 

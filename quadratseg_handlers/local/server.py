@@ -39,7 +39,7 @@ from quadratseg_handlers.local.workers import (
     WorkerSpec,
 )
 
-log = logging.getLogger("quadratseg_handlers.serve")
+log = logging.getLogger(__name__)
 
 
 class ServeError(Exception):

@@ -1,6 +1,6 @@
 """The grid-string mask: which pixels grid removal paints out, drawn from the 117 grid points.
 
-Segments (see :mod:`quadratseg_handlers.template` for the lattice): every pair of
+Segments (see :mod:`quadratseg_handlers.ops.template` for the lattice): every pair of
 neighbouring points in a lattice row or column is a segment. Those in rows 1..9 and columns
 1..9 are the 18 strings, each running frame to frame: row ``r`` from (r, 0) to (r, 10) and
 column ``c`` from (0, c) to (10, c), 10 segments each, 180 in all; the first and last segment

@@ -92,7 +92,7 @@ def tiny_yolo(
 def coral_segmentation_files(folder: str | Path) -> dict[str, Path]:
     """The coral segmentation bundles' files with a tiny model: ``{"weights": .../best.pt}``.
 
-    Its classes are the genera :mod:`quadratseg_handlers.synthetic` draws.
+    Its classes are the genera :mod:`quadratseg_handlers.local.synthetic` draws.
     """
     from quadratseg_handlers.local.synthetic import GENERA
 
