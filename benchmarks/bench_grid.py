@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from quadratseg_handlers.backends.ultralytics import result_points
-from quadratseg_handlers.core.config import environment
+from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.grid import GridPoseHandler
 from quadratseg_handlers.local.harness import FunctionClient, make_event
@@ -83,7 +83,7 @@ def _end_to_end_rows() -> tuple[str, list[str]]:
     event = make_event({"image": text})
     with tempfile.TemporaryDirectory(prefix="bench-grid-") as folder:
         path = tiny_yolo(Path(folder) / "best.pt", "detect", ["grid_point"], deterministic=False)
-        with environment({"MODEL_PATH": str(path), "DEVICE": "cpu"}):
+        with temporary_environment({"MODEL_PATH": str(path), "DEVICE": "cpu"}):
             client = FunctionClient(GridPoseHandler)
             handler = client.start()
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)

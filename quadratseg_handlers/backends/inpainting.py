@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from quadratseg_handlers.core.config import environment
+from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.messages import first_line
 
 Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -46,7 +46,7 @@ class LamaBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"file not found: {self.path}")
-        with environment({"LAMA_MODEL": str(self.path)}):
+        with temporary_environment({"LAMA_MODEL": str(self.path)}):
             try:
                 self.lama = SimpleLama(device=torch.device(device))
             except (RuntimeError, ValueError, OSError) as exc:

@@ -22,14 +22,13 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.function is None:
         print(combined_table(catalog.declared_settings()))
         return 0
-    for name in [args.function]:
-        try:
-            handler = catalog.handler_class(name)
-        except KeyError as exc:
-            raise CliError(str(exc.args[0])) from None
-        print(f"## {name} ({handler.__name__})\n")
-        print(markdown_table(handler.declared_settings()))
-        print()
+    try:
+        handler = catalog.handler_class(args.function)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+    print(f"## {args.function} ({handler.__name__})\n")
+    print(markdown_table(handler.declared_settings()))
+    print()
     return 0
 
 

@@ -182,7 +182,7 @@ def resolve_device(name: str) -> str:
 
 
 @contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set for the block and restored afterwards: how a library
     that reads its own variable (SimpleLama's LAMA_MODEL) or a test run gets its settings."""
     saved = {name: os.environ.get(name) for name in values}

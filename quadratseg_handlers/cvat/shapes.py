@@ -249,7 +249,7 @@ def skeleton_element_points(
     unknown = sorted(set(by_label) - set(sublabels))
     if missing or unknown:
         raise ValueError(
-            f'elements must be the sublabels "{sublabels[0]}".."{sublabels[-1]}" once each'
+            f'the elements must be the sublabels "{sublabels[0]}".."{sublabels[-1]}" once each'
             + (f"; missing {_few(missing)}" if missing else "")
             + (f"; unknown {_few(unknown)}" if unknown else "")
         )

@@ -355,10 +355,6 @@ def find(name: str) -> FunctionSpec:
     )
 
 
-HANDLERS: dict[str, str] = {name: spec.handler for name, spec in FUNCTIONS.items()}
-"""Function name -> ``module:Class`` of its handler."""
-
-
 def handler_class(name: str) -> type[BaseHandler[Any]]:
     """Import the handler class of a function, by short or full name (KeyError lists both)."""
     handler: type[BaseHandler[Any]] = resolve(find(name).handler)

@@ -216,26 +216,21 @@ def find_function_yaml(path: Path) -> Path:
     raise BundleError(f"{path}: no function.yaml in this folder or in its nuclio/ folder")
 
 
-def parse_function_yaml(text: str, source: str = "function.yaml") -> Mapping[str, Any]:
-    """The document of a ``function.yaml``'s text; BundleError naming ``source`` when it is no
-    YAML mapping."""
+def load_function_yaml(yaml_path: Path, name: str | None = None) -> Mapping[str, Any]:
+    """The parsed document of a ``function.yaml``; BundleError when it is no YAML mapping,
+    naming the file as ``name`` (default: its path; ``validate`` says ``function.yaml`` rather
+    than the temporary folder a zip was unpacked into)."""
+    source = name or str(yaml_path)
     try:
-        document = yaml.safe_load(text)
+        document = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{source}: not a YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as exc:
         first = first_line(exc, 300, type(exc).__name__)
         raise BundleError(f"{source}: not a YAML file ({first})") from None
     if not isinstance(document, Mapping):
         raise BundleError(f"{source}: expected a mapping with metadata and spec")
     return document
-
-
-def load_function_yaml(yaml_path: Path) -> Mapping[str, Any]:
-    """The parsed document of a ``function.yaml`` file (see :func:`parse_function_yaml`)."""
-    try:
-        text = yaml_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BundleError(f"{yaml_path}: not a YAML file (not UTF-8 text)") from None
-    return parse_function_yaml(text, str(yaml_path))
 
 
 def environment(

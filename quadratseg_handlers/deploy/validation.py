@@ -33,7 +33,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     config_problems,
     find_function_yaml,
     get,
-    parse_function_yaml,
+    load_function_yaml,
 )
 
 _BUNDLE_PATH = re.compile(re.escape(NUCLIO_DIR) + r"/([A-Za-z0-9._/-]+)")
@@ -135,10 +135,7 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
                 return report
         folder = locate(path, Path(workdir))
         try:
-            config = parse_function_yaml((folder / "function.yaml").read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            report.problems.append("function.yaml: not a YAML file (not UTF-8 text)")
-            return report
+            config = load_function_yaml(folder / "function.yaml", "function.yaml")
         except BundleError as exc:
             report.problems.append(str(exc))
             return report

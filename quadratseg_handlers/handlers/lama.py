@@ -74,7 +74,7 @@ def parse_keypoints(value: Any) -> np.ndarray:
         try:
             pairs = skeleton_element_points(value, grid_sublabels())
         except ValueError as exc:
-            raise RequestError(f"'keypoints' elements: {exc}") from None
+            raise RequestError(f"'keypoints': {exc}") from None
     else:
         pairs = value
     if len(pairs) != GRID_POINTS:

@@ -19,7 +19,7 @@ from typing import Any
 import nuclio_sdk
 import nuclio_sdk.test
 
-from quadratseg_handlers.core.config import environment
+from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.handler import BaseHandler
 from quadratseg_handlers.core.request import cvat_request as cvat_request
 from quadratseg_handlers.core.request import encode_image as encode_image
@@ -166,14 +166,14 @@ class FunctionClient:
         """Send an event (or a body, wrapped as a JSON event) and return the Response."""
         if not isinstance(event, nuclio_sdk.Event):
             event = make_event(event)
-        with environment(self.env):
+        with temporary_environment(self.env):
             return self.platform.call_handler_with_context_mutation(
                 self.module.handler, event, self._with_logger
             )
 
     def start(self) -> BaseHandler[Any]:
         """Run ``init_context`` now (it otherwise runs on the first call); return the handler."""
-        with environment(self.env):
+        with temporary_environment(self.env):
             context = self.platform._get_handler_context(self.module.handler)
         instance: BaseHandler[Any] = context.user_data.handler
         return instance

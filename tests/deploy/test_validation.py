@@ -77,6 +77,10 @@ def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle
     (bundle / "function.yaml").write_text("metadata: [unclosed\n")
     [line] = validate(bundle, probe=run_probe).problems
     assert line.startswith("function.yaml: not a YAML file (while parsing a flow sequence")
+    (bundle / "function.yaml").write_bytes(b"metadata: \xff\xfe\n")
+    assert validate(bundle).problems == ["function.yaml: not a YAML file (not UTF-8 text)"]
+    (bundle / "function.yaml").write_text("- a list\n")
+    assert validate(bundle).problems == ["function.yaml: expected a mapping with metadata and spec"]
     assert cli(capsys, "validate", str(tmp_path / "absent.zip")) == (
         2,
         [f"quadratseg validate: error: {tmp_path / 'absent.zip'}: not found"],

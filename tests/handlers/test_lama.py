@@ -402,7 +402,10 @@ BAD_REQUESTS = {
     "3 coordinates": ({"keypoints": [[1, 2, 3]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
     "boolean point": ({"keypoints": [[True, 2]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
     "keypoints text": ({"keypoints": "1,2"}, "'keypoints' must be a list"),
-    "missing sublabel": ({"keypoints": without(ELEMENTS, "117")}, "missing '117'"),
+    "missing sublabel": (
+        {"keypoints": without(ELEMENTS, "117")},
+        "'keypoints': the elements must be the sublabels \"1\"..\"117\" once each; missing '117'",
+    ),
     "unknown sublabel": (
         {"keypoints": without(ELEMENTS, "5") + [{"label": "118", "points": [1, 1]}]},
         "missing '5'; unknown '118'",
