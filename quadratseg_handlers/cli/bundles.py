@@ -54,9 +54,11 @@ def cmd_package(args: argparse.Namespace) -> int:
         PackageError,
         PackageRequest,
         assign_files,
+        bundle_folder,
         describe,
         next_steps,
         package,
+        warnings,
     )
 
     try:
@@ -77,13 +79,19 @@ def cmd_package(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         tag=args.tag,
         force=args.force,
+        env=tuple(args.env),
+        name=args.name,
+        display_name=args.display_name,
+        description=args.description,
     )
     try:
         result = package(request, problems=problems)
     except PackageError as exc:
         raise CliError(exc.problems, exc.code) from None
     print(describe(result, function, request), file=sys.stderr)
-    print(next_steps(result.output), file=sys.stderr)
+    for warning in warnings(function, request):
+        print(f"quadratseg package: warning: {warning}", file=sys.stderr)
+    print(next_steps(result.output, bundle_folder(function, request)), file=sys.stderr)
     return 0
 
 
@@ -133,6 +141,17 @@ def add_bundle_commands(sub: Any) -> None:
     pack.add_argument("--output", default="nuclio.zip", help="bundle to write (nuclio.zip)")
     pack.add_argument("--gpu", action="store_true", help="CUDA image and nvidia.com/gpu: 1")
     pack.add_argument("--tag", help="version tag appended to the function name (v2)")
+    pack.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting written into function.yaml, checked now "
+        "(`quadratseg settings MODEL` lists them); repeatable",
+    )
+    pack.add_argument("--name", help="function name instead of the catalogue's (pth-...)")
+    pack.add_argument("--display-name", help="the model's name as CVAT lists it")
+    pack.add_argument("--description", help="the one-line description CVAT shows")
     pack.add_argument("--force", action="store_true", help="replace an existing output")
     pack.set_defaults(run=cmd_package)
 

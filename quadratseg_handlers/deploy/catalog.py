@@ -68,6 +68,13 @@ class BundleFile:
     fetch_url: str | None = None
     """Downloaded into the image at build time when no file is given."""
 
+    unused_when: tuple[tuple[str, str], ...] = ()
+    """Settings (name, value) with which the function never reads this file: a bundle
+    packaged with one of them neither holds nor fetches it unless it is given."""
+
+    refused: tuple[tuple[str, str], ...] = ()
+    """Suffixes the setting accepts but a bundle cannot hold, each with the reason."""
+
     @property
     def required(self) -> bool:
         """Whether the user must give this file (no shipped default, nothing to fetch)."""
@@ -152,6 +159,9 @@ class FunctionSpec:
     """``module:function`` (a :data:`TinyModel`) writing small real weights, for tests and the
     demo; None where no builder exists yet."""
 
+    cpu_warning: str | None = None
+    """Why a CPU bundle of this function is not usable from CVAT (printed when packaging one)."""
+
     @property
     def module_name(self) -> str:
         """The module that holds the handler class."""
@@ -189,8 +199,22 @@ YOLO_IMAGE_PACKAGES = ("libgl1", "libglib2.0-0")
 """ultralytics depends on opencv-python (not headless), which needs libGL and GLib."""
 
 
+TENSORRT_REFUSED = (
+    "a TensorRT engine is not packaged: it runs only on the GPU model and TensorRT version "
+    "that built it, and the bundle's image installs no TensorRT; package best.pt, or the "
+    ".onnx export with --gpu (onnxruntime-gpu)"
+)
+
+
 def _yolo_weights(help_text: str) -> BundleFile:
-    return BundleFile("weights", "best.pt", "MODEL_PATH", (".pt", ".onnx"), help_text)
+    return BundleFile(
+        "weights",
+        "best.pt",
+        "MODEL_PATH",
+        (".pt", ".onnx"),
+        help_text,
+        refused=((".engine", TENSORRT_REFUSED),),
+    )
 
 
 def _template(filename: str, points: int) -> BundleFile:
@@ -269,6 +293,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             env=(("CONF_THRESHOLD", "0.5"),),
             memory="16Gi",
+            cpu_warning=(
+                "a CPU bundle of coralscopsegformer needs about ten minutes per quadrat (SAM ViT-B "
+                "everything mode), longer than CVAT's 120 s timeout: package it with --gpu for "
+                "CVAT, keep this one for local tests (docs/cvat.md)"
+            ),
             apt_packages=(*YOLO_IMAGE_PACKAGES, "build-essential"),
             pip_steps=(
                 PipStep(("setuptools<80", "wheel", "ninja")),
@@ -324,6 +353,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                     (".pt",),
                     "big-lama TorchScript model",
                     fetch_url=BIG_LAMA_URL,
+                    unused_when=(("INPAINT_BACKEND", "opencv"),),
                 ),
             ),
             env=(("GRID_LINE_WIDTH", "8"),),

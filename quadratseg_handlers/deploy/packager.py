@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quadratseg_handlers import cvat
@@ -71,6 +71,14 @@ class PackageRequest:
     gpu: bool = False
     tag: str | None = None
     force: bool = False
+    env: tuple[str, ...] = ()
+    """``NAME=VALUE`` settings written into function.yaml, over the catalogue's values."""
+    name: str | None = None
+    """The function's name instead of the catalogue's (a lab's own model)."""
+    display_name: str | None = None
+    """The name CVAT shows instead of the catalogue's title."""
+    description: str | None = None
+    """``spec.description`` instead of the catalogue's."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,9 @@ def file_problem(bundle_file: BundleFile, path: Path) -> str | None:
         return f"{where}: {path} is a directory, expected {_extensions(bundle_file)}"
     if not os.access(path, os.R_OK):
         return f"{where}: {path} is not readable"
+    refused = dict(bundle_file.refused).get(path.suffix.lower())
+    if refused is not None:
+        return f"{where}: {path}: {refused}"
     if path.suffix.lower() not in bundle_file.suffixes:
         return (
             f"{where}: {path} has extension {path.suffix or '(none)'!r}; "
@@ -166,13 +177,19 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
             problems.append(f"--source {path}: the bundle already holds a {path.name!r}")
         seen.add(path.name)
         problems += [f"--source {path}: {link} is a symbolic link" for link in _links(path)]
-    if request.tag is not None:
-        name = function_name(request.function, request.tag)
-        if not _NAME.match(request.tag) or len(name) > 63:
+    name = function_name(request.function, request.tag, request.name)
+    for option, value in (("--name", request.name), ("--tag", request.tag)):
+        if value is not None and (not _NAME.match(value) or len(name) > 63):
             problems.append(
-                f"--tag {request.tag!r}: use lower-case letters, digits and '-' "
+                f"{option} {value!r}: use lower-case letters, digits and '-' "
                 f"(the function name {name!r} must be a DNS label of at most 63 characters)"
             )
+    for option, text in (
+        ("--display-name", request.display_name),
+        ("--description", request.description),
+    ):
+        if text is not None and (not text.strip() or not text.isprintable()):
+            problems.append(f"{option} {text!r}: give one line of text")
     output = request.output
     if output.is_dir():
         problems.append(f"--output {output}: is a directory")
@@ -205,20 +222,102 @@ def _source_files(path: Path) -> Iterator[tuple[str, Path]]:
         yield f"{path.name}/{relative.as_posix()}", file
 
 
+def split_env(assignments: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``NAME=VALUE`` strings as a dict (in order), and the problems (no ``=``, given twice)."""
+    env: dict[str, str] = {}
+    problems: list[str] = []
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            problems.append(f"--env {assignment!r}: expected NAME=VALUE")
+        elif name in env:
+            problems.append(f"--env {name}: given twice")
+        else:
+            env[name] = value
+    return env, problems
+
+
+def env_problems(function: FunctionSpec, env: Mapping[str, str]) -> list[str]:
+    """Why ``env`` cannot go into this function's bundle: unknown names, names the package
+    step sets itself (files, DEVICE), and values the setting refuses; one line each."""
+    try:
+        handler_class = resolve(function.handler)
+    except ImportError:
+        return []  # read_labels reports the missing extra
+    settings = {setting.name: setting for setting in handler_class.declared_settings()}
+    files = {f.env: f.metavar for f in function.files}
+    problems: list[str] = []
+    for name, value in env.items():
+        if name not in settings:
+            problems.append(
+                f"--env {name}: not a setting of {function.model} "
+                f"(`quadratseg settings {function.model}` lists them)"
+            )
+        elif name in files:
+            problems.append(f"--env {name}: set by the {files[name]} file argument")
+        elif name == "DEVICE":
+            problems.append("--env DEVICE: set by --gpu (cuda) or its absence (cpu)")
+        else:
+            try:
+                settings[name].read(value)
+            except ConfigError as exc:
+                problems.append(f"--env {exc}")
+    return problems
+
+
+def customised(request: PackageRequest) -> FunctionSpec:
+    """The catalogue's function with the request's settings, display name and description."""
+    function = request.function
+    env = dict(function.env)
+    env.update(split_env(request.env)[0])
+    return replace(
+        function,
+        title=request.display_name or function.title,
+        description=request.description or function.description,
+        env=tuple(env.items()),
+    )
+
+
 def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, ...]]:
     """The files a bundle holds by their bundle name (given, else shipped defaults), and the
-    arguments fetched at image-build time instead."""
+    arguments fetched at image-build time instead; a file the settings leave unused is
+    neither held nor fetched unless given."""
     files: dict[str, Path] = {}
     fetched: list[str] = []
+    settings = dict(customised(request).env)
     for bundle_file in request.function.files:
         given = request.files.get(bundle_file.argument)
         if given is not None:
             files[bundle_file.argument] = given
+        elif any(settings.get(name) == value for name, value in bundle_file.unused_when):
+            continue
         elif bundle_file.default is not None:
             files[bundle_file.argument] = bundle_file.default_path()
         elif bundle_file.fetch_url is not None:
             fetched.append(bundle_file.argument)
     return files, tuple(fetched)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, destination)
+
+
+def _stage(path: Path, destination: Path) -> None:
+    """Put a file or folder into the staging bundle as a real file (a hard link, else a
+    copy): code that looks next to a file (an mmseg config's custom imports) finds exactly
+    what the bundle will hold, never the file's original folder."""
+    if path.is_dir():
+        shutil.copytree(
+            path,
+            destination,
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns(*_SKIPPED),
+        )
+    else:
+        _link_or_copy(str(path), str(destination))
 
 
 @contextmanager
@@ -238,7 +337,7 @@ def _importable(folder: Path) -> Iterator[None]:
 def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> list[LabelSpec]:
     """Construct and load the handler on the staged files, as Nuclio would, and return its
     label spec: the weights prove they fit the function, and the spec comes from them."""
-    function = request.function
+    function = customised(request)
     try:
         handler_class = resolve(function.handler)
     except ImportError as exc:
@@ -346,10 +445,16 @@ def package(
             source = SourceTree.of_library()
         except (FileNotFoundError, ValueError) as exc:
             raise PackageError([*problems, str(exc)]) from None
-    found = [*problems, *input_problems(request, source)]
+    env, env_found = split_env(request.env)
+    found = [
+        *problems,
+        *input_problems(request, source),
+        *env_found,
+        *env_problems(request.function, env),
+    ]
     if found:
         raise PackageError(found)
-    function = request.function
+    function = customised(request)
     files, fetched = bundle_files(request)
     with tempfile.TemporaryDirectory(prefix="quadratseg-package-") as temporary:
         stage = Path(temporary) / BUNDLE_FOLDER
@@ -359,9 +464,9 @@ def package(
             for argument, path in files.items()
         }
         for argument, path in files.items():
-            (stage / names[argument]).symlink_to(path.resolve())
+            _stage(path, stage / names[argument])
         for path in request.sources:
-            (stage / path.name).symlink_to(path.resolve())
+            _stage(path, stage / path.name)
         constraints = source.bundle_constraints()
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
@@ -376,6 +481,7 @@ def package(
                 gpu=request.gpu,
                 labels_json=labels_json,
                 tag=request.tag,
+                name=request.name,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,
@@ -408,15 +514,35 @@ def describe(result: PackageResult, function: FunctionSpec, request: PackageRequ
     """The summary line the command prints after writing a bundle."""
     kind = "GPU" if request.gpu else "CPU"
     return (
-        f"packaged {function_name(function, request.tag)} ({kind}) -> {result.output}: "
+        f"packaged {function_name(function, request.tag, request.name)} ({kind}) -> "
+        f"{result.output}: "
         f"{len(result.entries)} entries, {result.size / 1e6:.1f} MB, "
         f"{plural(len(result.labels), 'label')}, {result.seconds:.1f} s"
     )
 
 
-def next_steps(output: Path) -> str:
-    """How to deploy what was just written (printed after the summary)."""
-    return (
-        f"deploy: unzip {output} -d bundle && nuctl deploy --project-name cvat "
-        "--path bundle/nuclio --platform local  (see docs/deployment.md)"
+def warnings(function: FunctionSpec, request: PackageRequest) -> list[str]:
+    """What the bundle will do badly though it is valid (a CPU bundle of a GPU model)."""
+    if function.cpu_warning and not request.gpu:
+        return [function.cpu_warning]
+    return []
+
+
+def next_steps(output: Path, folder: str) -> str:
+    """How to deploy what was just written (printed after the summary); ``folder`` is the
+    bundle's folder under ``bundles/``."""
+    path = f"bundles/{folder}"
+    return "\n".join(
+        [
+            "deploy (docs/deployment.md):",
+            f"  mkdir -p bundles && unzip {output} -d {path}",
+            "  nuctl create project cvat --platform local    # once per Nuclio host",
+            f"  nuctl deploy --project-name cvat --path {path}/nuclio --platform local",
+        ]
     )
+
+
+def bundle_folder(function: FunctionSpec, request: PackageRequest) -> str:
+    """The folder name the docs unpack this bundle into: ``coralsegv4``, ``coralsegv4-v2``."""
+    base = request.name or function.model
+    return f"{base}-{request.tag}" if request.tag else base

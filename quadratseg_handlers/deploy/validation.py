@@ -157,7 +157,10 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
         catalogued = get(config, "metadata", "annotations", "quadratseg.function")
         function = FUNCTIONS.get(str(catalogued))
         kind: FunctionKind = function.kind if function else "detector"
-        if probe is None or report.problems:
+        if report.problems:
+            return report
+        if probe is None:
+            report.summary = f"{name}: configuration valid (not run)"
             return report
         if fetched:
             report.notes.append(

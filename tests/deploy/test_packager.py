@@ -449,3 +449,174 @@ def test_real_weights_that_do_not_fit_their_function(capsys, tmp_path):
         f"coralscopsegformer: SEGFORMER_CONFIG={config}: cannot read the config "
         "(SyntaxError: '(' was never closed (<unknown>, line 1))"
     ]
+
+
+# --- a lab's own bundle: --env, --name, --display-name, --description ---------------------------
+
+
+def test_env_name_display_name_and_description_go_into_function_yaml(tmp_path, capsys, levels):
+    out = tmp_path / "lab.zip"
+    code, err = cli(
+        capsys,
+        "package",
+        "levelboxes",
+        str(levels),
+        "--env",
+        "CONF_THRESHOLD=0.6",
+        "--env",
+        "MIN_SCORE_NOTE=",
+        "--output",
+        str(out),
+    )
+    assert code == 2 and err == [
+        "quadratseg package: error: --env MIN_SCORE_NOTE: not a setting of levelboxes "
+        "(`quadratseg settings levelboxes` lists them)"
+    ]
+    code, err = cli(
+        capsys,
+        "package",
+        "levelboxes",
+        str(levels),
+        "--env",
+        "CONF_THRESHOLD=0.6",
+        "--env",
+        "MAX_BATCH_SIZE=4",
+        "--name",
+        "lab-boxes",
+        "--display-name",
+        "Lab boxes (our weights)",
+        "--description",
+        "Our lab's boxes",
+        "--tag",
+        "v3",
+        "--output",
+        str(out),
+    )
+    assert code == 0, err
+    assert err[0].startswith(f"packaged lab-boxes-v3 (CPU) -> {out}: ")
+    assert err[1:] == [
+        "deploy (docs/deployment.md):",
+        f"  mkdir -p bundles && unzip {out} -d bundles/lab-boxes-v3",
+        "  nuctl create project cvat --platform local    # once per Nuclio host",
+        "  nuctl deploy --project-name cvat --path bundles/lab-boxes-v3/nuclio --platform local",
+    ]
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["name"] == "lab-boxes-v3"
+    annotations = config["metadata"]["annotations"]
+    assert annotations["name"] == "Lab boxes (our weights) [v3]"
+    assert annotations["quadratseg.function"] == "test-level-boxes"
+    assert config["spec"]["description"] == "Our lab's boxes"
+    assert config["spec"]["env"] == [
+        {"name": "LEVELS_PATH", "value": "/opt/nuclio/levels.npy"},
+        {"name": "NAMES_PATH", "value": "/opt/nuclio/names.json"},
+        {"name": "CONF_THRESHOLD", "value": "0.6"},
+        {"name": "MAX_BATCH_SIZE", "value": "4"},
+        {"name": "DEVICE", "value": "cpu"},
+    ]
+    report = validate(out, probe=run_probe)
+    assert report.ok and report.summary.startswith("lab-boxes-v3: 2 labels; main.py started")
+
+
+def test_env_and_name_problems_are_one_line_each(capsys, tmp_path, levels):
+    assert refused(
+        capsys,
+        tmp_path,
+        "levelboxes",
+        str(levels),
+        "--env",
+        "CONF_THRESHOLD=1.5",
+        "--env",
+        "LEVELS_PATH=/tmp/x.npy",
+        "--env",
+        "DEVICE=cuda",
+        "--env",
+        "CONF_THRESHOLD=0.2",
+        "--env",
+        "MAX_BATCH_SIZE",
+        "--name",
+        "Lab_Boxes",
+        "--display-name",
+        " ",
+    ) == [
+        "--name 'Lab_Boxes': use lower-case letters, digits and '-' (the function name "
+        "'Lab_Boxes' must be a DNS label of at most 63 characters)",
+        "--display-name ' ': give one line of text",
+        "--env CONF_THRESHOLD: given twice",
+        "--env 'MAX_BATCH_SIZE': expected NAME=VALUE",
+        "--env CONF_THRESHOLD='1.5': must be <= 1.0",
+        "--env LEVELS_PATH: set by the LEVELS file argument",
+        "--env DEVICE: set by --gpu (cuda) or its absence (cpu)",
+    ]
+
+
+def test_inpaint_backend_opencv_bundles_lama_without_a_model_and_validate_runs_it(tmp_path, capsys):
+    """A CPU-only grid removal: no big-lama.pt fetched at build time, and `validate` runs the
+    bundle instead of noting that the model is downloaded later."""
+    out = tmp_path / "lama.zip"
+    assert (
+        cli(capsys, "package", "lama", "--env", "INPAINT_BACKEND=opencv", "--output", str(out))[0]
+        == 0
+    )
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["INPAINT_BACKEND"] == "opencv" and "LAMA_MODEL" not in env
+    assert not any("big-lama" in command for command in config["spec"]["build"]["commands"])
+    report = validate(out, probe=run_probe)
+    assert report.ok and report.notes == [], (report.problems, report.notes)
+    assert "answered a 640x480 JPEG with an inpainted image" in report.summary
+
+
+def test_validate_without_running_says_what_was_checked(tmp_path, capsys):
+    out = tmp_path / "blobs.zip"
+    assert cli(capsys, "package", "blobs", "--output", str(out))[0] == 0
+    assert cli(capsys, "validate", str(out), "--no-run") == (
+        0,
+        ["valid: example-blobs: configuration valid (not run)"],
+    )
+
+
+def test_a_tensorrt_engine_is_refused_with_the_reason(capsys, tmp_path):
+    engine = tmp_path / "best.engine"
+    engine.write_bytes(b"\0engine")
+    [line] = refused(capsys, tmp_path, "coralsegv4", str(engine))
+    assert line.startswith(f"WEIGHTS: {engine}: a TensorRT engine is not packaged: ")
+    assert "--gpu (onnxruntime-gpu)" in line
+
+
+def test_a_cpu_bundle_of_coralscop_warns_and_a_gpu_one_does_not():
+    from quadratseg_handlers.deploy.packager import PackageRequest, warnings
+
+    function = FUNCTIONS["pth-mmseg-coralscopsegformer"]
+    [warning] = warnings(function, PackageRequest(function, {}))
+    assert "ten minutes per quadrat" in warning and "--gpu" in warning
+    assert warnings(function, PackageRequest(function, {}, gpu=True)) == []
+    assert warnings(FUNCTIONS["pth-yolo-coralsegv4"], PackageRequest(function, {})) == []
+
+
+@pytest.mark.slow
+def test_a_config_whose_custom_module_is_not_shipped_is_refused(tmp_path):
+    """The config's custom module sits next to the user's config but is not given by --source:
+    the package step sees only what the bundle will hold, so it stops there (before, the
+    staged config resolved to its original folder, found the module, and the bundle then
+    failed `validate`). A fresh process: this one may have imported the module already."""
+    from quadratseg_handlers.local.tinymodels.coralscop import MODULE_NAME, coralscop_files
+
+    files = coralscop_files(tmp_path / "models")
+    out = tmp_path / "coralscop.zip"
+    arguments = [str(files[name]) for name in ("segformer-weights", "segformer-config")]
+    result = subprocess.run(
+        [sys.executable, "-m", "quadratseg_handlers", "package", "coralscopsegformer"]
+        + [*arguments, str(files["sam-weights"]), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and not out.exists(), result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("quadratseg package:")]
+    assert line.startswith(
+        f"quadratseg package: error: coralscopsegformer: SEGFORMER_CONFIG={arguments[1]}: "
+    )
+    assert MODULE_NAME in line

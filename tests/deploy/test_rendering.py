@@ -117,3 +117,19 @@ def test_main_py_only_imports_the_handler():
     assert "from quadratseg_handlers.handlers.grid import GridPoseHandler as Handler" in text
     assert "    Handler.init_context(context)" in text
     assert "    return Handler.handle_event(context, event)" in text
+
+
+def test_a_gpu_bundle_of_an_onnx_model_runs_onnxruntime_gpu():
+    source = SourceTree.of_library()
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    onnx = BundleLayout({"weights": "best.onnx"}, (), source.wheel_name, True)
+    pinned = source.constraints["onnxruntime"]
+    commands = build_commands(spec, onnx, source, gpu=True)
+    assert commands[-1] == (
+        "python -m pip uninstall -y onnxruntime && python -m pip install --no-cache-dir "
+        f"-c /opt/nuclio/constraints.txt onnxruntime-gpu{pinned}"
+    )
+    assert commands[-2].startswith("python -m pip install --no-cache-dir -c ")
+    assert "onnxruntime-gpu" not in " ".join(build_commands(spec, onnx, source, gpu=False))
+    weights = BundleLayout({"weights": "best.pt"}, (), source.wheel_name, True)
+    assert "onnxruntime-gpu" not in " ".join(build_commands(spec, weights, source, gpu=True))
