@@ -1,13 +1,17 @@
-"""The docs stay true to the code: the settings table is generated from the handlers, and
-every module a page names exists."""
+"""The docs stay true to the code: the settings table is generated from the handlers, every
+module a page names exists, and every shell and Python snippet runs (or says why it cannot)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from docs_for_tests import PAGES, blocks, make_stand_ins, run_page
 
 from quadratseg_handlers._legacy import LEGACY_MODULES
 
@@ -32,8 +36,6 @@ def test_readme_has_exactly_the_two_set_up_commands():
 
 def test_every_module_the_docs_name_exists():
     """After a move, no page points at a module that is gone (dotted names or file paths)."""
-    import re
-
     pages = [ROOT / "README.md", ROOT / "functions" / "README.md", *(ROOT / "docs").glob("*.md")]
     missing = []
     for page in pages:
@@ -65,3 +67,59 @@ def _is_module(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:  # a parent is a module, not a package
         return False
+
+
+# --- every shell and Python snippet of README.md and docs/ runs -------------------------------
+
+
+@pytest.fixture(scope="session")
+def stand_ins(tmp_path_factory) -> Path:
+    return make_stand_ins(tmp_path_factory.mktemp("docs") / "stand-ins")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "page",
+    [page for page in PAGES if any(block.skip is None for block in blocks(page))],
+    ids=lambda page: page.name,
+)
+def test_every_runnable_snippet_of_the_page_runs(page, stand_ins, tmp_path):
+    """The page's shell and Python blocks, in order, in a folder of stand-in files (tiny
+    models under the names the docs use); blocks that need Docker, Nuclio or CVAT say so."""
+    result = run_page(page, stand_ins, tmp_path / "workspace")
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_a_snippet_that_breaks_fails_the_page(tmp_path):
+    """The runner is not a formality: a broken shell or Python block fails the run, a set-up
+    comment runs before the blocks after it, and a skipped block does not run."""
+    page = tmp_path / "page.md"
+    (tmp_path / "empty").mkdir()
+    text = (
+        "<!-- docs-test: setup\nanswer = 42\n-->\n\n"
+        "```python\nassert answer == 42\n```\n\n"
+        "<!-- docs-test: skip (needs a Nuclio host) -->\n```bash\nexit 3\n```\n\n"
+        "```bash\ntest -f absent.txt\n```\n"
+    )
+    assert [(b.line, b.language, b.skip) for b in blocks(page, text)] == [
+        (1, "python", None),
+        (5, "python", None),
+        (10, "shell", "(needs a Nuclio host)"),
+        (14, "shell", None),
+    ]
+    result = run_page(page, tmp_path / "empty", tmp_path / "run", text=text)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "page.md:14: the shell block exited 1"
+    broken = text.replace("answer == 42", "answer == 41")
+    result = run_page(page, tmp_path / "empty", tmp_path / "run2", text=broken)
+    assert "page.md:5: the Python block failed" in result.stderr
+
+
+def test_every_skipped_snippet_says_why():
+    unexplained = [
+        block.where
+        for page in PAGES
+        for block in blocks(page)
+        if block.skip is not None and not re.fullmatch(r"\(.{8,}\)", block.skip)
+    ]
+    assert unexplained == []
