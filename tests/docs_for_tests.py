@@ -85,7 +85,11 @@ def make_stand_ins(folder: Path) -> Path:
         Image.fromarray(sample).save(samples / f"quadrat{seed}.jpg", quality=90)
     shutil.copy(folder / "quadrat.jpg", folder / "test_image.jpg")
     weights = coral_segmentation_files(folder / "stand-ins")["weights"]
-    for run in ("runs/train/weights", "runs/v2", "runs/yolov11_criobe_finegrained_annotated/train/weights"):
+    for run in (
+        "runs/train/weights",
+        "runs/v2",
+        "runs/yolov11_criobe_finegrained_annotated/train/weights",
+    ):
         (folder / run).mkdir(parents=True, exist_ok=True)
         shutil.copy(weights, folder / run / "best.pt")
     (folder / "runs/gridpose/weights").mkdir(parents=True)

@@ -109,6 +109,10 @@ class BaseHandler(Generic[P]):
     setting_defaults: ClassVar[Mapping[str, Any]] = {}
     """Defaults this class changes for inherited settings, by variable name."""
 
+    unused_settings: ClassVar[frozenset[str]] = frozenset()
+    """Inherited settings this function never reads: not declared, so not documented for it
+    and refused by ``quadratseg package --env``."""
+
     uses_torch: ClassVar[bool] = True
     """Whether the model may run on torch; :meth:`torch_needed` answers per configured instance."""
 
@@ -166,7 +170,7 @@ class BaseHandler(Generic[P]):
             if name not in merged:
                 raise TypeError(f"{cls.__name__}.setting_defaults names unknown setting {name}")
             merged[name] = merged[name].with_default(value)
-        return list(merged.values())
+        return [setting for name, setting in merged.items() if name not in cls.unused_settings]
 
     def warn(self, message: str, **fields: Any) -> None:
         """Log a warning about the request being served, e.g. why an answer is empty.

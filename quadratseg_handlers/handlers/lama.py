@@ -163,6 +163,8 @@ class LamaHandler(BaseHandler[np.ndarray]):
     """Grid removal: draw the string mask from the grid points, inpaint it, composite back."""
 
     function_name = "pth-lama"
+    unused_settings = frozenset({"CONF_THRESHOLD", "MAX_BATCH_SIZE"})
+    """No scores to threshold, and batches are refused whatever their size."""
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting(
             "INPAINT_BACKEND",
@@ -320,7 +322,7 @@ class LamaHandler(BaseHandler[np.ndarray]):
             mask = decode_mask(body["mask"], size, max_pixels)
         return InpaintRequest(
             images=[image],
-            threshold=float(self.config["CONF_THRESHOLD"]),
+            threshold=0.0,
             batch=False,
             body=dict(body),
             mask=self.dilated(mask),

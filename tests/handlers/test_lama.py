@@ -505,3 +505,16 @@ def test_a_json_nan_in_a_bytes_body_is_answered_400(opencv_client, photo):
     response = opencv_client.call(make_event(text.encode(), content_type="text/plain"))
     assert response.status_code == 400
     assert "keypoint 4 is not finite" in response_json(response)["error"]
+
+
+def test_lama_declares_neither_a_threshold_nor_a_batch_size():
+    """It has no scores and refuses every batch, so neither is documented or packaged for it."""
+    from quadratseg_handlers.deploy.catalog import find
+    from quadratseg_handlers.deploy.packager import env_problems
+
+    names = {setting.name for setting in LamaHandler.declared_settings()}
+    assert {"CONF_THRESHOLD", "MAX_BATCH_SIZE"}.isdisjoint(names)
+    assert {"DEVICE", "MAX_IMAGE_PIXELS", "INPAINT_BACKEND"} <= names
+    assert env_problems(find("lama"), {"CONF_THRESHOLD": "0.4"}) == [
+        "--env CONF_THRESHOLD: not a setting of lama (`quadratseg settings lama` lists them)"
+    ]
