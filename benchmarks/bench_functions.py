@@ -21,6 +21,12 @@ from pathlib import Path
 
 SIZES = (1024, 1920)
 RUNS = 3
+EXTRA_BUILDERS = {
+    "coralscopsegformer": "quadratseg_handlers.local.tinymodels.coralscop:coralscop_files"
+}
+"""Functions whose catalogue entry names no tiny-model builder (their bundle needs --source),
+and the builder to use here: its custom module lies beside the config, on the import path."""
+
 SAM_PROMPTS = {"SAM_POINTS_PER_SIDE": "8", "SAM_CROP_N_LAYERS": "0", "SAM_MODEL_TYPE": "auto"}
 """CoralSCoP with the tiny SAM: an 8 x 8 prompt grid without crops (its defaults, 32 x 32 and
 a crop layer, are 20 to 80 times the prompts)."""
@@ -28,6 +34,7 @@ a crop layer, are 20 to 80 times the prompts)."""
 
 def measure(name: str) -> dict[str, object]:
     """One function's median request time per size, and the process's peak memory (MiB)."""
+    from quadratseg_handlers.core.references import resolve
     from quadratseg_handlers.core.request import cvat_request, encode_image
     from quadratseg_handlers.deploy.catalog import find, handler_class
     from quadratseg_handlers.local.harness import FunctionClient, make_event
@@ -35,7 +42,8 @@ def measure(name: str) -> dict[str, object]:
 
     function = find(name)
     with tempfile.TemporaryDirectory(prefix="bench-functions-") as folder:
-        files = function.tiny_model_builder()(Path(folder)) if function.tiny_model else {}
+        builder = EXTRA_BUILDERS.get(name) or function.tiny_model
+        files = resolve(builder)(Path(folder)) if builder else {}
         env = {f.env: str(files[f.argument]) for f in function.files if f.argument in files}
         env.update(dict(function.env))
         env["DEVICE"] = "cpu"
@@ -72,7 +80,7 @@ def run() -> str:
     rows = []
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     for spec in FUNCTIONS.values():
-        if spec.files and not spec.tiny_model:
+        if spec.files and not (spec.tiny_model or spec.model in EXTRA_BUILDERS):
             continue
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_functions", spec.model],
