@@ -103,8 +103,11 @@ def run() -> str:
         "the model library, the model, the request). `pth-lama` gets the 117 grid points and "
         "uses its tiny LaMa; `pth-mmseg-coralscopsegformer` runs an 8 x 8 SAM prompt grid "
         "without crops (its defaults are 32 x 32 plus a crop layer: about 20 to 80 times the "
-        "prompts, and SAM's decoder is full size even in the tiny model). Real weights cost "
-        "more: see the sections below and [cvat.md](cvat.md#per-function-resources).\n\n"
+        "prompts, and SAM's decoder is full size even in the tiny model). Start is "
+        "`init_context` (load and warm-up; the tiny-model builder has imported the model "
+        "library already). On 2 shared cores, rows differ by noise of a few seconds. Real "
+        "weights cost more: see the other sections and "
+        "[cvat.md](cvat.md#per-function-resources).\n\n"
         "| Function | Start s | 1024 px s | 1920 px s | Peak MiB |\n"
         "| --- | --- | --- | --- | --- |\n" + "\n".join(rows)
     )
