@@ -7,12 +7,14 @@
 #   ./deploy_as_zip.sh [lama [LAMA_MODEL]]      (no argument: lama, big-lama.pt fetched at build)
 #
 # Options of `quadratseg package` pass through: --gpu, --tag v2, --output FILE, --force,
-# --source PATH (custom model module file or folder, e.g. the DINOv2 backbone). It validates
-# everything (names, files, extensions, that the weights load as the function's model) before
-# writing, and writes nuclio.zip in the current folder. Deploy it as docs/deployment.md shows:
+# --source PATH (custom model module file or folder, e.g. the DINOv2 backbone), --env NAME=VALUE,
+# --name, --display-name, --description. It validates everything (names, files, extensions,
+# settings, that the weights load as the function's model) before writing, and writes
+# nuclio.zip in the current folder. Deploy it as docs/deployment.md shows:
 #
-#   mkdir -p nuclio_bundles && unzip nuclio.zip -d nuclio_bundles/coralsegv4
-#   nuctl deploy --project-name cvat --path nuclio_bundles/coralsegv4/nuclio --platform local
+#   mkdir -p bundles && unzip nuclio.zip -d bundles/coralsegv4
+#   nuctl create project cvat --platform local    # once per Nuclio host
+#   nuctl deploy --project-name cvat --path bundles/coralsegv4/nuclio --platform local
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
