@@ -26,11 +26,12 @@ from nuclio_sdk import Response
 
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import Config, ConfigError, Setting
+from quadratseg_handlers.core.memory import LARGE_REQUEST_PIXELS, release_memory
 from quadratseg_handlers.core.messages import describe_error, first_line
 from quadratseg_handlers.core.request import (
     Request,
     RequestError,
-    decode_image,
+    decode_images,
     load_image,
     parse_body,
     parse_threshold,
@@ -72,7 +73,20 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
         'Most images accepted in one `{"images": [...]}` request; more are answered 413.',
         "integer",
     ),
+    Setting(
+        "MAX_REQUEST_PIXELS",
+        cfg.number(1, integer=True),
+        100_000_000,
+        "Most pixels one request may decode, all its images together (checked from the file "
+        "headers before any is decoded); more are answered 413. Bounds a worker's memory for "
+        'an `{"images": [...]}` batch.',
+        "integer",
+    ),
 )
+
+
+RETRY_AFTER_S = 5
+"""Seconds a 503 (out of memory) asks the client to wait before retrying (``Retry-After``)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -192,6 +206,7 @@ class BaseHandler(Generic[P]):
     def parse_request(self, body: Mapping[str, Any]) -> Request:
         """Take ``image`` (or ``images`` for a batch) and ``threshold`` from a JSON body."""
         max_pixels = int(self.config["MAX_IMAGE_PIXELS"])
+        max_total = int(self.config["MAX_REQUEST_PIXELS"])
         threshold = parse_threshold(body.get("threshold"), float(self.config["CONF_THRESHOLD"]))
         has_image, has_images = body.get("image") is not None, body.get("images") is not None
         if has_image and has_images:
@@ -205,13 +220,13 @@ class BaseHandler(Generic[P]):
                 raise RequestError(
                     f"'images' holds {len(batch)} images, over MAX_BATCH_SIZE={limit}", status=413
                 )
-            images = [
-                decode_image(item, max_pixels, f"images[{i}]") for i, item in enumerate(batch)
-            ]
+            fields = [(item, f"images[{i}]") for i, item in enumerate(batch)]
+            images = decode_images(fields, max_pixels, max_total)
             return Request(images, threshold, batch=True, body=dict(body))
         if not has_image:
             raise RequestError('missing \'image\': expected {"image": "<base64 of the frame>"}')
-        return Request([decode_image(body["image"], max_pixels)], threshold, False, dict(body))
+        image = decode_images([(body["image"], "image")], max_pixels, max_total)
+        return Request(image, threshold, False, dict(body))
 
     def infer(self, request: Request) -> Any:
         """Run the model on a request and return the JSON payload to send back."""
@@ -237,34 +252,46 @@ class BaseHandler(Generic[P]):
         return self.infer(request)
 
     def handle(self, context: Any, event: Any) -> Response:
-        """Answer one Nuclio event: JSON in, JSON out, every failure a JSON error."""
+        """Answer one Nuclio event: JSON in, JSON out, every failure a JSON error.
+
+        After a large request (LARGE_REQUEST_PIXELS) the memory it took is given back, once
+        its images are no longer referenced.
+        """
+        response, pixels = self._respond(context, event)
+        if pixels >= LARGE_REQUEST_PIXELS:
+            release_memory()
+        return response
+
+    def _respond(self, context: Any, event: Any) -> tuple[Response, int]:
+        """The response to one event, and the pixels it decoded."""
         started = time.perf_counter()
         logger = context.logger
         self.request_logger = logger
         pixels = 0
         try:
-            request = self.parse_request(parse_body(event.body))
+            request = self.parse_request(parse_body(event.body, event.content_type or ""))
             pixels = request.pixels
             payload = self.infer(request)
         except RequestError as exc:
             logger.warn_with(
                 "rejected request", status=exc.status, error=exc.message, worker=context.worker_id
             )
-            return self.error_response(context, exc.status, exc.message)
+            return self.error_response(context, exc.status, exc.message), pixels
         except Exception as exc:
             if is_out_of_memory(exc):
                 _empty_cuda_cache()
                 logger.error_with("out of memory", error=first_line(exc, 300))
-                return self.error_response(
+                response = self.error_response(
                     context,
                     503,
                     "out of memory while running the model; cache emptied, retry "
                     "later or send a smaller image",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
                 )
+                return response, pixels
             logger.error_with("model failure", error=repr(exc), traceback=traceback.format_exc())
-            return self.error_response(
-                context, 500, f"internal error in {type(self).__name__}: {describe_error(exc)}"
-            )
+            message = f"internal error in {type(self).__name__}: {describe_error(exc)}"
+            return self.error_response(context, 500, message), pixels
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.info_with(
             "handled request",
@@ -274,19 +301,22 @@ class BaseHandler(Generic[P]):
             shapes=_count_shapes(payload),
             worker=context.worker_id,
         )
-        return context.Response(
+        response = context.Response(
             body=json.dumps(payload),
             headers={},
             content_type="application/json",
             status_code=200,
         )
+        return response, pixels
 
     @staticmethod
-    def error_response(context: Any, status: int, message: str) -> Response:
-        """A JSON error body ``{"error": message}`` with the given HTTP status."""
+    def error_response(
+        context: Any, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """A JSON error body ``{"error": message}`` with the given HTTP status and headers."""
         return context.Response(
             body=json.dumps({"error": message}),
-            headers={},
+            headers=dict(headers or {}),
             content_type="application/json",
             status_code=status,
         )

@@ -49,10 +49,20 @@ class Request:
         return sum(int(image.shape[0] * image.shape[1]) for image in self.images)
 
 
-def parse_body(body: Any) -> dict[str, Any]:
-    """Return the JSON object of a request body given as dict, bytes, bytearray or str."""
+JSON_CONTENT_TYPE = "application/json"
+"""The one content type Nuclio parses: its handler then gets the parsed JSON value."""
+
+
+def parse_body(body: Any, content_type: str = "") -> dict[str, Any]:
+    """Return the JSON object of a request body given as dict, bytes, bytearray or str.
+
+    With ``content_type`` exactly ``application/json`` Nuclio has parsed the body already: a
+    str is then a JSON string, which is no object (it is not parsed a second time).
+    """
     if isinstance(body, dict):
         return body
+    if isinstance(body, str) and content_type == JSON_CONTENT_TYPE:
+        raise RequestError("JSON body must be an object, got a string")
     if isinstance(body, (bytes, bytearray, memoryview)):
         if len(body) == 0:
             raise RequestError("empty request body; expected a JSON object with an 'image' field")
@@ -70,6 +80,8 @@ def parse_body(body: Any) -> dict[str, Any]:
             parsed = json.loads(body)
         except json.JSONDecodeError as exc:
             raise RequestError(f"malformed JSON body: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise RequestError("malformed JSON body: nested too deeply") from None
         if not isinstance(parsed, dict):
             raise RequestError(f"JSON body must be an object, got {type(parsed).__name__}")
         return parsed
@@ -206,6 +218,27 @@ def decode_image(data: Any, max_pixels: int, field_name: str = "image") -> np.nd
     """Base64 image field -> RGB uint8 array, with every failure turned into a RequestError."""
     raw = decode_base64(data, field_name)
     return to_rgb_array(open_image(raw, max_pixels, field_name), field_name)
+
+
+def decode_images(
+    fields: Sequence[tuple[Any, str]], max_pixels: int, max_total: int
+) -> list[np.ndarray]:
+    """Base64 image fields (value, field name) -> RGB arrays, within two pixel limits.
+
+    Every header is read before any image is decoded: each image at most ``max_pixels``
+    (MAX_IMAGE_PIXELS), all of them together at most ``max_total`` (MAX_REQUEST_PIXELS).
+    """
+    opened = [
+        (open_image(decode_base64(data, name), max_pixels, name), name) for data, name in fields
+    ]
+    total = sum(image.width * image.height for image, _ in opened)
+    if total > max_total:
+        raise RequestError(
+            f"the request's images hold {total / 1e6:.1f} megapixels together, over the limit "
+            f"of {max_total / 1e6:.1f} megapixels per request (MAX_REQUEST_PIXELS)",
+            status=413,
+        )
+    return [to_rgb_array(image, name) for image, name in opened]
 
 
 def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:

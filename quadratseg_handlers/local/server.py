@@ -50,10 +50,30 @@ class NoWorkerAvailable(Exception):
     """Every worker stayed busy for the whole availability timeout."""
 
 
-def _json_response(status: int, payload: Any) -> web.Response:
+RETRY_AFTER_S = 1
+"""Seconds a 503 (no free worker) asks the client to wait before retrying (``Retry-After``)."""
+
+READ_TIMEOUT_S = 60.0
+"""Seconds a client has to send a request's whole body once its headers arrived (else 408)."""
+
+WATCH_INTERVAL_S = 0.5
+"""How often idle workers are checked for life; a dead one is replaced, never sent a request."""
+
+
+def _json_response(
+    status: int, payload: Any, headers: Mapping[str, str] | None = None
+) -> web.Response:
     return web.Response(
-        status=status, body=json.dumps(payload).encode("utf-8"), content_type="application/json"
+        status=status,
+        body=json.dumps(payload).encode("utf-8"),
+        content_type="application/json",
+        headers=headers,
     )
+
+
+def _busy_response(message: str) -> web.Response:
+    """503 with a JSON error and ``Retry-After``, as for every overload the server answers."""
+    return _json_response(503, {"error": message}, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _size(count: int) -> str:
@@ -66,6 +86,10 @@ def _size(count: int) -> str:
         if value < 1024 or unit == "GiB":
             break
     return f"{value:.1f} {unit}"
+
+
+def _idle_death(worker: WorkerProcess) -> str:
+    return f"worker {worker.worker_id} exited (code {worker.process.exitcode}) while idle"
 
 
 class WorkerPool:
@@ -88,6 +112,7 @@ class WorkerPool:
         self.busy = 0
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start every worker at once and wait until all ran ``init_context``."""
@@ -105,13 +130,45 @@ class WorkerPool:
             raise ServeError(str(exc)) from None
         for worker in self.workers:
             self.idle.put_nowait(worker)
+        self._watch = asyncio.get_running_loop().create_task(self._watch_idle())
 
-    async def call(self, message: EventMessage) -> tuple[Reply, int]:
-        """Run one event on a free worker; return the reply and the worker's id."""
-        try:
-            worker = await asyncio.wait_for(self.idle.get(), self.availability_timeout_s)
-        except asyncio.TimeoutError:
-            raise NoWorkerAvailable from None
+    def alive(self) -> int:
+        """How many workers are running (a dead one counts until its replacement is ready)."""
+        return sum(worker.process.is_alive() for worker in self.workers)
+
+    async def _watch_idle(self) -> None:
+        """Replace idle workers that died (killed, crashed) before a request is sent to them."""
+        while not self.stopping:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            waiting = [self.idle.get_nowait() for _ in range(self.idle.qsize())]
+            for worker in waiting:
+                if worker.process.is_alive():
+                    self.idle.put_nowait(worker)
+                else:
+                    self._start_replacement(worker, _idle_death(worker))
+
+    async def _take(self, deadline: float) -> WorkerProcess:
+        """A live idle worker, waiting until ``deadline`` (loop time) at most."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                worker = await asyncio.wait_for(self.idle.get(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise NoWorkerAvailable from None
+            if worker.process.is_alive():
+                return worker
+            self._start_replacement(worker, _idle_death(worker))
+
+    async def call(self, message: EventMessage, deadline: float | None = None) -> tuple[Reply, int]:
+        """Run one event on a free worker; return the reply and the worker's id.
+
+        ``deadline`` (loop time) ends the wait for a free worker; by default the availability
+        timeout from now.
+        """
+        loop = asyncio.get_running_loop()
+        worker = await self._take(
+            loop.time() + self.availability_timeout_s if deadline is None else deadline
+        )
         self.busy += 1
         future = asyncio.get_running_loop().run_in_executor(self.executor, worker.call, message)
         future.add_done_callback(lambda done: self._finished(worker, done))
@@ -129,12 +186,16 @@ class WorkerPool:
         self.busy -= 1
         problem = None if future.cancelled() else future.exception()
         if isinstance(problem, WorkerError):
-            log.error("%s; starting a new one", problem)
-            task = asyncio.get_running_loop().create_task(self._replace(worker))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_replacement(worker, str(problem))
         else:
             self.idle.put_nowait(worker)
+
+    def _start_replacement(self, dead: WorkerProcess, reason: str) -> None:
+        """Log why a worker is gone and start its replacement in the background."""
+        log.error("%s; starting a new one", reason)
+        task = asyncio.get_running_loop().create_task(self._replace(dead))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _replace(self, dead: WorkerProcess) -> None:
         """Start a worker with the dead one's id in its place (unless the pool is stopping)."""
@@ -155,6 +216,8 @@ class WorkerPool:
     async def stop(self) -> None:
         """Stop every worker (each finishes its current event first, within a few seconds)."""
         self.stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, worker.stop) for worker in self.workers))
         self.executor.shutdown(wait=False)
@@ -172,7 +235,11 @@ class FunctionServer:
         workers: int | None = None,
         env: Mapping[str, str] | None = None,
         shutdown_timeout: float = 30.0,
+        read_timeout: float = READ_TIMEOUT_S,
+        buffered_bodies: int | None = None,
     ) -> None:
+        """``read_timeout``: seconds to receive a body (408 after); ``buffered_bodies``: most
+        request bodies held in memory at once (default: twice the workers)."""
         trigger: HttpTrigger = function.trigger
         if workers is not None:
             if workers < 1:
@@ -182,6 +249,9 @@ class FunctionServer:
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
+        self.read_timeout = read_timeout
+        self.buffered_bodies = buffered_bodies or 2 * trigger.workers
+        self.body_slots = asyncio.Semaphore(self.buffered_bodies)
         self.pool = WorkerPool(
             WorkerSpec(
                 module_path=str(self.function.module_path),
@@ -253,12 +323,18 @@ class FunctionServer:
         await self.pool.stop()
 
     def _health(self) -> web.Response:
+        """200 while starting or while a worker lives; 503 once none does."""
+        alive = self.pool.alive() if self.started else 0
+        status = "starting"
+        if self.started:
+            status = "ok" if alive == self.pool.count else "degraded" if alive else "down"
         return _json_response(
-            200,
+            503 if status == "down" else 200,
             {
-                "status": "ok" if self.started else "starting",
+                "status": status,
                 "function": self.function.name,
                 "workers": self.pool.count,
+                "alive": alive,
                 "busy": self.pool.busy,
                 "requests": self.requests,
                 "uptime_s": round(time.monotonic() - self.started, 1) if self.started else 0.0,
@@ -274,10 +350,39 @@ class FunctionServer:
         limit = self.function.trigger.max_body_size
         if request.content_length is not None and request.content_length > limit:
             return self._log(request, started, self._too_large(request.content_length), None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pool.availability_timeout_s
         try:
-            body = await request.read()
+            await asyncio.wait_for(self.body_slots.acquire(), self.pool.availability_timeout_s)
+        except asyncio.TimeoutError:
+            return self._log(request, started, self._no_worker(), None)
+        try:
+            response, worker = await self._forward(request, deadline)
+        finally:
+            self.body_slots.release()
+        return self._log(request, started, response, worker)
+
+    def _no_worker(self) -> web.Response:
+        timeout = self.function.trigger.availability_timeout_ms
+        return _busy_response(
+            f"all {self.pool.count} workers busy for {timeout} ms "
+            "(workerAvailabilityTimeoutMilliseconds); retry later"
+        )
+
+    async def _forward(
+        self, request: web.Request, deadline: float
+    ) -> tuple[web.Response, int | None]:
+        """Read the body (within the read timeout) and hand it to a worker before ``deadline``."""
+        try:
+            body = await asyncio.wait_for(request.read(), self.read_timeout)
         except web.HTTPRequestEntityTooLarge:
-            return self._log(request, started, self._too_large(None), None)
+            return self._too_large(None), None
+        except asyncio.TimeoutError:
+            response = _json_response(
+                408, {"error": f"request body not received within {self.read_timeout:g} s"}
+            )
+            response.force_close()
+            return response, None
         message = EventMessage(
             body=body,
             content_type=request.headers.get("Content-Type", ""),
@@ -289,21 +394,12 @@ class FunctionServer:
         )
         self.requests += 1
         try:
-            reply, worker = await self.pool.call(message)
+            reply, worker = await self.pool.call(message, deadline)
         except NoWorkerAvailable:
-            timeout = self.function.trigger.availability_timeout_ms
-            response = _json_response(
-                503,
-                {
-                    "error": f"all {self.pool.count} workers busy for {timeout} ms "
-                    "(workerAvailabilityTimeoutMilliseconds); retry later"
-                },
-            )
-            return self._log(request, started, response, None)
+            return self._no_worker(), None
         headers = dict(reply.headers)
         headers["Content-Type"] = reply.content_type
-        response = web.Response(status=reply.status, body=reply.body, headers=headers)
-        return self._log(request, started, response, worker)
+        return web.Response(status=reply.status, body=reply.body, headers=headers), worker
 
     def _too_large(self, length: int | None) -> web.Response:
         trigger = self.function.trigger

@@ -83,11 +83,15 @@ def _worker_logger(worker_id: int, function_name: str) -> nuclio_sdk.Logger:
 
 
 def event_body(body: bytes, content_type: str) -> Any:
-    """The body a Nuclio handler receives: parsed JSON for exactly ``application/json``."""
+    """The body a Nuclio handler receives: parsed JSON for exactly ``application/json``.
+
+    As in Nuclio's event decoding, a body that fails to parse for any reason (not UTF-8, not
+    JSON, nested deeper than the recursion limit) reaches the handler as the raw bytes.
+    """
     if content_type == "application/json":
         try:
             return json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except Exception:
             return body
     return body
 
