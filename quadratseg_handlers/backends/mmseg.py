@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from quadratseg_handlers.backends.checkpoints import check_checkpoint
 from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.core.messages import describe_error
 
@@ -106,8 +107,11 @@ class SemanticModel:
         return array
 
 
-def load_semantic_model(config_path: Path, weights_path: Path, device: str) -> SemanticModel:
-    """Build the segmentor with ``init_model`` and load its checkpoint strictly."""
+def load_semantic_model(
+    config_path: Path, weights_path: Path, device: str, *, trusted: bool = False
+) -> SemanticModel:
+    """Build the segmentor with ``init_model`` and load its checkpoint strictly, once its
+    pickle is checked (:func:`check_checkpoint`, skipped when ``trusted``)."""
     from mmengine.runner import load_checkpoint
     from mmseg.apis import init_model
 
@@ -118,6 +122,7 @@ def load_semantic_model(config_path: Path, weights_path: Path, device: str) -> S
         raise ConfigError(
             f"{CONFIG}={config_path}: cannot build the model ({type(exc).__name__}: {exc})"
         ) from None
+    check_checkpoint(weights_path, WEIGHTS, trusted=trusted)
     try:
         checkpoint = load_checkpoint(model, str(weights_path), map_location="cpu", strict=True)
     except Exception as exc:

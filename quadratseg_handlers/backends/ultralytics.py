@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from quadratseg_handlers.backends.checkpoints import TRUST_WEIGHTS, check_checkpoint
 from quadratseg_handlers.backends.offline import configure_ultralytics
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
@@ -76,6 +77,7 @@ YOLO_SETTINGS: tuple[Setting, ...] = (
         "Half-precision (FP16) inference on a CUDA device; ignored on CPU.",
         "boolean",
     ),
+    TRUST_WEIGHTS,
 )
 """The settings every YOLO function reads, beside the common ones."""
 
@@ -148,11 +150,16 @@ class YoloModel:
 
 
 def load_yolo(
-    path: str | Path, expected_tasks: Collection[str], *, variable: str = "MODEL_PATH"
+    path: str | Path,
+    expected_tasks: Collection[str],
+    *,
+    variable: str = "MODEL_PATH",
+    trusted: bool = False,
 ) -> YoloModel:
     """Load a `.pt`, `.onnx` or `.engine` model with ultralytics and check its task.
 
-    Every problem (missing file, unknown suffix, unreadable model, wrong task) raises
+    Every problem (missing file, unknown suffix, a `.pt` whose pickle names code real
+    checkpoints do not use unless ``trusted``, unreadable model, wrong task) raises
     ConfigError naming ``variable``, the file and, for a wrong task, the model's task.
     """
     path = cfg.required_file(variable, path)
@@ -163,6 +170,8 @@ def load_yolo(
             f"{where}: unsupported model file {suffix or '(no suffix)'!r}; expected one of "
             + ", ".join(f"{s} ({kind})" for s, kind in MODEL_FORMATS.items())
         )
+    if suffix == ".pt":
+        check_checkpoint(path, variable, trusted=trusted)
     configure_ultralytics()
     from ultralytics import YOLO
     from ultralytics.nn.backends.base import BaseBackend

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quadratseg_handlers import cvat
+from quadratseg_handlers.backends.checkpoints import trust_setting
 from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.core.messages import first_line, last_line, plural
 from quadratseg_handlers.core.references import resolve
@@ -360,6 +361,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
         )
     if layout.fetched:
         return []
+    environ.update(trust_setting(declared))
     given = {str(stage / layout.files[a]): str(p) for a, p in request.files.items()}
     try:
         with _importable(stage):

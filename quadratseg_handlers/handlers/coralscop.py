@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from quadratseg_handlers.backends.checkpoints import TRUST_WEIGHTS
 from quadratseg_handlers.backends.mmseg import SemanticModel, load_semantic_model
 from quadratseg_handlers.backends.sam import MODEL_TYPES, load_sam, mask_generator, mask_proposals
 from quadratseg_handlers.core import config as cfg
@@ -167,6 +168,7 @@ class CoralScopSegformerHandler(InstanceHandler):
             "`unsure` = `true`, for review.",
             "number",
         ),
+        TRUST_WEIGHTS,
     )
     setting_defaults: ClassVar[Mapping[str, Any]] = {"CONF_THRESHOLD": 0.5}
     extra_attributes: ClassVar[tuple[Mapping[str, object], ...]] = (UNSURE_SPEC, SOURCE_SPEC)
@@ -191,6 +193,7 @@ class CoralScopSegformerHandler(InstanceHandler):
             cfg.required_file("SEGFORMER_CONFIG", self.config["SEGFORMER_CONFIG"]),
             cfg.required_file("SEGFORMER_WEIGHTS", self.config["SEGFORMER_WEIGHTS"]),
             self.device,
+            trusted=bool(self.config["TRUST_WEIGHTS"]),
         )
         classes = self.semantic.classes
         background = self.background_classes(classes)

@@ -133,7 +133,8 @@ class GridHandler(BaseHandler[GridPrediction]):
                 f"MIN_MATCHES={self.config['MIN_MATCHES']}: more than the "
                 f"{self.template_points} points of the template"
             )
-        self.yolo = load_yolo(self.config["MODEL_PATH"], POINT_TASKS)
+        trusted = bool(self.config["TRUST_WEIGHTS"])
+        self.yolo = load_yolo(self.config["MODEL_PATH"], POINT_TASKS, trusted=trusted)
         self.yolo.configure(self.config, self.device)
         self.class_names = self.yolo.names
 

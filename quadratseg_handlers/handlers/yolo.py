@@ -26,7 +26,8 @@ class YoloSegHandler(InstanceHandler):
 
     def load_model(self) -> None:
         """Load MODEL_PATH, check it segments, fix the predict settings and warm it up."""
-        self.yolo = load_yolo(self.config["MODEL_PATH"], self.tasks)
+        trusted = bool(self.config["TRUST_WEIGHTS"])
+        self.yolo = load_yolo(self.config["MODEL_PATH"], self.tasks, trusted=trusted)
         self.yolo.configure(self.config, self.device)
         self.class_names = self.yolo.names
 
