@@ -26,3 +26,15 @@ def describe_error(error: BaseException, limit: int = 200) -> str:
 def plural(count: int, noun: str) -> str:
     """``1 shape``, ``3 shapes``: a count with its noun (regular plurals only)."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def byte_size(count: int) -> str:
+    """A byte count for people: 512 B, 4.0 MiB, 2.5 GiB."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"

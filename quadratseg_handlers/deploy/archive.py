@@ -2,7 +2,7 @@
 
 The same entries always give the same bytes, so a bundle can be compared or cached by hash.
 Entry names are relative POSIX paths without ``..``: a name that could escape the folder it is
-unpacked into is refused when writing and when reading.
+unpacked into is refused when writing, and when reading (:mod:`.extraction`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 """The earliest time a zip entry can hold; every entry gets it."""
@@ -93,24 +93,3 @@ def write_atomically(output: Path, write: Callable[[Path], None], *, force: bool
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def unsafe_entries(path: Path) -> list[str]:
-    """Problems with the entry names of a zip archive (empty when every name is safe)."""
-    with zipfile.ZipFile(path) as archive:
-        problems = [entry_name_problem(info.filename) for info in archive.infolist()]
-    return [problem for problem in problems if problem is not None]
-
-
-def extract(path: Path, destination: Path) -> None:
-    """Unpack a zip archive whose entry names are all safe (ValueError otherwise)."""
-    problems = unsafe_entries(path)
-    if problems:
-        raise ValueError("; ".join(problems))
-    root = destination.resolve()
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            target = (root / PurePosixPath(info.filename)).resolve()
-            if root not in target.parents:
-                raise ValueError(f"entry {info.filename!r} would leave {destination}")
-        archive.extractall(root)

@@ -13,7 +13,6 @@ import math
 import re
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import yaml
 
 from quadratseg_handlers.core.messages import first_line
 from quadratseg_handlers.cvat.spec import LabelSpec
-from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy import extraction
 
 NUCLIO_DIR = "/opt/nuclio"
 """Where Nuclio puts the bundle's files in the function's image."""
@@ -285,15 +284,22 @@ def read_function_config(path: str | Path) -> FunctionConfig:
 def open_bundle(path: str | Path) -> Iterator[FunctionConfig]:
     """A bundle folder as is, or a bundle zip unpacked into a temporary folder for the block."""
     source = Path(path)
-    if not source.is_file() or not zipfile.is_zipfile(source):
+    try:
+        is_zip = extraction.is_archive(source)
+    except extraction.ArchiveError as exc:
+        raise BundleError(str(exc)) from None
+    if not is_zip:
         yield read_function_config(source)
         return
-    folder = Path(tempfile.mkdtemp(prefix="quadratseg-bundle-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="quadratseg-bundle-"))
+    except OSError as exc:
+        raise BundleError(f"{source}: cannot make a folder to unpack it: {exc.strerror}") from None
     try:
         try:
-            archive.extract(source, folder)
-        except ValueError as exc:
-            raise BundleError(f"{source}: {exc}") from None
+            extraction.extract(source, folder)
+        except extraction.ArchiveError as exc:
+            raise BundleError(str(exc)) from None
         yield read_function_config(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -15,7 +15,6 @@ import io
 import json
 import re
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from PIL import Image
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.core.messages import plural
-from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy import extraction
 from quadratseg_handlers.deploy.catalog import FUNCTIONS, FunctionKind
 from quadratseg_handlers.deploy.function_yaml import (
     NUCLIO_DIR,
@@ -90,9 +89,9 @@ def locate(path: Path, workdir: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
     if path.is_file():
-        if not zipfile.is_zipfile(path):
+        if not extraction.is_archive(path):
             raise ValueError(f"{path}: neither a zip archive nor a folder")
-        archive.extract(path, workdir)
+        extraction.extract(path, workdir)
         path = workdir
     try:
         return find_function_yaml(path).parent
@@ -128,8 +127,8 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
     FileNotFoundError / ValueError when ``path`` is not a bundle."""
     report = Report()
     with tempfile.TemporaryDirectory(prefix="quadratseg-validate-") as workdir:
-        if path.is_file() and zipfile.is_zipfile(path):
-            unsafe = archive.unsafe_entries(path)
+        if extraction.is_archive(path):
+            unsafe = extraction.unsafe_entries(path)
             if unsafe:
                 report.problems += [f"{path}: {problem}" for problem in unsafe]
                 return report

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from quadratseg_handlers.core.messages import plural
+from quadratseg_handlers.core.messages import byte_size, plural
 from quadratseg_handlers.deploy.function_yaml import FunctionConfig, HttpTrigger
 from quadratseg_handlers.local.workers import (
     EventMessage,
@@ -74,18 +74,6 @@ def _json_response(
 def _busy_response(message: str) -> web.Response:
     """503 with a JSON error and ``Retry-After``, as for every overload the server answers."""
     return _json_response(503, {"error": message}, {"Retry-After": str(RETRY_AFTER_S)})
-
-
-def _size(count: int) -> str:
-    """A byte count for people: 512 B, 4.0 MiB."""
-    if count < 1024:
-        return f"{count} B"
-    value = float(count)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def _idle_death(worker: WorkerProcess) -> str:
@@ -279,7 +267,7 @@ class FunctionServer:
         trigger = self.function.trigger
         return (
             f"serving {self.function.name} on {self.url} with "
-            f"{plural(trigger.workers, 'worker')} (max body {_size(trigger.max_body_size)}, "
+            f"{plural(trigger.workers, 'worker')} (max body {byte_size(trigger.max_body_size)}, "
             f"503 after {trigger.availability_timeout_ms} ms without a free worker)"
         )
 
@@ -403,11 +391,11 @@ class FunctionServer:
 
     def _too_large(self, length: int | None) -> web.Response:
         trigger = self.function.trigger
-        size = f"{_size(length)} " if length is not None else ""
+        size = f"{byte_size(length)} " if length is not None else ""
         return _json_response(
             413,
             {
-                "error": f"request body {size}over the limit of {_size(trigger.max_body_size)} "
+                "error": f"request body {size}over the limit of {byte_size(trigger.max_body_size)} "
                 f"(triggers.{trigger.name}.attributes.maxRequestBodySize in function.yaml)"
             },
         )
@@ -422,7 +410,7 @@ class FunctionServer:
             request.method,
             request.path_qs,
             response.status,
-            _size(len(response.body) if isinstance(response.body, bytes) else 0),
+            byte_size(len(response.body) if isinstance(response.body, bytes) else 0),
             elapsed_ms,
             where,
         )

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from quadratseg_handlers.cli.main import main
-from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy import extraction
 from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
 from quadratseg_handlers.deploy.packager import PackageRequest, package
 
@@ -106,7 +106,7 @@ def pack(tmp_path: Path, wheel: Path, function: FunctionSpec = LEVELS, files=Non
 
 
 def unpack(bundle: Path, into: Path) -> Path:
-    archive.extract(bundle, into)
+    extraction.extract(bundle, into)
     return into / "nuclio"
 
 

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from packaging_for_tests import cli
 
-from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy import archive, extraction
 
 # --- archive safety -----------------------------------------------------------------------------
 
@@ -34,4 +34,4 @@ def test_validate_refuses_a_zip_with_escaping_entries(tmp_path, capsys):
     ]
     assert not (tmp_path / "evil.txt").exists()
     with pytest.raises(ValueError):
-        archive.extract(bad, tmp_path / "out")
+        extraction.extract(bad, tmp_path / "out")
