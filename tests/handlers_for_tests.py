@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -170,3 +172,18 @@ def mask_fill_files(folder: Path) -> dict[str, Path]:
     path = folder / "fill.npy"
     np.save(path, np.array([255, 0, 0], dtype=np.uint8))
     return {"fill": path}
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")

@@ -6,15 +6,16 @@ import base64
 import io
 import json
 import os
-import struct
-import zlib
+import sys
 
 import numpy as np
 import pytest
-from handlers_for_tests import BrightBoxHandler
+from handlers_for_tests import BrightBoxHandler, huge_png_header
 from PIL import Image
 
 from quadratseg_handlers import ConfigError
+from quadratseg_handlers.core import handler as handler_module
+from quadratseg_handlers.core.memory import release_memory
 from quadratseg_handlers.core.request import cvat_request, encode_image
 from quadratseg_handlers.local.harness import (
     FunctionClient,
@@ -130,21 +131,6 @@ def test_one_log_line_per_request(client, rect_image):
     assert client.logger.messages("warn") == ["rejected request"]
 
 
-def huge_png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height but holds no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
 def tiff_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="TIFF")
@@ -173,6 +159,14 @@ BAD_REQUESTS = [
     ({"images": "aGk="}, 400, "non-empty list"),
     ({"images": ["aGk="] * 17}, 413, "MAX_BATCH_SIZE=16"),
     ({"images": ["!!"]}, 400, "'images[0]' is not valid base64"),
+    (b"[" * 10_000 + b"]" * 10_000, 400, "malformed JSON body: nested too deeply"),
+    (json.dumps(json.dumps({"image": "aGk="})), 400, "JSON body must be an object, got str"),
+    (
+        {"images": [base64.b64encode(huge_png_header(8000, 8000)).decode()] * 2},
+        413,
+        "128.0 megapixels together, over the limit of 100.0 megapixels per request "
+        "(MAX_REQUEST_PIXELS)",
+    ),
 ]
 
 
@@ -188,6 +182,30 @@ def test_bad_requests_get_json_errors_and_the_worker_keeps_serving(
     assert list(error) == ["error"]
     assert message in error["error"]
     assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED
+
+
+def test_a_json_string_holding_an_object_is_not_parsed_twice(client, rect_image):
+    """Nuclio parses an application/json body: a JSON string reaches the handler as a str."""
+    inner = json.dumps({"image": png_b64(rect_image)})
+    response = client.call(make_event(inner, content_type="application/json"))
+    assert response.status_code == 400
+    assert response_json(response) == {"error": "JSON body must be an object, got a string"}
+
+
+def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, rect_image):
+    released = []
+    monkeypatch.setattr(handler_module, "LARGE_REQUEST_PIXELS", 200 * 120)
+    monkeypatch.setattr(handler_module, "release_memory", lambda: released.append(True))
+    small = np.ascontiguousarray(rect_image[:60])
+    assert client.call({"image": png_b64(small)}).status_code == 200
+    assert released == []
+    assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED
+    assert released == [True]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_memory_trims_the_heap():
+    assert release_memory() is True
 
 
 def test_pixel_limit_is_configurable_and_answers_413(monkeypatch, rect_image):
