@@ -369,7 +369,13 @@ class FunctionServer:
             response = _json_response(
                 408, {"error": f"request body not received within {self.read_timeout:g} s"}
             )
+            # Sent now and the connection closed: aiohttp would otherwise linger, reading
+            # what is left of the body for another 10 s.
             response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            if request.protocol is not None:
+                request.protocol.force_close()
             return response, None
         message = EventMessage(
             body=body,
@@ -463,8 +469,18 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_requests: bool = False,
+        read_timeout: float = READ_TIMEOUT_S,
+        buffered_bodies: int | None = None,
     ) -> None:
-        self.server = FunctionServer(function, host=host, port=port, workers=workers, env=env)
+        self.server = FunctionServer(
+            function,
+            host=host,
+            port=port,
+            workers=workers,
+            env=env,
+            read_timeout=read_timeout,
+            buffered_bodies=buffered_bodies,
+        )
         self.log_requests = log_requests
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

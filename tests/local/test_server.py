@@ -41,6 +41,10 @@ def post(
         return exc.code, dict(exc.headers), exc.read()
 
 
+DEEP = b"[" * 1000 + b"]" * 1000
+"""2 KB of JSON nested 1,000 deep: past the recursion limit of Nuclio's event decoding."""
+
+
 def get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -136,7 +140,11 @@ def test_oversize_body_is_413_and_the_server_keeps_serving(blob_url):
         (b'{"image": "aGVsbG8="}', "application/json", "'image' is not a decodable image"),
         (b"\xff\xfe\x00", "application/octet-stream", "not UTF-8 JSON"),
         (b'{"image": 1}', "text/plain", "'image' must be a base64 string"),
+        (DEEP, "application/json", "malformed JSON body: nested too deeply"),
+        (DEEP, "text/plain", "malformed JSON body: nested too deeply"),
+        (b'"{\\"image\\": \\"aGk=\\"}"', "application/json", "got a string"),
     ],
+    ids=lambda value: value[:20] if isinstance(value, bytes) else value,
 )
 def test_malformed_bodies_are_400_and_the_server_keeps_serving(blob_url, body, content_type, error):
     status, headers, data = post(blob_url, body, content_type)
@@ -144,6 +152,7 @@ def test_malformed_bodies_are_400_and_the_server_keeps_serving(blob_url, body, c
     assert headers["Content-Type"] == "application/json"
     assert error in json.loads(data)["error"]
     assert post(blob_url, images(1)[0])[0] == 200
+    assert get_json(blob_url + "/health")["alive"] == 2  # type: ignore[index]
 
 
 def test_event_body_is_a_dict_only_for_exactly_application_json(echo_url):
@@ -219,9 +228,9 @@ def test_all_workers_busy_is_503_after_the_availability_timeout(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         started = time.monotonic()
-        status, _, data = post(url, b"{}")
+        status, headers, data = post(url, b"{}")
         waited = time.monotonic() - started
-        assert status == 503
+        assert status == 503 and headers["Retry-After"] == "1"
         assert "workerAvailabilityTimeoutMilliseconds" in json.loads(data)["error"]
         assert 0.29 <= waited < 0.9
         thread.join()
