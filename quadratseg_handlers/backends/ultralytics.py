@@ -146,7 +146,19 @@ class YoloModel:
         results: list[Results] = self.model.predict(
             bgr, conf=conf, batch=len(bgr), verbose=False, **self.options
         )
+        self.forget_last_batch()
         return results
+
+    def forget_last_batch(self) -> None:
+        """Drop ultralytics' references to the last batch (its images, tensors and results).
+
+        The predictor keeps them until the next predict: after one 100-megapixel request a
+        worker would hold its 300 MB image (and a batch's, four times that) while idle.
+        """
+        predictor = getattr(self.model, "predictor", None)
+        for name in ("dataset", "batch", "results"):
+            if predictor is not None and hasattr(predictor, name):
+                setattr(predictor, name, None)
 
 
 def load_yolo(

@@ -433,3 +433,11 @@ def test_letterbox_matches_ultralytics_padding():
         ultra = LetterBox(new_shape, auto=auto, stride=32).get_params({"img": image})
         assert (box.left, box.top) == (ultra["left"], ultra["top"])
         assert round(box.scale_x * image_shape[1]) == ultra["new_unpad"][0]
+
+
+def test_the_predictor_keeps_no_image_once_a_request_is_answered(models):
+    """ultralytics keeps its last batch until the next predict: a large image would stay held."""
+    handler = YoloSegHandler(environ={"MODEL_PATH": str(models["segment"]), "DEVICE": "cpu"})
+    handler.annotate(np.zeros((64, 80, 3), dtype=np.uint8))
+    predictor = handler.yolo.model.predictor
+    assert (predictor.dataset, predictor.batch, predictor.results) == (None, None, None)
