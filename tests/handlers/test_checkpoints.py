@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from bundles_for_tests import write_bundle
 
 from quadratseg_handlers.backends.checkpoints import check_checkpoint, is_allowed, trust_setting
 from quadratseg_handlers.backends.mmseg import load_semantic_model
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.core.config import ConfigError
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.function_yaml import read_function_config
+from quadratseg_handlers.deploy.rendering import render_main
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
+from quadratseg_handlers.local.server import BackgroundServer, ServeError
 from quadratseg_handlers.local.tinymodels.segformer import tiny_segformer
 from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 
@@ -126,3 +131,12 @@ def test_trust_setting_passes_only_a_declared_setting():
     assert trust_setting({"TRUST_WEIGHTS"}, {"TRUST_WEIGHTS": "true"}) == {"TRUST_WEIGHTS": "true"}
     assert trust_setting({"MODEL_PATH"}, {"TRUST_WEIGHTS": "true"}) == {}
     assert trust_setting({"TRUST_WEIGHTS"}, {}) == {}
+
+
+def test_a_served_worker_refuses_a_crafted_checkpoint(crafted, tmp_path):
+    weights, marker = crafted
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    folder = write_bundle(tmp_path / "bundle", render_main(spec), env={"MODEL_PATH": str(weights)})
+    with pytest.raises(ServeError, match=r"failed to start: ConfigError: MODEL_PATH=.*refusing"):
+        BackgroundServer(read_function_config(folder)).start()
+    assert not marker.exists()
