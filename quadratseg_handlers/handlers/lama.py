@@ -163,8 +163,9 @@ class LamaHandler(BaseHandler[np.ndarray]):
     """Grid removal: draw the string mask from the grid points, inpaint it, composite back."""
 
     function_name = "pth-lama"
-    unused_settings = frozenset({"CONF_THRESHOLD", "MAX_BATCH_SIZE"})
-    """No scores to threshold, and batches are refused whatever their size."""
+    unused_settings = frozenset({"CONF_THRESHOLD", "MAX_BATCH_SIZE", "MAX_REQUEST_PIXELS"})
+    """No scores to threshold, and batches are refused whatever their size (one image and
+    its mask, each within MAX_IMAGE_PIXELS)."""
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting(
             "INPAINT_BACKEND",
