@@ -187,10 +187,40 @@ def mask_generator(model: Any, **settings: Any) -> Any:
 
     RLE output keeps memory at one full-image mask at a time (:func:`mask_proposals` crops
     each as it decodes); binary output would hold every mask at full size at once.
-    """
-    from segment_anything import SamAutomaticMaskGenerator
 
-    return SamAutomaticMaskGenerator(model, output_mode="uncompressed_rle", **settings)
+    With ``crop_n_layers`` > 0, segment-anything 1.0 fails on two kinds of image, and the
+    generator returned here answers them with the masks it has: when no mask survives in
+    any crop (``IndexError`` in ``box_area``: an empty crop's boxes are a 1-D tensor; here
+    they are (0, 4)), and when a crop is empty because the image is narrower than the crop
+    grid (PIL refuses a 0-pixel image; here such a crop has no masks).
+    """
+    import torch
+    from segment_anything import SamAutomaticMaskGenerator
+    from segment_anything.utils.amg import MaskData
+
+    class CropSafeMaskGenerator(SamAutomaticMaskGenerator):  # type: ignore[misc]
+        def _process_crop(
+            self,
+            image: np.ndarray,
+            crop_box: list[int],
+            crop_layer_idx: int,
+            orig_size: tuple[int, ...],
+        ) -> Any:
+            x0, y0, x1, y1 = crop_box
+            if x1 <= x0 or y1 <= y0:
+                return MaskData(
+                    rles=[],
+                    boxes=torch.zeros((0, 4)),
+                    iou_preds=torch.zeros(0),
+                    points=torch.zeros((0, 2)),
+                    stability_score=torch.zeros(0),
+                    crop_boxes=torch.zeros((0, 4)),
+                )
+            data = super()._process_crop(image, crop_box, crop_layer_idx, orig_size)
+            data["crop_boxes"] = data["crop_boxes"].reshape(-1, 4)
+            return data
+
+    return CropSafeMaskGenerator(model, output_mode="uncompressed_rle", **settings)
 
 
 def mask_proposals(generator: Any, image: np.ndarray) -> list[MaskProposal]:

@@ -287,3 +287,31 @@ def test_missing_bundle_files_are_named_at_start_up():
 def test_min_threshold_above_unsure_threshold_is_refused():
     with pytest.raises(ConfigError, match="MIN_THRESHOLD=0.3 is above UNSURE_THRESHOLD=0.2"):
         CoralScopSegformerHandler(environ={}, min_threshold=0.3, device="cpu")
+
+
+@pytest.mark.parametrize("size", [(64, 48), (1, 1)])
+def test_shipped_sam_crop_layer_answers_200_when_no_mask_survives(
+    random_segformer, sam_path, size
+):
+    # The shipped SAM_CROP_N_LAYERS=1, SAM_PRED_IOU_THRESH and SAM_STABILITY_SCORE_THRESH;
+    # only the prompt grid is small. No mask of the random SAM passes the shipped thresholds,
+    # which made segment-anything's crop de-duplication raise IndexError (answered 500).
+    variables = {
+        "SEGFORMER_CONFIG": str(random_segformer.config),
+        "SEGFORMER_WEIGHTS": str(random_segformer.weights),
+        "SAM_WEIGHTS": str(sam_path),
+        "SAM_POINTS_PER_SIDE": "2",
+        "DEVICE": "cpu",
+    }
+    client = FunctionClient(CoralScopSegformerHandler, variables)
+    handler = client.start()
+    assert handler.config["SAM_CROP_N_LAYERS"] == 1
+    uniform = np.full((size[1], size[0], 3), 120, dtype=np.uint8)
+    assert handler.mask_proposals(uniform) == []
+    response = client.call(cvat_request(uniform))
+    assert response.status_code == 200
+    shapes = response_json(response)
+    assert validate_response(shapes, handler.labels(), size) == []
+    assert {a["value"] for s in shapes for a in s["attributes"] if a["name"] == "source"} <= {
+        "semantic"
+    }
