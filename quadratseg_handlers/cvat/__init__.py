@@ -27,13 +27,14 @@ from quadratseg_handlers.cvat.spec import (
     SHAPE_TYPES,
     LabelSpec,
     label_spec,
+    project_labels,
     skeleton_label_edges,
     skeleton_spec,
     skeleton_svg,
     skeleton_svg_graph,
     spec_json,
 )
-from quadratseg_handlers.cvat.validation import spec_problems, validate_response
+from quadratseg_handlers.cvat.validation import cvat_keeps, spec_problems, validate_response
 
 __all__ = [
     "CONFIDENCE",
@@ -46,6 +47,7 @@ __all__ = [
     "confidence_value",
     "instance_shapes",
     "label_spec",
+    "project_labels",
     "mask",
     "part_shape",
     "points",
@@ -59,6 +61,7 @@ __all__ = [
     "skeleton_svg",
     "skeleton_svg_graph",
     "spec_json",
+    "cvat_keeps",
     "spec_problems",
     "tag",
     "validate_response",

@@ -93,17 +93,23 @@ def skeleton_spec(
     positions: np.ndarray,
     edges: Iterable[tuple[int, int]],
     attributes: Iterable[Mapping[str, Any]] = (CONFIDENCE_SPEC,),
+    sublabel_attributes: Iterable[Mapping[str, Any]] = (),
 ) -> LabelSpec:
-    """A skeleton spec label: sublabels (each with the confidence attribute) and its svg."""
+    """A skeleton spec label: its own attributes, sublabels (each with
+    ``sublabel_attributes``) and its svg.
+
+    CVAT maps attributes by name on the same level, so the skeleton's confidence is declared
+    on the skeleton (as QUADRATSEG's projects do) and an element's on its sublabel.
+    """
     if len(set(sublabels)) != len(sublabels):
         raise ValueError("skeleton sublabel names must be unique")
-    attrs = [dict(a) for a in attributes]
+    inner = [dict(a) for a in sublabel_attributes]
     return {
         "name": name,
         "type": "skeleton",
-        "attributes": [],
+        "attributes": [dict(a) for a in attributes],
         "sublabels": [
-            {"id": index, "name": sub, "type": "points", "attributes": [dict(a) for a in attrs]}
+            {"id": index, "name": sub, "type": "points", "attributes": [dict(a) for a in inner]}
             for index, sub in enumerate(sublabels)
         ],
         "svg": skeleton_svg(positions, list(edges), sublabels),
@@ -113,3 +119,36 @@ def skeleton_spec(
 def spec_json(labels: Sequence[LabelSpec]) -> str:
     """The spec as the JSON string ``metadata.annotations.spec`` holds."""
     return json.dumps(list(labels), indent=2)
+
+
+def project_labels(spec: Sequence[Mapping[str, Any]]) -> list[LabelSpec]:
+    """The label configuration of a CVAT project that keeps everything a function with this
+    ``spec`` answers, as CVAT's raw label editor takes it.
+
+    Names, types, attributes (with ``mutable``, ``values`` and ``default_value``), skeleton
+    sublabels and svg are kept; sublabel ``id``s are left out (the editor would read them as
+    ids of existing labels).
+    """
+    labels = []
+    for label in spec:
+        entry: LabelSpec = {
+            "name": label["name"],
+            "type": label.get("type", "any"),
+            "attributes": [_attribute(attr) for attr in label.get("attributes", [])],
+        }
+        if entry["type"] == "skeleton":
+            entry["sublabels"] = project_labels(label.get("sublabels", []))
+            entry["svg"] = label.get("svg", "")
+        labels.append(entry)
+    return labels
+
+
+def _attribute(attr: Mapping[str, Any]) -> dict[str, Any]:
+    values = [str(value) for value in attr.get("values", [])]
+    return {
+        "name": attr["name"],
+        "input_type": attr.get("input_type", "text"),
+        "mutable": bool(attr.get("mutable", True)),
+        "values": values,
+        "default_value": str(attr.get("default_value", values[0] if values else "")),
+    }

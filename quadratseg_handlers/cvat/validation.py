@@ -290,3 +290,104 @@ def spec_problems(spec: Any) -> list[str]:
         if kind == "skeleton":
             problems += _spec_skeleton_problems(where, label)
     return problems
+
+
+# --- what a CVAT project keeps of an answer ----------------------------------------------------
+
+
+def _compatible(function_type: str, project_type: str) -> bool:
+    """CVAT's ``labels_compatible``: same type, ``any`` for a non-skeleton, mask ~ polygon."""
+    return (
+        function_type == project_type
+        or (project_type == "any" and function_type != "skeleton")
+        or {function_type, project_type} == {"mask", "polygon"}
+    )
+
+
+def _label_mapping(
+    function_labels: Sequence[Mapping[str, Any]], project_labels: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """CVAT's default mapping: labels by name and compatible type, attributes by name on
+    the same level, a skeleton's sublabels likewise (``make_default_mapping``)."""
+    mapping: dict[str, dict[str, Any]] = {}
+    for model in function_labels:
+        for project in project_labels:
+            kind = model.get("type", "unknown")
+            if project["name"] != model["name"] or not _compatible(
+                kind, project.get("type", "any")
+            ):
+                continue
+            declared = {attr["name"] for attr in project.get("attributes", [])}
+            entry: dict[str, Any] = {
+                "attributes": {
+                    attr["name"]: next(
+                        a for a in project["attributes"] if a["name"] == attr["name"]
+                    )
+                    for attr in model.get("attributes", [])
+                    if attr["name"] in declared
+                }
+            }
+            if kind == "skeleton" and project.get("type") == "skeleton":
+                entry["sublabels"] = _label_mapping(
+                    model.get("sublabels", []), project.get("sublabels", [])
+                )
+            mapping[model["name"]] = entry
+    return mapping
+
+
+def _kept_value(value: Any, project_attr: Mapping[str, Any]) -> bool:
+    """CVAT's ``check_attr_value`` against the project's attribute."""
+    kind = project_attr.get("input_type")
+    text = str(value)
+    if kind == "number":
+        return text.isnumeric()
+    if kind == "checkbox":
+        return text in ("true", "false")
+    if kind in ("select", "radio"):
+        return text in project_attr.get("values", [])
+    return kind == "text"
+
+
+def _kept_attributes(attrs: Any, mapped: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"name": attr["name"], "value": attr["value"]}
+        for attr in attrs or []
+        if attr.get("name") in mapped and _kept_value(attr.get("value"), mapped[attr["name"]])
+    ]
+
+
+def cvat_keeps(
+    shapes: Sequence[Mapping[str, Any]],
+    function_labels: Sequence[Mapping[str, Any]],
+    project_labels: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """A detector's answer as CVAT's lambda manager keeps it in a project with
+    ``project_labels``: shapes of unmapped labels dropped, attributes kept only where both
+    the function's spec and the project declare them on that level and the value passes
+    CVAT's check, skeleton elements of unmapped sublabels dropped.
+
+    The replay of ``LambdaFunction.invoke`` (``cvat/apps/lambda_manager/views.py``) with
+    the default mapping; a shape's missing attribute then takes the project's default.
+    """
+    mapping = _label_mapping(function_labels, project_labels)
+    kept = []
+    for shape in shapes:
+        entry = mapping.get(shape.get("label"))
+        if entry is None:
+            continue
+        result = dict(shape)
+        result["attributes"] = _kept_attributes(shape.get("attributes"), entry["attributes"])
+        if "elements" in shape:
+            sublabels = entry.get("sublabels", {})
+            result["elements"] = [
+                {
+                    **element,
+                    "attributes": _kept_attributes(
+                        element.get("attributes"), sublabels[element["label"]]["attributes"]
+                    ),
+                }
+                for element in shape["elements"]
+                if element.get("label") in sublabels
+            ]
+        kept.append(result)
+    return kept

@@ -157,7 +157,13 @@ def test_skeleton_spec_and_svg():
 SPEC = [
     cvat.label_spec("coral"),
     cvat.label_spec("mask_coral", "mask"),
-    cvat.skeleton_spec("corner", ["1", "2"], np.array([[0, 0], [1, 1]]), [(1, 2)]),
+    cvat.skeleton_spec(
+        "corner",
+        ["1", "2"],
+        np.array([[0, 0], [1, 1]]),
+        [(1, 2)],
+        sublabel_attributes=[cvat.CONFIDENCE_SPEC],
+    ),
 ]
 
 

@@ -290,9 +290,7 @@ def test_min_threshold_above_unsure_threshold_is_refused():
 
 
 @pytest.mark.parametrize("size", [(64, 48), (1, 1)])
-def test_shipped_sam_crop_layer_answers_200_when_no_mask_survives(
-    random_segformer, sam_path, size
-):
+def test_shipped_sam_crop_layer_answers_200_when_no_mask_survives(random_segformer, sam_path, size):
     # The shipped SAM_CROP_N_LAYERS=1, SAM_PRED_IOU_THRESH and SAM_STABILITY_SCORE_THRESH;
     # only the prompt grid is small. No mask of the random SAM passes the shipped thresholds,
     # which made segment-anything's crop de-duplication raise IndexError (answered 500).

@@ -167,19 +167,20 @@ def test_gridpose_answers_one_skeleton_in_template_order(monkeypatch, grid_case)
     shapes = response_json(response)
     assert len(shapes) == 1
     skeleton = shapes[0]
-    assert list(skeleton) == ["label", "type", "elements", "attributes"]
+    assert list(skeleton) == ["label", "type", "elements", "confidence", "attributes"]
     assert skeleton["label"] == "grid" and skeleton["type"] == "skeleton"
-    assert skeleton["attributes"] == []
+    # The mean of 105 scores of 0.90..0.91 (shown "90") and 12 filled points counting 0.
+    assert len(missed) == 12
+    assert skeleton["confidence"] == "81"
+    assert skeleton["attributes"] == [{"name": "confidence", "value": "81"}]
     elements = skeleton["elements"]
     assert [e["label"] for e in elements] == [str(i) for i in range(1, 118)]
     for index, element in enumerate(elements):
-        value = "0" if index in missed else "90"
         assert element == {
             "label": str(index + 1),
             "type": "points",
             "points": element["points"],
-            "confidence": value,
-            "attributes": [{"name": "confidence", "value": value}],
+            "attributes": [],
             "outside": 0,
         }
         if index in missed:
@@ -188,6 +189,56 @@ def test_gridpose_answers_one_skeleton_in_template_order(monkeypatch, grid_case)
             assert np.allclose(element["points"], detected[index], atol=0.006), index
     handler = client.start()
     assert cvat.validate_response(shapes, handler.labels(), (SIDE, SIDE)) == []
+    assert handler.labels()[0]["attributes"] == [cvat.CONFIDENCE_SPEC]
+    assert all(sub["attributes"] == [] for sub in handler.labels()[0]["sublabels"])
+
+
+def quadratseg_grid_project() -> list[dict]:
+    """The grid project as QUADRATSEG declares it: confidence on the skeleton only."""
+    names = [str(i) for i in range(1, 118)]
+    spec = cvat.skeleton_spec("grid", names, tpl.grid_template(), [])
+    return cvat.project_labels([spec])
+
+
+def sublabel_confidence_project() -> list[dict]:
+    """A grid project that declares confidence on every sublabel and not on the skeleton."""
+    names = [str(i) for i in range(1, 118)]
+    spec = cvat.skeleton_spec(
+        "grid", names, tpl.grid_template(), [], [], sublabel_attributes=[cvat.CONFIDENCE_SPEC]
+    )
+    return cvat.project_labels([spec])
+
+
+@pytest.mark.slow
+def test_cvat_keeps_the_skeleton_confidence_in_quadratseg_projects(monkeypatch, grid_case):
+    path, _, _, _ = grid_case
+    client = grid_client(path)
+    shapes = response_json(client.call(png_body(frame())))
+    kept = cvat.cvat_keeps(shapes, client.start().labels(), quadratseg_grid_project())
+    assert kept[0]["attributes"] == [{"name": "confidence", "value": "81"}]
+    assert len(kept[0]["elements"]) == 117
+
+
+@pytest.mark.slow
+def test_point_confidence_is_kept_in_projects_that_declare_it_on_sublabels(monkeypatch, grid_case):
+    path, _, _, missed = grid_case
+    client = grid_client(path, POINT_CONFIDENCE="true")
+    shapes = response_json(client.call(png_body(frame())))
+    handler = client.start()
+    assert all(
+        sub["attributes"] == [cvat.CONFIDENCE_SPEC] for sub in handler.labels()[0]["sublabels"]
+    )
+    assert cvat.validate_response(shapes, handler.labels(), (SIDE, SIDE)) == []
+    kept = cvat.cvat_keeps(shapes, handler.labels(), sublabel_confidence_project())
+    assert kept[0]["attributes"] == []
+    values = [element["attributes"] for element in kept[0]["elements"]]
+    assert values == [
+        [{"name": "confidence", "value": "0" if index in missed else "90"}] for index in range(117)
+    ]
+    # In a QUADRATSEG project the skeleton's confidence is kept, the elements' are dropped.
+    kept = cvat.cvat_keeps(shapes, handler.labels(), quadratseg_grid_project())
+    assert kept[0]["attributes"] == [{"name": "confidence", "value": "81"}]
+    assert all(element["attributes"] == [] for element in kept[0]["elements"])
 
 
 @pytest.mark.slow
@@ -263,7 +314,7 @@ def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
     elements = shapes[0]["elements"]
     assert [e["label"] for e in elements] == ["1", "2", "3", "4"]
     assert np.allclose([e["points"] for e in elements], truth, atol=0.006)
-    assert [e["confidence"] for e in elements] == ["90"] * 4
+    assert shapes[0]["confidence"] == "90" and all(e["attributes"] == [] for e in elements)
     assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
     warped = warp_quadrat(frame(), shapes[0], 100)
     assert warped.shape == (100, 100, 3)
@@ -324,10 +375,11 @@ def test_detect_model_skeleton_is_the_matching_of_its_box_centres(monkeypatch, d
 def test_spec_is_generated_from_the_template(monkeypatch, grid_case, corners_case):
     monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
     (grid,) = _loaded(GridPoseHandler).labels()
-    assert grid["name"] == "grid" and grid["type"] == "skeleton" and grid["attributes"] == []
+    assert grid["name"] == "grid" and grid["type"] == "skeleton"
+    assert grid["attributes"] == [cvat.CONFIDENCE_SPEC]
     assert [s["name"] for s in grid["sublabels"]] == [str(i) for i in range(1, 118)]
     assert [s["id"] for s in grid["sublabels"]] == list(range(117))
-    assert all(s["attributes"] == [cvat.CONFIDENCE_SPEC] for s in grid["sublabels"])
+    assert all(s["attributes"] == [] for s in grid["sublabels"])
     assert grid["svg"].count("<line") == 212 and grid["svg"].count("<circle") == 117
     assert 'data-node-from="1" stroke-width="0.5" data-node-to="2"' in grid["svg"]
     monkeypatch.setenv("MODEL_PATH", str(corners_case[0]))
@@ -453,6 +505,9 @@ def test_filled_points_off_the_image_are_outside():
     shape = skeleton_shape("quadrat_corner", match, 320, 240)
     assert [e["outside"] for e in shape["elements"]] == [0, 0, 0, 1]  # BL at (100, 300)
     assert shape["elements"][3]["points"] == [100.0, 300.0]
+    assert shape["confidence"] == "75"  # three points at 1.0, one filled
+    assert all("confidence" not in e for e in shape["elements"])
+    shape = skeleton_shape("quadrat_corner", match, 320, 240, point_confidence=True)
     assert [e["confidence"] for e in shape["elements"]] == ["100", "100", "100", "0"]
 
 
