@@ -8,6 +8,7 @@ environment variables a function reads.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ def cmd_package(args: argparse.Namespace) -> int:
         name=args.name,
         display_name=args.display_name,
         description=args.description,
+        network=args.network,
     )
     try:
         result = package(request, problems=problems)
@@ -153,6 +155,11 @@ def add_bundle_commands(sub: Any) -> None:
     pack.add_argument("--display-name", help="the model's name as CVAT lists it")
     pack.add_argument("--description", help="the one-line description CVAT shows")
     pack.add_argument("--force", action="store_true", help="replace an existing output")
+    pack.add_argument(
+        "--network",
+        metavar="NAME",
+        help="Docker network of the function on Nuclio's local platform (CVAT's: cvat_cvat)",
+    )
     pack.set_defaults(run=cmd_package)
 
     check = sub.add_parser("validate", help="check a bundle (nuclio.zip or its folder)")

@@ -49,6 +49,7 @@ SOURCE_DATE_EPOCH = "315532800"
 """1980-01-01, the earliest zip time: the wheel's entries get it, so the wheel is reproducible."""
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SKIPPED = ("__pycache__", "*.pyc", "*.pyo")
 
 
@@ -80,6 +81,8 @@ class PackageRequest:
     """The name CVAT shows instead of the catalogue's title."""
     description: str | None = None
     """``spec.description`` instead of the catalogue's."""
+    network: str | None = None
+    """Docker network of a local-platform function (``--network``)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,10 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
             problems.append(f"--source {path}: the bundle already holds a {path.name!r}")
         seen.add(path.name)
         problems += [f"--source {path}: {link} is a symbolic link" for link in _links(path)]
+    if request.network is not None and not _NETWORK.match(request.network):
+        problems.append(
+            f"--network {request.network!r}: a Docker network name (letters, digits, '_', '.', '-')"
+        )
     name = function_name(request.function, request.tag, request.name)
     for option, value in (("--name", request.name), ("--tag", request.tag)):
         if value is not None and (not _NAME.match(value) or len(name) > 63):
@@ -484,6 +491,7 @@ def package(
                 labels_json=labels_json,
                 tag=request.tag,
                 name=request.name,
+                network=request.network,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,

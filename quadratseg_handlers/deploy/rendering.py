@@ -254,8 +254,13 @@ def function_config(
     labels_json: str | None = None,
     tag: str | None = None,
     name: str | None = None,
+    network: str | None = None,
 ) -> dict[str, Any]:
-    """The function.yaml content as data (``labels_json`` is the spec; None leaves it out)."""
+    """The function.yaml content as data (``labels_json`` is the spec; None leaves it out).
+
+    ``network`` is the Docker network a local-platform function joins
+    (``spec.platform.attributes.network``).
+    """
     annotations: dict[str, Any] = {
         "name": f"{spec.title} [{tag}]" if tag else spec.title,
         "type": "detector",
@@ -275,6 +280,12 @@ def function_config(
     resources: dict[str, Any] = {"requests": {"memory": spec.memory}}
     if gpu:
         resources["limits"] = {"nvidia.com/gpu": 1}
+    platform: dict[str, Any] = {
+        "restartPolicy": {"name": "always", "maximumRetryCount": 3},
+        "mountMode": "volume",
+    }
+    if network:
+        platform["network"] = network
     return {
         "metadata": {
             "name": function_name(spec, tag, name),
@@ -303,12 +314,7 @@ def function_config(
                 }
             },
             "resources": resources,
-            "platform": {
-                "attributes": {
-                    "restartPolicy": {"name": "always", "maximumRetryCount": 3},
-                    "mountMode": "volume",
-                }
-            },
+            "platform": {"attributes": platform},
         },
     }
 
@@ -337,10 +343,11 @@ def render_function_yaml(
     labels_json: str | None = None,
     tag: str | None = None,
     name: str | None = None,
+    network: str | None = None,
 ) -> str:
     """function.yaml (or function-gpu.yaml) text, with a header saying where it comes from."""
     config = function_config(
-        spec, layout, source, gpu=gpu, labels_json=labels_json, tag=tag, name=name
+        spec, layout, source, gpu=gpu, labels_json=labels_json, tag=tag, name=name, network=network
     )
     variant = "GPU" if gpu else "CPU"
     if labels_json is None:

@@ -620,3 +620,31 @@ def test_a_config_whose_custom_module_is_not_shipped_is_refused(tmp_path):
         f"quadratseg package: error: coralscopsegformer: SEGFORMER_CONFIG={arguments[1]}: "
     )
     assert MODULE_NAME in line
+
+
+@pytest.mark.slow
+def test_use_template_matching_false_is_honoured_and_declares_raw_points(tmp_path, wheel):
+    corners = FUNCTIONS["pth-yolo-gridcorners"]
+    result = pack(tmp_path, wheel, corners, env=("USE_TEMPLATE_MATCHING=false",))
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["USE_TEMPLATE_MATCHING"] == "false"
+    spec = json.loads(config["metadata"]["annotations"]["spec"])
+    assert spec == result.labels
+    assert {label["type"] for label in spec} == {"points"}
+    assert all(label["attributes"] == [cvat.CONFIDENCE_SPEC] for label in spec)
+    report = validate(result.output, probe=run_probe)
+    assert report.ok, report.problems
+
+
+def test_network_option_sets_the_local_platform_network(tmp_path, capsys):
+    out = tmp_path / "nuclio.zip"
+    code, _ = cli(capsys, "package", "blobs", "--network", "cvat_cvat", "--output", str(out))
+    assert code == 0
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["spec"]["platform"]["attributes"]["network"] == "cvat_cvat"
+    assert refused(capsys, tmp_path, "blobs", "--network", "bad name") == [
+        "--network 'bad name': a Docker network name (letters, digits, '_', '.', '-')"
+    ]
