@@ -8,6 +8,7 @@ environment variables a function reads.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -115,6 +116,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labels(args: argparse.Namespace) -> int:
+    """Print the label configuration of a CVAT project that keeps a function's whole answer."""
+    from quadratseg_handlers.cvat.spec import project_labels
+    from quadratseg_handlers.deploy.function_yaml import BundleError, open_bundle
+
+    target = Path(args.function_or_bundle)
+    if target.exists():
+        try:
+            with open_bundle(target) as config:
+                spec = config.labels
+        except BundleError as exc:
+            raise CliError(str(exc)) from None
+        if not spec:
+            raise CliError(f"{target}: its function.yaml declares no labels (not a detector)")
+    else:
+        spec = _template_labels(args.function_or_bundle)
+    print(json.dumps(project_labels(spec), indent=2))
+    return 0
+
+
+def _template_labels(name: str) -> list[dict[str, Any]]:
+    """A catalogued function's labels when they do not come from weights (grid skeletons)."""
+    from quadratseg_handlers.core.config import ConfigError
+
+    try:
+        handler = catalog.handler_class(name)(environ=dict(os.environ))
+    except KeyError as exc:
+        raise CliError(f"{name}: no such file or bundle, and {exc.args[0]}") from None
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    template_labels = getattr(handler, "template_labels", None)
+    if template_labels is None:
+        raise CliError(
+            f"the labels of {handler.function_name} come from its weights: give its bundle "
+            "(quadratseg labels nuclio.zip)"
+        )
+    try:
+        labels: list[dict[str, Any]] = template_labels()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return labels
+
+
 def add_bundle_commands(sub: Any) -> None:
     """Add ``settings``, ``package`` and ``validate`` to the ``quadratseg`` parser."""
     settings = sub.add_parser("settings", help="list a function's environment variables")
@@ -161,6 +205,18 @@ def add_bundle_commands(sub: Any) -> None:
         help="Docker network of the function on Nuclio's local platform (CVAT's: cvat_cvat)",
     )
     pack.set_defaults(run=cmd_package)
+
+    labels = sub.add_parser(
+        "labels",
+        help="print the label configuration of a CVAT project that keeps a function's answer",
+        description="JSON for CVAT's raw label editor (Project > Constructor > Raw).",
+    )
+    labels.add_argument(
+        "function_or_bundle",
+        metavar="FUNCTION_OR_BUNDLE",
+        help="nuclio.zip or a bundle folder; or a grid function's name (gridcorners, gridpose)",
+    )
+    labels.set_defaults(run=cmd_labels)
 
     check = sub.add_parser("validate", help="check a bundle (nuclio.zip or its folder)")
     check.add_argument("bundle", help="nuclio.zip, or a folder holding function.yaml")

@@ -216,15 +216,26 @@ class GridHandler(BaseHandler[GridPrediction]):
         """The skeleton (sublabels and svg from the template), or the class names as points."""
         if not self.config["USE_TEMPLATE_MATCHING"]:
             return [cvat.label_spec(name, "points") for name in self.class_names]
+        return self.template_labels()
+
+    def template_labels(self) -> list[LabelSpec]:
+        """The skeleton label, read from the template alone (no weights needed): what
+        ``quadratseg labels`` prints for a grid function."""
+        if not self.config["USE_TEMPLATE_MATCHING"]:
+            raise ConfigError(
+                "USE_TEMPLATE_MATCHING=false: the labels are the model's class names; "
+                "give the packaged bundle instead"
+            )
+        template = getattr(self, "template", None)
+        if template is None:
+            template = load_template(self._template_file(), self.template_points)
         return [
             cvat.skeleton_spec(
                 self.config["SKELETON_LABEL"],
                 sublabels(self.template_points),
-                self.template,
+                template,
                 skeleton_edges(self.template_points),
-                sublabel_attributes=[cvat.CONFIDENCE_SPEC]
-                if self.config["POINT_CONFIDENCE"]
-                else [],
+                sublabel_attributes=[cvat.CONFIDENCE_SPEC] if self.config["POINT_CONFIDENCE"] else [],
             )
         ]
 

@@ -28,3 +28,45 @@ def test_unknown_function_is_one_line_and_exit_2(capsys):
     assert main(["settings", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown model 'nope'; valid: coralsegv4, " in err
+
+
+def test_labels_of_a_grid_function_fit_the_quadratseg_corner_project(capsys):
+    from quadratseg_handlers import cvat
+
+    assert main(["labels", "gridcorners"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    (corner,) = printed
+    assert corner["name"] == "quadrat_corner" and corner["type"] == "skeleton"
+    assert corner["attributes"] == [cvat.CONFIDENCE_SPEC]
+    assert [s["name"] for s in corner["sublabels"]] == ["1", "2", "3", "4"]
+    assert all(set(s) == {"name", "type", "attributes"} for s in corner["sublabels"])
+    assert corner["svg"].count("<circle") == 4
+    answer = [
+        cvat.skeleton(
+            "quadrat_corner", [cvat.skeleton_element(str(i), (i, i)) for i in range(1, 5)], 0.5
+        )
+    ]
+    assert cvat.cvat_keeps(answer, printed, printed) == answer
+
+
+def test_labels_of_a_bundle_keep_every_attribute(capsys, tmp_path):
+    from quadratseg_handlers import cvat
+
+    bundle = tmp_path / "nuclio.zip"
+    assert main(["package", "blobs", "--output", str(bundle)]) == 0
+    capsys.readouterr()
+    assert main(["labels", str(bundle)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == [
+        {
+            "name": "blob",
+            "type": "polygon",
+            "attributes": [cvat.CONFIDENCE_SPEC],
+        }
+    ]
+
+
+def test_labels_from_weights_need_the_bundle(capsys):
+    assert main(["labels", "coralsegv4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "come from its weights: give its bundle" in err
