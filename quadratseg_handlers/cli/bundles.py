@@ -94,7 +94,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     print(describe(result, function, request), file=sys.stderr)
     for warning in warnings(function, request):
         print(f"quadratseg package: warning: {warning}", file=sys.stderr)
-    print(next_steps(result.output, bundle_folder(function, request)), file=sys.stderr)
+    print(next_steps(result.output, bundle_folder(function, request), function), file=sys.stderr)
     return 0
 
 

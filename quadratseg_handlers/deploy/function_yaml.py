@@ -308,20 +308,29 @@ def open_bundle(path: str | Path) -> Iterator[FunctionConfig]:
 # --- checking a function.yaml -------------------------------------------------------------
 
 
-def config_problems(config: Any) -> list[str]:
-    """Missing or wrong keys of a function.yaml that Nuclio or CVAT read."""
+def config_problems(config: Any, *, detector: bool = True) -> list[str]:
+    """Missing or wrong keys of a function.yaml that Nuclio or CVAT read.
+
+    A detector declares CVAT's ``type`` and a label ``spec``; a pipeline-only function
+    (``detector=False``: pth-lama) declares neither, so CVAT never offers it (docs/lama.md).
+    """
     if not isinstance(config, Mapping):
         return ["function.yaml: not a mapping"]
     problems: list[str] = []
     name = get(config, "metadata", "name")
     if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
         problems.append(f"metadata.name: {name!r} is not a DNS label (a-z, 0-9, '-', <= 63)")
-    for key in ("name", "framework", "spec"):
+    for key in ("name", "framework", "spec") if detector else ("name", "framework"):
         if not isinstance(get(config, "metadata", "annotations", key), str):
             problems.append(f"metadata.annotations.{key}: missing (CVAT reads it)")
     kind = get(config, "metadata", "annotations", "type")
-    if kind not in FUNCTION_TYPES:
+    if detector and kind not in FUNCTION_TYPES:
         problems.append(f"metadata.annotations.type: {kind!r}, expected one of {FUNCTION_TYPES}")
+    if not detector and kind is not None:
+        problems.append(
+            f"metadata.annotations.type: {kind!r}; a pipeline-only function declares no CVAT "
+            "type, or CVAT offers it to its users"
+        )
     if not isinstance(get(config, "spec", "description"), str):
         problems.append("spec.description: missing (CVAT fails to list the function without it)")
     handler = get(config, "spec", "handler")

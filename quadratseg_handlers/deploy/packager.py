@@ -538,16 +538,19 @@ def warnings(function: FunctionSpec, request: PackageRequest) -> list[str]:
     return []
 
 
-def next_steps(output: Path, folder: str) -> str:
+def next_steps(output: Path, folder: str, function: FunctionSpec) -> str:
     """How to deploy what was just written (printed after the summary); ``folder`` is the
-    bundle's folder under ``bundles/``."""
+    bundle's folder under ``bundles/``. A detector goes into the Nuclio project ``cvat``,
+    whose functions CVAT lists; a pipeline-only function (pth-lama) into ``quadratseg``,
+    which CVAT does not list."""
     path = f"bundles/{folder}"
+    project = "cvat" if function.kind == "detector" else "quadratseg"
     return "\n".join(
         [
             "deploy (docs/deployment.md):",
             f"  mkdir -p bundles && unzip {output} -d {path}",
-            "  nuctl create project cvat --platform local    # once per Nuclio host",
-            f"  nuctl deploy --project-name cvat --path {path}/nuclio --platform local",
+            f"  nuctl create project {project} --platform local    # once per Nuclio host",
+            f"  nuctl deploy --project-name {project} --path {path}/nuclio --platform local",
         ]
     )
 

@@ -261,12 +261,11 @@ def function_config(
     ``network`` is the Docker network a local-platform function joins
     (``spec.platform.attributes.network``).
     """
-    annotations: dict[str, Any] = {
-        "name": f"{spec.title} [{tag}]" if tag else spec.title,
-        "type": "detector",
-        "framework": spec.framework,
-    }
-    if labels_json is not None:
+    annotations: dict[str, Any] = {"name": f"{spec.title} [{tag}]" if tag else spec.title}
+    if spec.kind == "detector":
+        annotations["type"] = "detector"
+    annotations["framework"] = spec.framework
+    if labels_json is not None and spec.kind == "detector":
         annotations["spec"] = labels_json
     annotations["quadratseg.function"] = spec.name
     annotations["quadratseg.version"] = source.version

@@ -138,7 +138,10 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
         except BundleError as exc:
             report.problems.append(str(exc))
             return report
-        report.problems += config_problems(config)
+        catalogued = get(config, "metadata", "annotations", "quadratseg.function")
+        function = FUNCTIONS.get(str(catalogued))
+        kind: FunctionKind = function.kind if function else "detector"
+        report.problems += config_problems(config, detector=kind == "detector")
         labels: Any = None
         spec_text = get(config, "metadata", "annotations", "spec")
         if isinstance(spec_text, str):
@@ -153,9 +156,6 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
         missing, fetched = file_problems(config, folder)
         report.problems += missing
         name = get(config, "metadata", "name")
-        catalogued = get(config, "metadata", "annotations", "quadratseg.function")
-        function = FUNCTIONS.get(str(catalogued))
-        kind: FunctionKind = function.kind if function else "detector"
         if report.problems:
             return report
         if probe is None:
@@ -173,7 +173,7 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
         if report.ok:
             shapes = len(result["answer"])
             answered = plural(shapes, "shape") if kind == "detector" else "an inpainted image"
-            count = plural(len(labels), "label")
+            count = plural(len(labels or []), "label")
             report.summary = (
                 f"{name}: {count}; main.py started in {result['start_seconds']:.2f} s and "
                 f"answered a {result['width']}x{result['height']} JPEG with {answered} in "

@@ -131,6 +131,10 @@ def test_every_packageable_function_packages_and_validates(tmp_path, wheel, func
 def test_an_inpainter_answers_an_image_and_main_py_saves_it(tmp_path, wheel):
     result = pack(tmp_path, wheel, FILL)
     assert result.labels == []
+    with zipfile.ZipFile(result.output) as bundle:
+        annotations = yaml.safe_load(bundle.read("nuclio/function.yaml"))["metadata"]["annotations"]
+    # No CVAT type and no spec: CVAT never offers a pipeline-only function as a detector.
+    assert "type" not in annotations and "spec" not in annotations
     report = validate(result.output, probe=run_probe)
     assert report.ok and "with an inpainted image" in report.summary
     folder = unpack(result.output, tmp_path / "bundle")

@@ -40,7 +40,14 @@ def test_rendered_yaml_is_complete_but_for_the_spec(source, gpu):
     for spec in FUNCTIONS.values():
         text = render_function_yaml(spec, BundleLayout.default(spec, source), source, gpu=gpu)
         config = yaml.safe_load(text)
-        assert config_problems(config) == ["metadata.annotations.spec: missing (CVAT reads it)"]
+        if spec.kind == "detector":
+            assert config_problems(config) == [
+                "metadata.annotations.spec: missing (CVAT reads it)"
+            ]
+            assert config["metadata"]["annotations"]["type"] == "detector"
+        else:
+            assert config_problems(config, detector=False) == []
+            assert "type" not in config["metadata"]["annotations"]
         body = config["spec"]
         assert body["runtime"] == "python:3.11" and body["handler"] == "main:handler"
         trigger = body["triggers"]["myHttpTrigger"]
