@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import traceback
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -105,7 +106,26 @@ def _empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """An answer sent as it is (an image file), not as JSON: ``infer`` may return one."""
+
+    body: bytes
+    content_type: str
+
+
+def header(event: Any, name: str) -> str:
+    """An event's header by case-insensitive name; "" when absent."""
+    headers = getattr(event, "headers", None) or {}
+    for key, value in headers.items():
+        if str(key).lower() == name.lower():
+            return str(value)
+    return ""
+
+
 def _count_shapes(payload: Any) -> int:
+    if isinstance(payload, RawAnswer):
+        return 0
     if isinstance(payload, list):
         return sum(_count_shapes(item) if isinstance(item, list) else 1 for item in payload)
     return 1 if payload else 0
@@ -270,6 +290,7 @@ class BaseHandler(Generic[P]):
         pixels = 0
         try:
             request = self.parse_request(parse_body(event.body, event.content_type or ""))
+            request.accept = header(event, "Accept")
             pixels = request.pixels
             payload = self.infer(request)
         except RequestError as exc:
@@ -301,6 +322,11 @@ class BaseHandler(Generic[P]):
             shapes=_count_shapes(payload),
             worker=context.worker_id,
         )
+        if isinstance(payload, RawAnswer):
+            raw = context.Response(
+                body=payload.body, headers={}, content_type=payload.content_type, status_code=200
+            )
+            return raw, pixels
         response = context.Response(
             body=json.dumps(payload),
             headers={},

@@ -42,6 +42,8 @@ class Request:
     threshold: float
     batch: bool
     body: dict[str, Any] = field(default_factory=dict)
+    accept: str = ""
+    """The request's ``Accept`` header (set by the handler from the event)."""
 
     @property
     def pixels(self) -> int:

@@ -235,7 +235,9 @@ class GridHandler(BaseHandler[GridPrediction]):
                 sublabels(self.template_points),
                 template,
                 skeleton_edges(self.template_points),
-                sublabel_attributes=[cvat.CONFIDENCE_SPEC] if self.config["POINT_CONFIDENCE"] else [],
+                sublabel_attributes=[cvat.CONFIDENCE_SPEC]
+                if self.config["POINT_CONFIDENCE"]
+                else [],
             )
         ]
 

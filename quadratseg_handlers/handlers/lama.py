@@ -20,7 +20,7 @@ from PIL import ImageOps
 from quadratseg_handlers.backends.inpainting import Backend, LamaBackend, OpenCvBackend, inpaint
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
-from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.core.handler import BaseHandler, RawAnswer
 from quadratseg_handlers.core.request import (
     Request,
     RequestError,
@@ -34,10 +34,16 @@ from quadratseg_handlers.core.request import (
     parse_integer,
     to_rgb_array,
 )
-from quadratseg_handlers.cvat.shapes import skeleton_element_points
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
-from quadratseg_handlers.ops.template import GRID_POINTS, grid_sublabels
+from quadratseg_handlers.ops.matching import fill_from_template
+from quadratseg_handlers.ops.template import GRID_POINTS, grid_sublabels, grid_template
+
+MIN_SIDE = 8
+"""Images this small or smaller per side are refused: big-lama's padding fails on them."""
+
+IMAGE_TYPES = {"image/jpeg": "jpeg", "image/png": "png"}
+"""``Accept`` values answered with the image file itself, and their format."""
 
 MAX_LINE_WIDTH = 512
 """Widest grid line accepted, in pixels (setting and request)."""
@@ -53,11 +59,13 @@ def _tile_size(value: Any) -> int:
 
 
 def parse_keypoints(value: Any) -> np.ndarray:
-    """The (117, 2) grid points of a request's ``keypoints``, in skeleton order.
+    """The (117, 2) grid points of a request's ``keypoints``, in skeleton order; NaN rows are
+    points the request does not give (to be placed by :func:`complete_keypoints`).
 
-    Accepts 117 ``[x, y]`` pairs in skeleton order, a list of CVAT skeleton elements
-    (``{"label": "1".."117", "points": [x, y], ...}`` in any order; outside ones included,
-    their points are the grid detector's estimate) or a skeleton shape holding ``elements``.
+    Accepts 117 ``[x, y]`` pairs (or ``[x, y, v]`` triplets, v = 0: not given) in skeleton
+    order, a list of CVAT skeleton elements (``{"label": "1".."117", "points": [x, y],
+    "outside": ...}`` in any order; absent or ``outside`` elements are not given) or a
+    skeleton shape holding ``elements``.
     """
     if isinstance(value, Mapping):
         if not isinstance(value.get("elements"), list):
@@ -71,26 +79,75 @@ def parse_keypoints(value: Any) -> np.ndarray:
             f"elements, got {type(value).__name__}"
         )
     if value and isinstance(value[0], Mapping):
-        try:
-            pairs = skeleton_element_points(value, grid_sublabels())
-        except ValueError as exc:
-            raise RequestError(f"'keypoints': {exc}") from None
+        pairs = _element_pairs(value)
+    elif len(value) != GRID_POINTS:
+        raise RequestError(
+            f"'keypoints' must hold the {GRID_POINTS} grid points, got {len(value)} (send "
+            "CVAT skeleton elements, or [x, y, 0] for a point not given)"
+        )
     else:
         pairs = value
-    if len(pairs) != GRID_POINTS:
-        raise RequestError(f"'keypoints' must hold the {GRID_POINTS} grid points, got {len(pairs)}")
-    points = np.empty((GRID_POINTS, 2), dtype=np.float64)
+    points = np.full((GRID_POINTS, 2), np.nan)
     for index, pair in enumerate(pairs):
+        if pair is None:
+            continue
         if (
             not isinstance(pair, (list, tuple))
-            or len(pair) != 2
+            or len(pair) not in (2, 3)
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
         ):
-            raise RequestError(f"keypoint {index + 1} must be [x, y] numbers, got {pair!r:.80}")
+            raise RequestError(
+                f"keypoint {index + 1} must be [x, y] or [x, y, v] numbers, got {pair!r:.80}"
+            )
         if not all(math.isfinite(v) for v in pair):
             raise RequestError(f"keypoint {index + 1} is not finite: {pair!r}")
-        points[index] = pair
+        if len(pair) == 2 or pair[2] != 0:
+            points[index] = pair[:2]
     return points
+
+
+def _element_pairs(elements: list[Any]) -> list[Any]:
+    """The points of CVAT skeleton elements in sublabel order; None for an absent or
+    ``outside`` element."""
+    names = grid_sublabels()
+    position = {name: index for index, name in enumerate(names)}
+    pairs: list[Any] = [None] * GRID_POINTS
+    seen: set[str] = set()
+    for index, element in enumerate(elements):
+        if not isinstance(element, Mapping) or not isinstance(element.get("label"), str):
+            raise RequestError(
+                f"'keypoints': element {index} must be a skeleton element with a 'label'"
+            )
+        label = element["label"]
+        if label not in position:
+            raise RequestError(
+                f"'keypoints': element {index} has sublabel {label!r}; the grid's are "
+                f'"1".."{GRID_POINTS}"'
+            )
+        if label in seen:
+            raise RequestError(f"'keypoints': sublabel {label!r} appears twice")
+        seen.add(label)
+        if not element.get("outside"):
+            pairs[position[label]] = element.get("points", "missing")
+    return pairs
+
+
+def complete_keypoints(points: np.ndarray, minimum: int) -> np.ndarray:
+    """The 117 points with those not given placed by the homography from the grid lattice
+    to the given ones; RequestError when fewer than ``minimum`` are given."""
+    given = ~np.isnan(points).any(axis=1)
+    count = int(given.sum())
+    if count == GRID_POINTS:
+        return points
+    if count < minimum:
+        raise RequestError(
+            f"'keypoints': only {count} of the {GRID_POINTS} grid points are given (not "
+            f"outside, v != 0); at least MIN_KEYPOINTS={minimum} are needed to place the rest"
+        )
+    try:
+        return fill_from_template(points, given, grid_template())
+    except ValueError as exc:
+        raise RequestError(f"'keypoints': {exc}") from None
 
 
 def decode_mask(data: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray:
@@ -108,6 +165,15 @@ def decode_mask(data: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray
             "they must be the same size"
         )
     return grey > 0
+
+
+def accepted_image_type(accept: str) -> str | None:
+    """``image/jpeg`` or ``image/png`` when the ``Accept`` header asks for that image type
+    (and not for JSON); None: the JSON answer."""
+    types = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
+    if "application/json" in types:
+        return None
+    return next((kind for kind in types if kind in IMAGE_TYPES), None)
 
 
 @dataclass(frozen=True)
@@ -197,6 +263,14 @@ class LamaHandler(BaseHandler[np.ndarray]):
             "Also paint the segments along the frame between its grid points (rows and columns "
             "0 and 10); by default only the 18 strings are painted.",
             "boolean",
+        ),
+        Setting(
+            "MIN_KEYPOINTS",
+            cfg.number(4, GRID_POINTS, integer=True),
+            20,
+            "Fewest grid points a request must give (not outside, v != 0); the others are "
+            "placed by the homography from the grid lattice to the given ones.",
+            "integer",
         ),
         Setting(
             "MASK_DILATION",
@@ -302,6 +376,7 @@ class LamaHandler(BaseHandler[np.ndarray]):
         if mask is None:
             width = int(self.config["GRID_LINE_WIDTH"]) if line_width is None else line_width
             points = keypoints if isinstance(keypoints, np.ndarray) else parse_keypoints(keypoints)
+            points = complete_keypoints(points, int(self.config["MIN_KEYPOINTS"]))
             mask = self.grid_mask(points, (rgb.shape[1], rgb.shape[0]), width)
         return self.paint(rgb, self.dilated(np.asarray(mask, dtype=bool)))
 
@@ -317,8 +392,14 @@ class LamaHandler(BaseHandler[np.ndarray]):
             output_format = "jpeg" if opened.format == "JPEG" else "png"
         image = to_rgb_array(opened)
         size = (image.shape[1], image.shape[0])
+        if min(size) <= MIN_SIDE:
+            raise RequestError(
+                f"'image' is {size[0]}x{size[1]}; grid removal needs more than {MIN_SIDE} "
+                "pixels per side"
+            )
         if fields.points is not None:
-            mask = self.grid_mask(fields.points, size, fields.line_width)
+            points = complete_keypoints(fields.points, int(self.config["MIN_KEYPOINTS"]))
+            mask = self.grid_mask(points, size, fields.line_width)
         else:
             mask = decode_mask(body["mask"], size, max_pixels)
         return InpaintRequest(
@@ -332,11 +413,17 @@ class LamaHandler(BaseHandler[np.ndarray]):
         )
 
     def infer(self, request: Request) -> Any:
-        """Inpaint and answer ``{"image": b64}`` (plus ``"mask"`` when asked)."""
+        """Inpaint and answer ``{"image": b64}`` (plus ``"mask"`` when asked), or the image
+        file itself when the request accepts only ``image/jpeg`` or ``image/png``."""
         if not isinstance(request, InpaintRequest):
             raise TypeError("LamaHandler.infer needs the InpaintRequest of its parse_request")
+        raw = accepted_image_type(request.accept)
+        if raw is not None and request.return_mask:
+            raise RequestError("'return_mask' needs the JSON answer: Accept application/json")
         painted = self.paint(request.images[0], request.mask)
         quality = int(self.config["JPEG_QUALITY"])
+        if raw is not None:
+            return RawAnswer(image_bytes(painted, IMAGE_TYPES[raw], quality), raw)
         payload = {"image": b64(image_bytes(painted, request.output_format, quality))}
         if request.return_mask:
             payload["mask"] = b64(image_bytes(request.mask.astype(np.uint8) * 255, "png"))

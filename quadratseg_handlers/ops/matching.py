@@ -162,6 +162,25 @@ def project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
     return mapped[:, :2] / mapped[:, 2:3]
 
 
+def fill_from_template(points: np.ndarray, given: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """``points`` (N, 2) with the rows not ``given`` placed by the least-squares homography
+    from the template's given points to them (ValueError when no usable map fits: fewer than
+    4 points, or all on one line)."""
+    source = np.asarray(template, dtype=np.float64)[given]
+    target = np.asarray(points, dtype=np.float64)[given]
+    matrix = None
+    if len(source) >= 4:
+        matrix, _ = cv2.findHomography(source, target, 0)
+    if not _valid(matrix, source):
+        raise ValueError(
+            f"the {len(source)} given points fit no homography (on one line, or folded)"
+        )
+    assert matrix is not None
+    filled = np.array(points, dtype=np.float64)
+    filled[~given] = project(matrix, np.asarray(template, dtype=np.float64)[~given])
+    return filled
+
+
 # --- point-set geometry -------------------------------------------------------------------
 
 

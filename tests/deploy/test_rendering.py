@@ -41,9 +41,7 @@ def test_rendered_yaml_is_complete_but_for_the_spec(source, gpu):
         text = render_function_yaml(spec, BundleLayout.default(spec, source), source, gpu=gpu)
         config = yaml.safe_load(text)
         if spec.kind == "detector":
-            assert config_problems(config) == [
-                "metadata.annotations.spec: missing (CVAT reads it)"
-            ]
+            assert config_problems(config) == ["metadata.annotations.spec: missing (CVAT reads it)"]
             assert config["metadata"]["annotations"]["type"] == "detector"
         else:
             assert config_problems(config, detector=False) == []

@@ -24,7 +24,7 @@ from quadratseg_handlers import ConfigError
 from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.deploy import catalog
-from quadratseg_handlers.handlers.lama import LamaHandler
+from quadratseg_handlers.handlers.lama import LamaHandler, complete_keypoints, parse_keypoints
 from quadratseg_handlers.local.harness import FunctionClient, make_event, response_json
 from quadratseg_handlers.local.tinymodels.lama import LamaInpainter, lama_files, tiny_lama
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
@@ -224,13 +224,13 @@ def test_output_format(
 
 
 def skeleton_elements(points: np.ndarray) -> list[dict]:
-    """pth-yolo-gridpose's skeleton elements: sublabels "1".."117", some outside, shuffled."""
+    """pth-yolo-gridpose's skeleton elements: sublabels "1".."117", shuffled."""
     elements = [
         {
             "label": str(i + 1),
             "type": "points",
             "points": [float(x), float(y)],
-            "outside": int(i % 10 == 0),
+            "outside": 0,
             "attributes": [{"name": "confidence", "value": "90"}],
         }
         for i, (x, y) in enumerate(points)
@@ -399,16 +399,17 @@ BAD_REQUESTS = {
     ),
     "infinity": ({"keypoints": [[float("inf"), 1.0]] + POINTS[1:]}, "keypoint 1 is not finite"),
     "text point": ({"keypoints": POINTS[:-1] + [["1", "2"]]}, "keypoint 117 must be [x, y]"),
-    "3 coordinates": ({"keypoints": [[1, 2, 3]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
+    "4 coordinates": ({"keypoints": [[1, 2, 3, 4]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
     "boolean point": ({"keypoints": [[True, 2]] + POINTS[1:]}, "keypoint 1 must be [x, y]"),
     "keypoints text": ({"keypoints": "1,2"}, "'keypoints' must be a list"),
-    "missing sublabel": (
-        {"keypoints": without(ELEMENTS, "117")},
-        "'keypoints': the elements must be the sublabels \"1\"..\"117\" once each; missing '117'",
-    ),
     "unknown sublabel": (
         {"keypoints": without(ELEMENTS, "5") + [{"label": "118", "points": [1, 1]}]},
-        "missing '5'; unknown '118'",
+        'has sublabel \'118\'; the grid\'s are "1".."117"',
+    ),
+    "too few points": (
+        {"keypoints": ELEMENTS[:19]},
+        "only 19 of the 117 grid points are given (not outside, v != 0); at least "
+        "MIN_KEYPOINTS=20 are needed",
     ),
     "duplicate sublabel": ({"keypoints": ELEMENTS + [ELEMENTS[0]]}, "twice"),
     "element without label": (
@@ -518,3 +519,66 @@ def test_lama_declares_neither_a_threshold_nor_a_batch_size():
     assert env_problems(find("lama"), {"CONF_THRESHOLD": "0.4"}) == [
         "--env CONF_THRESHOLD: not a setting of lama (`quadratseg settings lama` lists them)"
     ]
+
+
+# --- grid points as a review leaves them ----------------------------------------------------
+
+
+def reviewed(elements: list[dict]) -> list[dict]:
+    """Every 7th element marked outside and every 11th deleted, as a reviewer might."""
+    result = []
+    for element in elements:
+        number = int(element["label"])
+        if number % 11 == 0:
+            continue
+        result.append({**element, "outside": number % 7 == 0})
+    return result
+
+
+@pytest.mark.parametrize("form", ["reviewed elements", "triplets with v = 0"])
+def test_points_outside_missing_or_v0_are_placed_by_the_lattice(opencv_client, photo, form):
+    if form == "reviewed elements":
+        keypoints = reviewed(ELEMENTS)
+        given = [e for e in keypoints if not e["outside"]]
+        assert len(given) < 100
+    else:
+        keypoints = [[x, y, 0 if i % 5 == 0 else 2] for i, (x, y) in enumerate(POINTS)]
+    placed = complete_keypoints(parse_keypoints(keypoints), 20)
+    np.testing.assert_allclose(placed, grid_points(), atol=1e-4)
+    answer = response_json(opencv_client.call(body(photo, keypoints=keypoints, return_mask=True)))
+    expected = draw_grid_mask(placed, (WIDTH, HEIGHT), 8)
+    np.testing.assert_array_equal(decode(answer["mask"])[0] > 0, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("side", "status"), [(8, 400), (9, 200)])
+def test_images_of_8_pixels_or_less_per_side_are_answered_400(client, side, status):
+    image = np.full((side, side + 5, 3), 100, np.uint8)
+    request = {
+        "image": encode_image(image, "PNG"),
+        "keypoints": grid_points(side + 5, side).tolist(),
+    }
+    response = client.call(request)
+    assert response.status_code == status
+    if status == 400:
+        assert response_json(response)["error"] == (
+            f"'image' is {side + 5}x{side}; grid removal needs more than 8 pixels per side"
+        )
+
+
+@pytest.mark.parametrize(("accept", "fmt"), [("image/jpeg", "JPEG"), ("image/png", "PNG")])
+def test_accept_an_image_type_answers_the_image_file(opencv_client, photo, accept, fmt):
+    event = make_event(body(photo), headers={"Content-Type": "application/json", "Accept": accept})
+    response = opencv_client.call(event)
+    assert response.status_code == 200 and response.content_type == accept
+    image = Image.open(io.BytesIO(response.body))
+    assert image.format == fmt and image.size == (WIDTH, HEIGHT)
+    as_json = response_json(opencv_client.call(body(photo, format=fmt.lower())))
+    assert base64.b64decode(as_json["image"]) == response.body
+
+
+def test_accept_an_image_type_with_return_mask_is_answered_400(opencv_client, photo):
+    event = make_event(body(photo, return_mask=True), headers={"Accept": "image/png"})
+    response = opencv_client.call(event)
+    assert response.status_code == 400
+    assert "'return_mask' needs the JSON answer" in response_json(response)["error"]
