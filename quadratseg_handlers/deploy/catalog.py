@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from quadratseg_handlers.core.references import module_file, resolve, split_reference
+from quadratseg_handlers.deploy.function_yaml import EVENT_TIMEOUT
 
 if TYPE_CHECKING:
     from quadratseg_handlers.core.config import Setting
@@ -143,6 +144,8 @@ class FunctionSpec:
     """Fixed environment values written into function.yaml (settings of the handler)."""
 
     kind: FunctionKind = "detector"
+    event_timeout: str = EVENT_TIMEOUT
+    """``spec.eventTimeout``: the longest request, above the slowest measured CPU call."""
     memory: str = "8Gi"
     """``resources.requests.memory``."""
 
@@ -292,6 +295,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 ),
             ),
             env=(("CONF_THRESHOLD", "0.5"),),
+            answer_settings=("BACKGROUND_CLASSES",),
+            # 338 s measured for one 1024 px photo on CPU at the shipped SAM settings
+            # (docs/coralscop.md); QUADRATSEG's bridge waits 900 s.
+            event_timeout="900s",
             memory="16Gi",
             cpu_warning=(
                 "a CPU bundle of coralscopsegformer needs about ten minutes per quadrat (SAM ViT-B "

@@ -21,7 +21,6 @@ import yaml
 
 from quadratseg_handlers.deploy.catalog import FunctionSpec
 from quadratseg_handlers.deploy.function_yaml import (
-    EVENT_TIMEOUT,
     HTTP_TRIGGER,
     MAX_REQUEST_BODY,
     NAMESPACE,
@@ -295,7 +294,7 @@ def function_config(
             "description": spec.description,
             "runtime": RUNTIME,
             "handler": "main:handler",
-            "eventTimeout": EVENT_TIMEOUT,
+            "eventTimeout": spec.event_timeout,
             "readinessTimeoutSeconds": READINESS_TIMEOUT_S,
             "minReplicas": 1,
             "maxReplicas": 1,

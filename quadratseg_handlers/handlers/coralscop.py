@@ -151,7 +151,8 @@ class CoralScopSegformerHandler(InstanceHandler):
             cfg.text,
             "background",
             "Comma-separated semantic class names that are not coral: never an instance's "
-            "label, not in the label spec.",
+            "label, not in the label spec. `none`: every class is a coral label (a checkpoint "
+            "without a background class, e.g. the 16 CRIOBE genera).",
         ),
         Setting(
             "MIN_THRESHOLD",
@@ -216,12 +217,15 @@ class CoralScopSegformerHandler(InstanceHandler):
     def background_classes(self, classes: Sequence[str]) -> list[str]:
         """The BACKGROUND_CLASSES names, each of which must be one of the model's classes."""
         value = self.config["BACKGROUND_CLASSES"]
+        if value.lower() == "none":
+            return []
         names = [name.strip() for name in value.split(",") if name.strip()]
         unknown = [name for name in names if name not in classes]
         if unknown:
             raise ConfigError(
                 f"BACKGROUND_CLASSES={value}: {', '.join(unknown)} not among the model's "
-                f"classes ({', '.join(classes)})"
+                f"classes ({', '.join(classes)}); set BACKGROUND_CLASSES to its non-coral "
+                "classes, or to `none` when every class is coral"
             )
         return names
 

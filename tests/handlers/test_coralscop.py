@@ -221,7 +221,8 @@ def test_unknown_background_class_stops_start_up(monkeypatch, random_segformer, 
     )
     assert message == (
         "BACKGROUND_CLASSES=sand, rock: sand, rock not among the model's classes "
-        "(background, Acropora, Pocillopora, Porites, Montipora)"
+        "(background, Acropora, Pocillopora, Porites, Montipora); set BACKGROUND_CLASSES to "
+        "its non-coral classes, or to `none` when every class is coral"
     )
 
 
@@ -313,3 +314,31 @@ def test_shipped_sam_crop_layer_answers_200_when_no_mask_survives(random_segform
     assert {a["value"] for s in shapes for a in s["attributes"] if a["name"] == "source"} <= {
         "semantic"
     }
+
+
+CRIOBE_GENERA = (
+    "Acanthastrea", "Acropora", "Astreopora", "Atrea", "Fungia", "Goniastrea", "Leptastrea",
+    "Merulinidae", "Millepora", "Montastrea", "Montipora", "Other", "Pavona/Leptoseris",
+    "Pocillopora", "Porites", "Psammocora",
+)  # fmt: skip
+
+
+def test_the_16_criobe_genera_without_background_need_background_classes_none(
+    monkeypatch, tmp_path, sam_path
+):
+    segformer = tiny_segformer(tmp_path / "criobe", classes=CRIOBE_GENERA)
+    variables = environment(segformer, sam_path, CONF_THRESHOLD="0", MIN_AREA="1")
+    message = start_failure(monkeypatch, variables)
+    assert message.startswith("BACKGROUND_CLASSES=background: background not among")
+    assert "or to `none` when every class is coral" in message
+    client = FunctionClient(CoralScopSegformerHandler, {**variables, "BACKGROUND_CLASSES": "none"})
+    handler = client.start()
+    labels = handler.labels()
+    assert [label["name"] for label in labels] == list(CRIOBE_GENERA)
+    assert spec_problems(labels) == []
+    image = blobs_image(96, 72, count=4, seed=3)
+    shapes = response_json(client.call(cvat_request(image)))
+    assert shapes and {shape["label"] for shape in shapes} <= set(CRIOBE_GENERA)
+    from quadratseg_handlers import cvat
+
+    assert cvat.cvat_keeps(shapes, labels, cvat.project_labels(labels)) == shapes

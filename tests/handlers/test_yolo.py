@@ -441,3 +441,25 @@ def test_the_predictor_keeps_no_image_once_a_request_is_answered(models):
     handler.annotate(np.zeros((64, 80, 3), dtype=np.uint8))
     predictor = handler.yolo.model.predictor
     assert (predictor.dataset, predictor.batch, predictor.results) == (None, None, None)
+
+
+CRIOBE_GENERA = (
+    "Acanthastrea", "Acropora", "Astreopora", "Atrea", "Fungia", "Goniastrea", "Leptastrea",
+    "Merulinidae", "Millepora", "Montastrea", "Montipora", "Other", "Pavona/Leptoseris",
+    "Pocillopora", "Porites", "Psammocora",
+)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_16_criobe_genera_reach_a_cvat_project_with_their_names(tmp_path):
+    # Class 0 fires on every anchor: put Pavona/Leptoseris there, '/' included.
+    names = ["Pavona/Leptoseris", *(name for name in CRIOBE_GENERA if "/" not in name)]
+    model = tiny_yolo(tmp_path / "best.pt", "segment", names, imgsz=320)
+    client = client_for(model, MAX_DET=3)
+    handler = client.start()
+    labels = handler.labels()
+    assert sorted(label["name"] for label in labels) == sorted(CRIOBE_GENERA)
+    shapes = response_json(client.call(cvat_request(np.full((240, 320, 3), 90, np.uint8))))
+    assert [shape["label"] for shape in shapes] == ["Pavona/Leptoseris"] * 3
+    project = cvat.project_labels(sorted(labels, key=lambda label: label["name"]))
+    assert cvat.cvat_keeps(shapes, labels, project) == shapes
