@@ -198,7 +198,7 @@ def mask_generator(model: Any, **settings: Any) -> Any:
     from segment_anything import SamAutomaticMaskGenerator
     from segment_anything.utils.amg import MaskData
 
-    class CropSafeMaskGenerator(SamAutomaticMaskGenerator):  # type: ignore[misc]
+    class CropSafeMaskGenerator(SamAutomaticMaskGenerator):
         def _process_crop(
             self,
             image: np.ndarray,

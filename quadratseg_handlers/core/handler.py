@@ -18,8 +18,8 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np

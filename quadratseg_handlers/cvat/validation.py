@@ -372,7 +372,7 @@ def cvat_keeps(
     mapping = _label_mapping(function_labels, project_labels)
     kept = []
     for shape in shapes:
-        entry = mapping.get(shape.get("label"))
+        entry = mapping.get(str(shape.get("label")))
         if entry is None:
             continue
         result = dict(shape)
