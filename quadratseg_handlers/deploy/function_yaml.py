@@ -267,7 +267,11 @@ def read_function_config(path: str | Path) -> FunctionConfig:
     return FunctionConfig(
         folder=folder,
         name=str(metadata.get("name") or folder.name),
-        labels=parse_labels(annotations.get("spec"), str(yaml_path)),
+        labels=(
+            []
+            if annotations.get("type") is None and annotations.get("spec") is None
+            else parse_labels(annotations.get("spec"), str(yaml_path))
+        ),
         handler_module=module,
         handler_function=function,
         env=environment(spec, folder),

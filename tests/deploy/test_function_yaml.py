@@ -111,6 +111,15 @@ def test_bad_function_yaml_is_one_clear_line(tmp_path, edit, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_pipeline_only_function_without_type_or_spec_reads_with_no_labels(tmp_path):
+    folder = write_bundle(tmp_path / "b", BLOB_MAIN)
+    document = yaml.safe_load((folder / "function.yaml").read_text())
+    document["metadata"]["annotations"].pop("spec")
+    document["metadata"]["annotations"].pop("type", None)
+    (folder / "function.yaml").write_text(yaml.safe_dump(document))
+    assert read_function_config(folder).labels == []
+
+
 def test_missing_and_unreadable_bundles(tmp_path):
     with pytest.raises(BundleError, match="no such file or folder"):
         read_function_config(tmp_path / "nope")
