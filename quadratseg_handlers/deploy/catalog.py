@@ -295,7 +295,6 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 ),
             ),
             env=(("CONF_THRESHOLD", "0.5"),),
-            answer_settings=("BACKGROUND_CLASSES",),
             # 338 s measured for one 1024 px photo on CPU at the shipped SAM settings
             # (docs/coralscop.md); QUADRATSEG's bridge waits 900 s.
             event_timeout="900s",
