@@ -476,7 +476,7 @@ def package(
             _stage(path, stage / names[argument])
         for path in request.sources:
             _stage(path, stage / path.name)
-        constraints = source.bundle_constraints()
+        constraints = source.bundle_constraints(gpu=request.gpu)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
         labels = read_labels(request, layout, stage)

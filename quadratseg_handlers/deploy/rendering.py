@@ -39,6 +39,10 @@ else:  # pragma: no cover - Python 3.10
 CONSTRAINTS_NAME = "constraints.txt"
 ONNXRUNTIME_GPU = "onnxruntime-gpu"
 """onnxruntime's CUDA build, same versions: what a GPU bundle runs an ``.onnx`` model on."""
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+"""PyTorch's CPU wheel index: CPU images take torch from it, not PyPI's CUDA build."""
+CPU_TORCH_PACKAGES = ("torch", "torchvision")
+_EXACT_PIN = re.compile(r"^([A-Za-z0-9._-]+)\s*==\s*([0-9][^,;\s+]*)")
 PROJECT_NAME = "quadratseg-handlers"
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")
@@ -136,12 +140,27 @@ class SourceTree:
                     return other
         return requirement
 
-    def bundle_constraints(self) -> str | None:
-        """constraints.txt as the image uses it (without this project's own line), or None."""
+    def bundle_constraints(self, *, gpu: bool = True) -> str | None:
+        """constraints.txt as the image uses it (without this project's own line), or None.
+
+        A CPU image's pins torch and torchvision at their ``+cpu`` builds (:func:`cpu_build`).
+        """
         if not self.constraints:
             return None
-        lines = [f"{name}{spec}" for name, spec in sorted(self.constraints.items())]
+        lines = []
+        for name, spec in sorted(self.constraints.items()):
+            line = f"{name}{spec}"
+            lines.append(line if gpu else cpu_build(line) or line)
         return "\n".join(lines) + "\n"
+
+
+def cpu_build(requirement: str) -> str | None:
+    """``torch==2.13.0+cpu`` for a requirement pinning torch (or torchvision) exactly; None
+    for any other requirement."""
+    match = _EXACT_PIN.match(requirement)
+    if match is None or normalize(match.group(1)) not in CPU_TORCH_PACKAGES:
+        return None
+    return f"{match.group(1)}=={match.group(2)}+cpu"
 
 
 def parse_constraints(text: str) -> dict[str, str]:
@@ -198,7 +217,9 @@ def build_commands(
 ) -> list[str]:
     """Nuclio ``build.commands``: system packages, pinned requirements, special installs and
     downloads before the bundle is copied (cached layers), then the library from its wheel;
-    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build."""
+    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build. A CPU
+    bundle first installs torch and torchvision from PyTorch's CPU index (their ``+cpu``
+    builds, without the CUDA libraries), then pins them at those builds."""
     commands = []
     if spec.apt_packages:
         commands.append(
@@ -208,6 +229,11 @@ def build_commands(
     requirements = source.requirements(spec.extra)
     special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
     pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
+    if not gpu:
+        cpu = [build for build in map(cpu_build, pinned) if build]
+        if cpu:
+            commands.append(_pip(cpu, ("--index-url", TORCH_CPU_INDEX)))
+        pinned = [cpu_build(r) or r for r in pinned]
     commands.append(_pip(pinned))
     for step in spec.pip_steps:
         packages = [source.pin(p, requirements) for p in step.packages]

@@ -64,7 +64,7 @@ def test_rendered_yaml_is_complete_but_for_the_spec(source, gpu):
 def test_build_commands_pin_versions_and_install_the_wheel(source):
     assert source.constraints, "the source tree pins versions in constraints.txt"
     commands = {
-        spec.model: build_commands(spec, BundleLayout.default(spec, source), source)
+        spec.model: build_commands(spec, BundleLayout.default(spec, source), source, gpu=True)
         for spec in FUNCTIONS.values()
     }
     wheel = f"/opt/nuclio/{source.wheel_name}"
@@ -94,12 +94,32 @@ def test_without_constraints_the_pyproject_specifiers_are_used(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     bare = SourceTree.read(tmp_path)
     spec = FUNCTIONS["pth-yolo-coralsegv4"]
-    commands = build_commands(spec, BundleLayout.default(spec, bare), bare)
+    commands = build_commands(spec, BundleLayout.default(spec, bare), bare, gpu=True)
     assert "'ultralytics>=8.4,<8.5'" in commands[1].split()
     assert commands[-1] == (
         f"python -m pip install --no-cache-dir '/opt/nuclio/{bare.wheel_name}[yolo]'"
     )
     assert bare.bundle_constraints() is None
+
+
+def test_cpu_images_take_torch_from_the_cpu_index(source):
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    commands = build_commands(spec, BundleLayout.default(spec, source), source, gpu=False)
+    assert commands[1] == (
+        "python -m pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "
+        "torch==2.13.0+cpu torchvision==0.28.0+cpu"
+    )
+    assert "torch==2.13.0+cpu" in commands[2].split()
+    assert not any("!=2.13.0+cpu" in word for word in commands[2].split())
+    gpu = build_commands(spec, BundleLayout.default(spec, source), source, gpu=True)
+    assert not any("download.pytorch.org" in command for command in gpu)
+    cpu_pins = source.bundle_constraints(gpu=False)
+    assert cpu_pins is not None and "torch==2.13.0+cpu\n" in cpu_pins
+    assert "torchvision==0.28.0+cpu\n" in cpu_pins
+    assert "torch==2.13.0,!=2.13.0+cpu\n" in (source.bundle_constraints(gpu=True) or "")
+    blobs = FUNCTIONS["example-blobs"]
+    blob_commands = build_commands(blobs, BundleLayout.default(blobs, source), source, gpu=False)
+    assert not any("download.pytorch.org" in command for command in blob_commands)
 
 
 def test_constraints_parsing_keeps_only_pins():
