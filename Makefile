@@ -13,7 +13,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test test-fast lint format bench docs clean
+.PHONY: install demo demo-models test test-fast lint format bench docs clean
 
 install: $(STAMP)
 
@@ -31,8 +31,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) scripts/check_install.py
 	@touch $(STAMP)
 
+# The demo runs the trained models committed in demo-models/ and never trains.
 demo: install
 	$(VENV)/bin/quadratseg demo
+
+# Retrain the demo models from drawn quadrats (about 2 hours on 2 CPU cores; docs/demo.md).
+demo-models: install
+	$(VENV)/bin/quadratseg train-demo --output demo-models
 
 # The coverage floor sits just under the measured figure (91.7 %, docs/architecture.md): a change that
 # drops tests below it fails `make test`.

@@ -1,7 +1,9 @@
-"""The ``demo`` sub-command: the whole pipeline over HTTP, or the example blob handler.
+"""The ``demo`` and ``train-demo`` sub-commands.
 
-The pipeline itself lives in :mod:`quadratseg_handlers.local.demo`; this module parses the
-options and prints the summary.
+``demo`` runs the whole pipeline over HTTP on a drawn quadrat with the trained demo models (or,
+with --example, the blob handler); ``train-demo`` retrains those models. The work itself lives in
+:mod:`quadratseg_handlers.local.demo` and :mod:`quadratseg_handlers.local.demo_models`; this
+module parses the options and prints the results.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+from quadratseg_handlers.cli.errors import user_errors
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -21,22 +26,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def run_pipeline_demo(args: argparse.Namespace) -> int:
-    """gridcorners -> warp -> gridpose -> grid removal -> corals, overlays in --output."""
+    """gridcorners -> warp -> gridpose -> grid removal -> corals, overlays in --output.
+
+    Exit 0 when every stage meets its bar, 1 when one fails or falls below it.
+    """
     from quadratseg_handlers.local.demo import run_demo, summary
+    from quadratseg_handlers.local.demo_models import TEST_SEEDS, DemoModelsError
 
     started = time.perf_counter()
-    reports = run_demo(
-        args.output,
-        size=args.size,
-        seed=args.seed,
-        log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
-    )
-    print(summary(reports))
+    with user_errors(DemoModelsError):
+        run = run_demo(
+            args.output,
+            size=args.size,
+            seed=TEST_SEEDS + 3 if args.seed is None else args.seed,
+            models=args.models,
+            log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
+        )
+    print(summary(run.reports))
     print(
         f"\noverlays of every stage and the bundles are in {args.output}/ "
         f"({time.perf_counter() - started:.0f} s in all)"
     )
+    if run.failure:
+        print(f"demo: the pipeline stopped: {run.failure}", file=sys.stderr)
+        return 1
+    below = [report.stage for report in run.reports if not report.passed]
+    if below:
+        print(f"demo: below the bar: {', '.join(below)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    """Draw the data sets and train the demo models into --output (tens of minutes on a CPU)."""
+    from quadratseg_handlers.local.demo_models import train_demo_models
+
+    with user_errors(ValueError):
+        manifest = train_demo_models(
+            Path(args.output),
+            Path(args.work) if args.work else None,
+            only=args.only or None,
+            epochs=args.epochs,
+            log=lambda line: print(f"train-demo: {line}", file=sys.stderr, flush=True),
+        )
+    print(f"trained; manifest: {manifest}")
+    return 0
+
+
+def photo_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` or a single side, as (width, height)."""
+    try:
+        parts = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 256 or max(parts) > 8000:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT or SIDE, 256 to 8000 pixels, got {text!r}"
+        )
+    return parts[0], parts[1]
 
 
 def example_demo(args: argparse.Namespace) -> int:
@@ -47,7 +96,7 @@ def example_demo(args: argparse.Namespace) -> int:
     from quadratseg_handlers.local.harness import FunctionClient, response_json
     from quadratseg_handlers.local.synthetic import blobs_image
 
-    image = blobs_image(args.width, args.height, count=args.blobs, seed=args.seed)
+    image = blobs_image(args.width, args.height, count=args.blobs, seed=args.seed or 0)
     client = FunctionClient(BlobHandler)
     started = time.perf_counter()
     handler = client.start()
@@ -74,8 +123,15 @@ def add_demo_command(sub: Any) -> None:
         "demo", help="run the whole pipeline over HTTP on a drawn quadrat with small models"
     )
     demo.add_argument("--output", default="demo-output", help="folder for overlays and bundles")
-    demo.add_argument("--size", type=int, default=1024, help="side of the drawn photo in pixels")
-    demo.add_argument("--seed", type=int, default=3)
+    demo.add_argument(
+        "--size", type=photo_size, default=(1600, 1200), help="drawn photo, WIDTHxHEIGHT or SIDE"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="photo seed (default: a held-out test seed)"
+    )
+    demo.add_argument(
+        "--models", default="demo-models", help="folder of the trained demo models and manifest"
+    )
     demo.add_argument(
         "--example",
         action="store_true",
@@ -86,3 +142,15 @@ def add_demo_command(sub: Any) -> None:
     demo.add_argument("--blobs", type=int, default=5, help="--example blob count")
     demo.add_argument("--compact", action="store_true", help="--example: JSON on one line")
     demo.set_defaults(run=cmd_demo)
+
+    train = sub.add_parser(
+        "train-demo", help="retrain the demo models on drawn quadrats (tens of minutes on a CPU)"
+    )
+    train.add_argument("--output", default="demo-models", help="folder for weights and manifest")
+    train.add_argument("--work", default=None, help="keep the drawn data sets and runs here")
+    train.add_argument(
+        "--only", action="append", choices=["gridcorners", "gridpose", "coralseg"],
+        help="train only this model (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    train.set_defaults(run=cmd_train_demo)

@@ -70,3 +70,20 @@ def test_labels_from_weights_need_the_bundle(capsys):
     assert main(["labels", "coralsegv4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "come from its weights: give its bundle" in err
+
+
+def test_demo_without_trained_models_is_one_line_and_exit_2(capsys, tmp_path):
+    assert main(["demo", "--models", str(tmp_path / "none"), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "make demo-models" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["demo", "--size", "12x9"], ["demo", "--size", "big"], ["train-demo", "--only", "lama"]],
+)
+def test_demo_options_are_checked(capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -652,3 +652,12 @@ def test_network_option_sets_the_local_platform_network(tmp_path, capsys):
     assert refused(capsys, tmp_path, "blobs", "--network", "bad name") == [
         "--network 'bad name': a Docker network name (letters, digits, '_', '.', '-')"
     ]
+
+
+def test_the_wheel_carries_no_demo_weights(wheel):
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(name.startswith("quadratseg_handlers/local/") for name in names)
+    assert not [name for name in names if "demo-models" in name or name.endswith(".pt")]
+    assert wheel.stat().st_size < 2_000_000

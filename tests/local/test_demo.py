@@ -1,20 +1,36 @@
-"""The demo pipeline end to end: packaged bundles, served over HTTP, overlays written."""
+"""The demo pipeline end to end: packaged bundles, served over HTTP, every stage scored."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from quadratseg_handlers.local.demo import STAGES, run_demo, summary
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.local.demo import (
+    CORNERS,
+    STAGES,
+    Pipeline,
+    run_demo,
+    served_functions,
+    summary,
+)
+from quadratseg_handlers.local.demo_models import MODELS, TEST_SEEDS
+from quadratseg_handlers.local.synthetic import quadrat_image
+
+pytestmark = pytest.mark.slow
+
+COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
 
 
-@pytest.mark.slow
-def test_demo_runs_every_stage_over_http_and_writes_overlays(tmp_path):
+def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path):
     lines: list[str] = []
-    reports = run_demo(tmp_path / "out", size=512, seed=1, log=lines.append)
-    assert [r.function for r in reports] == [STAGES[0], "warp_quadrat (local)", *STAGES[1:]]
-    assert all(r.milliseconds > 0 for r in reports)
+    run = run_demo(tmp_path / "out", size=(1024, 768), models=COMMITTED, log=lines.append)
+    assert not run.failure
+    assert [r.function for r in run.reports] == [STAGES[0], "warp_quadrat (local)", *STAGES[1:]]
+    assert all(report.passed for report in run.reports), summary(run.reports)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [
         "00-photo.jpg",
@@ -23,6 +39,7 @@ def test_demo_runs_every_stage_over_http_and_writes_overlays(tmp_path):
         "03-grid.png",
         "04-grid-removed.png",
         "05-corals.png",
+        "06-corals-on-photo.png",
         "bundles",
     ]
     assert sorted(p.name for p in (tmp_path / "out" / "bundles").iterdir()) == sorted(
@@ -30,9 +47,20 @@ def test_demo_runs_every_stage_over_http_and_writes_overlays(tmp_path):
     )
     warped = np.asarray(Image.open(tmp_path / "out" / "02-warped.png"))
     clean = np.asarray(Image.open(tmp_path / "out" / "04-grid-removed.png"))
-    assert warped.shape == clean.shape == (512, 512, 3)
-    changed = (warped != clean).any(axis=2).mean()
-    assert 0.05 < changed < 0.6  # the string is painted out, the rest left alone
-    table = summary(reports)
-    assert "pth-lama" in table and "random weights" in table
+    assert warped.shape == clean.shape == (1024, 1024, 3)
+    table = summary(run.reports)
+    assert "below the bar" not in table and "of the string repainted" in table
     assert any(line.startswith("serving 4 functions") for line in lines)
+
+
+def test_a_stage_that_fails_stops_the_pipeline_without_falling_back(tmp_path):
+    corners = MODELS["gridcorners"]
+    untrained = FUNCTIONS[corners.function].tiny_model_builder()(tmp_path)["weights"]
+    (tmp_path / "work").mkdir()
+    with served_functions(
+        tmp_path / "work", tmp_path / "bundles", {corners.name: untrained}, stages=(CORNERS,)
+    ) as (urls, _labels):
+        run = Pipeline(urls).run(quadrat_image(512, TEST_SEEDS))
+    assert run.failure
+    assert not run.reports[-1].passed and run.reports[-1].result.startswith("FAILED")
+    assert run.clean is None and not run.coral_shapes

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.local.synthetic import GENERA, quadrat_image
+from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.template import grid_template
 
 
@@ -42,11 +43,35 @@ def test_grid_points_sit_on_the_string(quadrat):
     expected = cv2.perspectiveTransform(grid_template()[None], quadrat.homography)[0]
     assert np.allclose(points, expected)
     interior = np.array([i for i, (x, y) in enumerate(grid_template()) if 0 < x < 1 and 0 < y < 1])
-    gray = quadrat.image.mean(axis=2)
-    cols, rows = np.round(points[interior]).astype(int).T
-    on_string = gray[rows, cols]
+    cols, rows = np.round(points[interior] - 0.5).astype(int).T
     assert len(interior) == 81
-    assert np.median(on_string) > np.median(gray) + 30
+    assert quadrat.string_mask[rows, cols].mean() > 0.6  # the rest lie under colonies
+    cell = float(np.linalg.norm(points[1] - points[0]))
+    beside = np.round(points[interior] + cell / 2 - 0.5).astype(int)
+    on = quadrat.image[rows, cols].astype(float)
+    off = quadrat.image[beside[:, 1], beside[:, 0]].astype(float)
+    assert np.median(np.abs(on - off).sum(axis=1)) > 30
+
+
+def test_string_mask_follows_the_strings(quadrat):
+    size = (quadrat.image.shape[1], quadrat.image.shape[0])
+    near = draw_grid_mask(quadrat.grid_points, size, 3 * quadrat.string_width + 4)
+    assert quadrat.string_mask.any()
+    assert (quadrat.string_mask & ~near).sum() <= 0.01 * quadrat.string_mask.sum()
+
+
+def test_the_world_varies_with_the_seed():
+    scenes = [quadrat_image((480, 360), seed) for seed in range(12)]
+    looks = [scene.look for scene in scenes]
+    assert len({look["frame"] for look in looks}) >= 2
+    assert len({tuple(look["string_colour"]) for look in looks}) >= 3
+    assert len({look["jpeg_quality"] for look in looks}) >= 6
+    turns = [np.degrees(np.arctan2(*(s.corners[1] - s.corners[0])[::-1])) for s in scenes]
+    assert max(turns) - min(turns) > 15
+    extents = [float(np.ptp(s.corners, axis=0).max()) / 360 for s in scenes]
+    assert min(extents) < 0.7 < max(extents)
+    for scene in scenes:
+        assert (scene.corners >= 0).all() and (scene.corners <= (480, 360)).all()
 
 
 def test_corals_are_disjoint_labelled_masks_inside_the_frame(quadrat):
@@ -64,19 +89,20 @@ def test_corals_are_disjoint_labelled_masks_inside_the_frame(quadrat):
 
 
 def test_genera_look_different():
-    quadrat = quadrat_image(400, seed=2, corals=14)
+    scenes = [quadrat_image(400, seed, corals=14) for seed in range(6)]
     colours = {}
     for genus in GENERA:
-        pixels = [quadrat.image[c.mask] for c in quadrat.corals if c.label == genus]
-        assert pixels, f"seed 2 draws every genus ({genus} missing)"
+        pixels = [s.image[c.mask] for s in scenes for c in s.corals if c.label == genus]
+        assert pixels, f"seeds 0-5 draw every genus ({genus} missing)"
         colours[genus] = np.concatenate(pixels).mean(axis=0)
+    assert len(GENERA) >= 5
     for a in GENERA:
         for b in GENERA:
             if a < b:
-                assert np.abs(colours[a] - colours[b]).sum() > 40, (a, b, colours)
+                assert np.abs(colours[a] - colours[b]).sum() > 30, (a, b, colours)
 
 
 def test_genera_choice_and_errors():
     assert {c.label for c in quadrat_image(200, seed=1, genera=["Porites"]).corals} == {"Porites"}
     with pytest.raises(ValueError, match="genera must be among"):
-        quadrat_image(200, genera=["Fungia"])
+        quadrat_image(200, genera=["Favites"])

@@ -1,0 +1,444 @@
+"""The demo models: data sets drawn from synthetic quadrats, YOLO training, and their manifest.
+
+Three YOLO11n models are trained from scratch (no pretrained weights can be downloaded) on
+:func:`~quadratseg_handlers.local.synthetic.quadrat_image` photos, each on what its stage sees
+in the pipeline:
+
+- ``gridcorners`` (detect, one class): the whole photo; a box around each frame corner.
+- ``gridpose`` (detect, one class): the quadrat warped upright (:func:`warp_quadrat`) from
+  slightly wrong corners, as a corner detector leaves them; a box around each grid point.
+- ``coralseg`` (segment, one class per genus): the warped quadrat with the grid string painted
+  out (OpenCV inpainting of the string mask), as grid removal leaves it; one polygon a colony.
+
+Seeds are disjoint by construction: model ``k`` draws its training photos from
+``SEED_BASE * (k + 1)`` on and validation photos from ``SEED_BASE * (k + 1) + VALIDATION_OFFSET``
+on; tests and the demo use seeds from :data:`TEST_SEEDS` on, never drawn for training.
+The trained weights and ``manifest.json`` (how each was trained, validation metrics, SHA-256)
+live in ``demo-models/`` at the repository root, outside the library's wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from quadratseg_handlers.local.synthetic import GENERA, SyntheticQuadrat, quadrat_image
+from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
+from quadratseg_handlers.ops.matching import project
+from quadratseg_handlers.ops.quadrat import quadrat_transform
+
+SEED_BASE = 1_000_000
+"""Training photos of model k come from seeds SEED_BASE * (k + 1) on."""
+
+VALIDATION_OFFSET = 500_000
+"""Validation photos of model k come from seeds SEED_BASE * (k + 1) + VALIDATION_OFFSET on."""
+
+TEST_SEEDS = 900_000_000
+"""Seeds from here on are for tests and the demo only: never drawn for training."""
+
+MANIFEST = "manifest.json"
+"""The manifest's file name inside the demo-models folder."""
+
+DEFAULT_FOLDER = Path("demo-models")
+"""Where `make demo-models` writes and `make demo` reads, relative to the repository root."""
+
+WARP_SIZE = 640
+"""Side of the warped quadrat the demo hands gridpose and coralseg (pixels)."""
+
+WARP_MARGIN = 0.05
+"""Margin around the warped quadrat, as a fraction of WARP_SIZE: the frame stays whole."""
+
+CORNER_NOISE = 0.006
+"""Sigma of the corner error the warped training photos are drawn with (fraction of the side)."""
+
+CORNER_BOX = 0.1
+"""Side of the box around a frame corner, as a fraction of the quadrat's side."""
+
+POINT_BOX = 0.06
+"""Side of the box around a grid point, as a fraction of the warped image's side."""
+
+MIN_BOX = 0.05
+"""Smallest box side, as a fraction of the photo's long side: at 320 px that is 16 px, two
+strides of YOLO's finest head, so that every box holds anchor centres to learn from."""
+
+ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (3, 2), (16, 9))
+"""Aspect ratios of the drawn photographs (width : height)."""
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """How one demo model is trained: its task, classes, image size, data set size, epochs."""
+
+    name: str
+    task: str
+    names: tuple[str, ...]
+    imgsz: int
+    train_images: int
+    val_images: int
+    epochs: int
+    index: int
+    """k in the seed ranges (see the module docstring)."""
+    function: str
+    """The catalogue function that serves it."""
+    init_from: str | None = None
+    """A demo model whose trained weights this one starts from (the layers of the same shape):
+    four corners a photo teach a network from scratch too slowly, 117 grid points do not."""
+
+    @property
+    def train_seeds(self) -> range:
+        """The seeds of the training photos."""
+        start = SEED_BASE * (self.index + 1)
+        return range(start, start + self.train_images)
+
+    @property
+    def val_seeds(self) -> range:
+        """The seeds of the validation photos."""
+        start = SEED_BASE * (self.index + 1) + VALIDATION_OFFSET
+        return range(start, start + self.val_images)
+
+    @property
+    def file(self) -> str:
+        """The weights' file name in the demo-models folder."""
+        return f"{self.name}.pt"
+
+
+MODELS: dict[str, DemoModel] = {
+    model.name: model
+    for model in (
+        DemoModel("gridpose", "detect", ("point",), 320, 160, 30, 15, 1, "pth-yolo-gridpose"),
+        DemoModel(
+            "gridcorners", "detect", ("corner",), 320, 160, 30, 15, 0, "pth-yolo-gridcorners",
+            init_from="gridpose",
+        ),
+        DemoModel(
+            "coralseg", "segment", GENERA, 320, 160, 30, 15, 2, "pth-yolo-coralsegv4",
+            init_from="gridpose",
+        ),
+    )
+}  # fmt: skip
+"""The demo models, in training order."""
+
+
+def photo_size(rng: np.random.Generator, long_side: tuple[int, int]) -> tuple[int, int]:
+    """A random (width, height): one of :data:`ASPECTS`, the long side within ``long_side``."""
+    aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
+    longest = int(rng.integers(long_side[0], long_side[1] + 1))
+    if aspect[0] >= aspect[1]:
+        return longest, max(32, round(longest * aspect[1] / aspect[0]))
+    return max(32, round(longest * aspect[0] / aspect[1])), longest
+
+
+@dataclass
+class WarpedQuadrat:
+    """A quadrat warped upright as gridpose and coralseg see it, with its truth there."""
+
+    image: np.ndarray
+    grid_points: np.ndarray
+    transform: np.ndarray
+    """3 x 3 map from the photo's pixels to the warped image's."""
+    string_width: float
+    """The string's width in warped pixels (about)."""
+
+
+def warped_view(
+    scene: SyntheticQuadrat,
+    size: int = WARP_SIZE,
+    *,
+    corners: np.ndarray | None = None,
+    margin: float = WARP_MARGIN,
+) -> WarpedQuadrat:
+    """The scene's quadrat warped upright from ``corners`` (default: the true ones)."""
+    chosen = scene.corners if corners is None else corners
+    transform = quadrat_transform(chosen, size, int(round(margin * size)))
+    image = cv2.warpPerspective(scene.image, transform, (size, size), flags=cv2.INTER_LINEAR)
+    width = scene.string_width * size / scene.side
+    return WarpedQuadrat(image, project(transform, scene.grid_points), transform, width)
+
+
+def remove_string(view: WarpedQuadrat) -> np.ndarray:
+    """The warped quadrat with its grid string painted out by OpenCV (grid removal's stand-in)."""
+    width = max(3.0, 2.0 * view.string_width + 2.0)
+    size = (view.image.shape[1], view.image.shape[0])
+    mask = dilate(draw_grid_mask(view.grid_points, size, width), 1).astype(np.uint8)
+    return np.asarray(cv2.inpaint(view.image, mask, 3, cv2.INPAINT_TELEA))
+
+
+def warped_masks(scene: SyntheticQuadrat, view: WarpedQuadrat) -> list[tuple[str, np.ndarray]]:
+    """Each colony's mask carried into the warped image (genus, bool mask)."""
+    size = view.image.shape[1], view.image.shape[0]
+    out = []
+    for coral in scene.corals:
+        mask = cv2.warpPerspective(
+            coral.mask.astype(np.uint8), view.transform, size, flags=cv2.INTER_NEAREST
+        )
+        out.append((coral.label, mask.astype(bool)))
+    return out
+
+
+def jittered_corners(scene: SyntheticQuadrat, rng: np.random.Generator) -> np.ndarray:
+    """The true corners moved by a corner detector's typical error (CORNER_NOISE of the side)."""
+    side = scene.side
+    noise = np.clip(rng.normal(0.0, CORNER_NOISE, (4, 2)), -3 * CORNER_NOISE, 3 * CORNER_NOISE)
+    return np.asarray(scene.corners + noise * side)
+
+
+def _box_lines(points: np.ndarray, box: float, size: tuple[int, int]) -> list[str]:
+    """YOLO detect labels: a ``box``-pixel square around each point inside the image."""
+    width, height = size
+    lines = []
+    for x, y in points:
+        if 0 <= x < width and 0 <= y < height:
+            lines.append(f"0 {x / width:.6f} {y / height:.6f} {box / width:.6f} {box / height:.6f}")
+    return lines
+
+
+def _polygon_lines(
+    masks: list[tuple[str, np.ndarray]], names: tuple[str, ...], min_area: int
+) -> list[str]:
+    """YOLO segment labels: the largest outline of each colony of at least ``min_area`` px."""
+    lines = []
+    for label, mask in masks:
+        if int(mask.sum()) < min_area:
+            continue
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        outline = max(contours, key=cv2.contourArea).reshape(-1, 2)
+        if len(outline) < 3:
+            continue
+        height, width = mask.shape
+        coords = " ".join(f"{x / width:.5f} {y / height:.5f}" for x, y in outline)
+        lines.append(f"{names.index(label)} {coords}")
+    return lines
+
+
+def draw_example(model: DemoModel, seed: int) -> tuple[np.ndarray, list[str]]:
+    """One training photo of ``model`` and its YOLO label lines, drawn from ``seed``."""
+    rng = np.random.default_rng(seed + 7)
+    if model.name == "gridcorners":
+        size = photo_size(rng, (512, 832))
+        scene = quadrat_image(size, seed)
+        box = max(CORNER_BOX * scene.side, MIN_BOX * max(size))
+        return scene.image, _box_lines(scene.corners, box, size)
+    scene = quadrat_image(photo_size(rng, (640, 1024)), seed)
+    warp = int(rng.integers(model.imgsz, 2 * model.imgsz))
+    margin = rng.uniform(0.02, 0.08)
+    view = warped_view(scene, warp, corners=jittered_corners(scene, rng), margin=margin)
+    if model.name == "gridpose":
+        return view.image, _box_lines(view.grid_points, POINT_BOX * warp, (warp, warp))
+    clean = remove_string(view)
+    min_area = int(0.0005 * warp * warp)
+    return clean, _polygon_lines(warped_masks(scene, view), model.names, min_area)
+
+
+def write_dataset(model: DemoModel, folder: Path, log: Callable[[str], None] = print) -> Path:
+    """Draw ``model``'s training and validation photos into a YOLO data set; return its yaml."""
+    data = folder / "data.yaml"
+    if data.is_file() and _drawn(folder) == model.train_images + model.val_images:
+        log(f"{model.name}: reusing the photos drawn in {folder}")
+        return data
+    started = time.perf_counter()
+    for split, seeds in (("train", model.train_seeds), ("val", model.val_seeds)):
+        images, labels = folder / "images" / split, folder / "labels" / split
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            image, lines = draw_example(model, seed)
+            Image.fromarray(image).save(images / f"{seed}.png", compress_level=1)
+            (labels / f"{seed}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    data.write_text(
+        json.dumps(
+            {
+                "path": str(folder.resolve()),
+                "train": "images/train",
+                "val": "images/val",
+                "names": dict(enumerate(model.names)),
+            }
+        )
+    )
+    log(f"{model.name}: drew {model.train_images} + {model.val_images} photos in "
+        f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    return data
+
+
+def _drawn(folder: Path) -> int:
+    """How many labelled photos a data set folder holds."""
+    return sum(1 for _ in (folder / "labels").glob("*/*.txt"))
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+TRAIN_ARGS: dict[str, Any] = {
+    "batch": 16,
+    "workers": 2,
+    "device": "cpu",
+    "seed": 0,
+    "deterministic": True,
+    "pretrained": False,
+    "amp": False,
+    "plots": False,
+    "close_mosaic": 5,
+    "patience": 1000,
+    "degrees": 0.0,
+    "cache": "ram",
+    "verbose": False,
+}
+"""Arguments every demo model is trained with (besides data, epochs and imgsz)."""
+
+
+def train_model(
+    model: DemoModel,
+    work: Path,
+    output: Path,
+    *,
+    epochs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Draw the data set, train ``model``, copy its best.pt; return its manifest entry."""
+    from ultralytics import YOLO
+
+    from quadratseg_handlers.backends.offline import configure_ultralytics
+    from quadratseg_handlers.local.tinymodels.yolo import CONFIGS
+
+    start = output / MODELS[model.init_from].file if model.init_from else None
+    if start is not None and not start.is_file():
+        raise ValueError(f"{model.name} starts from {start}: train {model.init_from} first")
+    configure_ultralytics()
+    data = write_dataset(model, work / model.name / "data", log)
+    started = time.perf_counter()
+    yolo = YOLO(CONFIGS[model.task])
+    epochs = model.epochs if epochs is None else epochs
+    yolo.train(
+        data=str(data),
+        epochs=epochs,
+        imgsz=model.imgsz,
+        project=str(work / model.name),
+        name="run",
+        exist_ok=True,
+        **{**TRAIN_ARGS, "pretrained": str(start) if start else False},
+    )
+    seconds = time.perf_counter() - started
+    best = work / model.name / "run" / "weights" / "best.pt"
+    target = output / model.file
+    output.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(best.read_bytes())
+    metrics = YOLO(str(target)).val(data=str(data), imgsz=model.imgsz, device="cpu", plots=False,
+                                     verbose=False, workers=0)  # fmt: skip
+    summary = {key: round(float(value), 4) for key, value in metrics.results_dict.items()}
+    log(f"{model.name}: trained {epochs} epochs in {seconds / 60:.1f} min; {summary}")
+    return {
+        "file": model.file,
+        "function": model.function,
+        "task": model.task,
+        "architecture": CONFIGS[model.task],
+        "names": list(model.names),
+        "imgsz": model.imgsz,
+        "epochs": epochs,
+        "train_seeds": [model.train_seeds.start, model.train_seeds.stop - 1],
+        "val_seeds": [model.val_seeds.start, model.val_seeds.stop - 1],
+        "train_args": TRAIN_ARGS,
+        "initialised_from": (
+            {"file": start.name, "sha256": sha256(start)} if start else "random (from scratch)"
+        ),
+        "train_minutes": round(seconds / 60, 1),
+        "validation": summary,
+        "sha256": sha256(target),
+        "bytes": target.stat().st_size,
+    }
+
+
+def train_demo_models(
+    output: Path = DEFAULT_FOLDER,
+    work: Path | None = None,
+    *,
+    only: list[str] | None = None,
+    epochs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train the demo models (``only`` some of them) into ``output``; update its manifest."""
+    import tempfile
+
+    names = only or list(MODELS)
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown demo model {unknown[0]!r}; expected one of {', '.join(MODELS)}")
+    manifest_path = output / MANIFEST
+    with tempfile.TemporaryDirectory(prefix="quadratseg-train-") as temporary:
+        folder = Path(work) if work else Path(temporary)
+        for name in names:
+            entry = train_model(MODELS[name], folder, output, epochs=epochs, log=log)
+            manifest = read_manifest(output) if manifest_path.exists() else {"models": {}}
+            manifest["models"][name] = entry
+            manifest["machine"] = f"{platform.machine()}, {_cpu_count()} CPU cores, no GPU"
+            manifest["test_seeds_from"] = TEST_SEEDS
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class DemoModelsError(RuntimeError):
+    """The demo models are missing or do not match their manifest."""
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, parsed."""
+    path = folder / MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DemoModelsError(
+            f"{path}: no demo models here; run `make demo-models` (or `quadratseg train-demo`)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise DemoModelsError(f"{path}: not a readable manifest ({error})") from None
+    return manifest
+
+
+def verified_models(folder: Path = DEFAULT_FOLDER) -> dict[str, Path]:
+    """Each demo model's weights file, checked against the manifest's SHA-256."""
+    manifest = read_manifest(folder)
+    found = {}
+    for name in MODELS:
+        entry = manifest.get("models", {}).get(name)
+        if entry is None:
+            raise DemoModelsError(
+                f"{folder / MANIFEST}: no entry for {name}; run `make demo-models`"
+            )
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise DemoModelsError(f"{path}: missing; run `make demo-models`")
+        if sha256(path) != entry["sha256"]:
+            raise DemoModelsError(f"{path}: SHA-256 differs from {MANIFEST}; retrain or restore it")
+        found[name] = path
+    return found
+
+
+def held_out_scenes(
+    count: int, size: int | tuple[int, int] = 1024, start: int = 0
+) -> Iterator[tuple[int, SyntheticQuadrat]]:
+    """``count`` scenes from seeds never used for training (TEST_SEEDS + start on)."""
+    for offset in range(count):
+        seed = TEST_SEEDS + start + offset
+        yield seed, quadrat_image(size, seed)

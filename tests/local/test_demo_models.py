@@ -1,0 +1,100 @@
+"""The demo models' data sets, seeds and manifest (nothing is trained here: training never runs
+in `make test`; the committed weights are checked against their manifest instead)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quadratseg_handlers.local.demo_models import (
+    MANIFEST,
+    MODELS,
+    TEST_SEEDS,
+    DemoModel,
+    DemoModelsError,
+    draw_example,
+    read_manifest,
+    verified_models,
+    write_dataset,
+)
+from quadratseg_handlers.local.synthetic import GENERA
+
+COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
+WEIGHTS_BUDGET = 25 * 1024 * 1024
+
+
+def test_training_validation_and_test_seeds_are_disjoint():
+    ranges = [r for model in MODELS.values() for r in (model.train_seeds, model.val_seeds)]
+    seen: set[int] = set()
+    for seeds in ranges:
+        assert not seen & set(seeds)
+        seen |= set(seeds)
+    assert max(seen) < TEST_SEEDS
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_examples_carry_yolo_labels_of_their_task(name):
+    model = MODELS[name]
+    image, lines = draw_example(model, model.train_seeds.start)
+    assert image.dtype == np.uint8 and image.ndim == 3
+    assert lines
+    for line in lines:
+        fields = line.split()
+        assert 0 <= int(fields[0]) < len(model.names)
+        values = np.array(fields[1:], dtype=float)
+        assert ((values >= 0) & (values <= 1)).all()
+        assert len(values) == 4 if model.task == "detect" else len(values) >= 6
+    if name == "gridcorners":
+        assert len(lines) == 4
+    if name == "gridpose":
+        assert len(lines) == 117
+
+
+def test_a_data_set_is_written_in_ultralytics_layout(tmp_path):
+    small = DemoModel("gridpose", "detect", ("point",), 320, 2, 1, 1, 1, "pth-yolo-gridpose")
+    data = write_dataset(small, tmp_path, log=lambda line: None)
+    config = json.loads(data.read_text())
+    assert config["names"] == {"0": "point"} or config["names"] == {0: "point"}
+    assert len(list((tmp_path / "images" / "train").iterdir())) == 2
+    assert len(list((tmp_path / "labels" / "val").iterdir())) == 1
+    lines: list[str] = []
+    assert write_dataset(small, tmp_path, log=lines.append) == data
+    assert "reusing" in lines[0]
+
+
+def test_the_committed_models_match_their_manifest_and_budget():
+    found = verified_models(COMMITTED)
+    assert set(found) == set(MODELS)
+    assert sum(path.stat().st_size for path in found.values()) <= WEIGHTS_BUDGET
+    manifest = read_manifest(COMMITTED)
+    for name, model in MODELS.items():
+        entry = manifest["models"][name]
+        assert entry["names"] == list(model.names)
+        assert entry["train_seeds"][1] < TEST_SEEDS and entry["validation"]
+        assert entry["epochs"] > 0 and entry["train_minutes"] > 0
+    assert manifest["models"]["coralseg"]["names"] == list(GENERA)
+
+
+def test_missing_or_altered_weights_are_refused(tmp_path):
+    with pytest.raises(DemoModelsError, match="make demo-models"):
+        verified_models(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(COMMITTED, copy)
+    (copy / MODELS["gridpose"].file).write_bytes(b"not the trained weights")
+    with pytest.raises(DemoModelsError, match="SHA-256 differs"):
+        verified_models(copy)
+    (copy / MANIFEST).write_text("{")
+    with pytest.raises(DemoModelsError, match="not a readable manifest"):
+        verified_models(copy)
+
+
+def test_a_model_that_starts_from_another_needs_it_first(tmp_path):
+    from quadratseg_handlers.local.demo_models import train_model
+
+    with pytest.raises(ValueError, match="train gridpose first"):
+        train_model(MODELS["gridcorners"], tmp_path / "work", tmp_path / "out")
+    assert not (tmp_path / "work").exists()

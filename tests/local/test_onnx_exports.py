@@ -1,0 +1,86 @@
+"""Each trained demo model exported to ONNX answers like its PyTorch checkpoint.
+
+The export is ultralytics' own (the one a lab runs before `quadratseg package best.onnx`); both
+files are served by the same handler class through Nuclio objects, on held-out photos.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quadratseg_handlers.backends.offline import configure_ultralytics
+from quadratseg_handlers.core.request import cvat_request
+from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
+from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
+from quadratseg_handlers.local import accuracy
+from quadratseg_handlers.local.demo_models import (
+    MODELS,
+    TEST_SEEDS,
+    remove_string,
+    verified_models,
+    warped_view,
+)
+from quadratseg_handlers.local.harness import FunctionClient, response_json
+from quadratseg_handlers.local.synthetic import quadrat_image
+
+pytestmark = pytest.mark.slow
+
+COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
+HANDLERS = {
+    "gridcorners": GridCornersHandler,
+    "gridpose": GridPoseHandler,
+    "coralseg": CoralSegV4Handler,
+}
+SEEDS = [TEST_SEEDS + 2000 + offset for offset in range(3)]
+
+
+def export_onnx(weights: Path, folder: Path) -> Path:
+    """ultralytics' ONNX export of a checkpoint (static shape, no onnxslim: offline here)."""
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    copy = folder / weights.name
+    shutil.copy(weights, copy)
+    exported = YOLO(str(copy)).export(format="onnx", simplify=False, dynamic=False)
+    return Path(exported)
+
+
+def model_input(name: str, seed: int) -> np.ndarray:
+    """What the model's stage sees: the photo, the warped quadrat, or it with the grid removed."""
+    scene = quadrat_image((1280, 960), seed)
+    if name == "gridcorners":
+        return scene.image
+    view = warped_view(scene, 640)
+    return view.image if name == "gridpose" else remove_string(view)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_onnx_export_gives_the_same_answers(name, tmp_path):
+    weights = verified_models(COMMITTED)[name]
+    onnx = export_onnx(weights, tmp_path)
+    clients = [
+        FunctionClient(HANDLERS[name], env={"MODEL_PATH": path, "DEVICE": "cpu"})
+        for path in (weights, onnx)
+    ]
+    for seed in SEEDS:
+        image = model_input(name, seed)
+        torch_answer, onnx_answer = (
+            response_json(client.call(cvat_request(image, threshold=0.5))) for client in clients
+        )
+        if name == "coralseg":
+            height, width = image.shape[:2]
+            reference = accuracy.shape_instances(torch_answer, height, width)
+            exported = accuracy.shape_instances(onnx_answer, height, width)
+            score = accuracy.score_corals(exported, reference, min_area=0)
+            assert score.recall >= 0.9 and score.precision >= 0.9, (seed, score)
+            continue
+        points = 4 if name == "gridcorners" else 117
+        first = accuracy.skeleton_of(torch_answer, points)
+        second = accuracy.skeleton_of(onnx_answer, points)
+        assert first is not None and second is not None
+        side = float(np.ptp(first, axis=0).max())
+        assert accuracy.point_errors(second, first, side).max() <= 0.005

@@ -1,0 +1,89 @@
+"""The trained demo models through packaged bundles, served like Nuclio, on held-out photos.
+
+Every stage runs on the previous stage's answer (corners -> warp -> grid points -> grid
+removal -> corals), as `make demo` does, and is scored against the drawn truth: the bars are
+those of docs/demo.md. The photos come from seeds never drawn for training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quadratseg_handlers.local import accuracy
+from quadratseg_handlers.local.demo import Pipeline, PipelineRun, served_functions
+from quadratseg_handlers.local.demo_models import TEST_SEEDS, photo_size, verified_models
+from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.ops.matching import project
+
+pytestmark = pytest.mark.slow
+
+COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
+PHOTOS = 16
+"""Held-out photos scored (long side 1024 to 1600 px, the generator's aspect ratios)."""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    with served_functions(
+        work, work / "bundles", verified_models(COMMITTED), log=lambda _: None
+    ) as (
+        urls,
+        _labels,
+    ):
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def runs(served) -> list[PipelineRun]:
+    pipeline = Pipeline(served)
+    results = []
+    for offset in range(PHOTOS):
+        seed = TEST_SEEDS + 1000 + offset
+        size = photo_size(np.random.default_rng(seed), (1024, 1600))
+        results.append(pipeline.run(quadrat_image(size, seed)))
+    return results
+
+
+def test_corners_within_2_percent_on_95_percent_of_photos(runs):
+    good = [run.corner_error <= accuracy.CORNER_TOLERANCE for run in runs]
+    assert np.mean(good) >= 0.95, [round(run.corner_error, 4) for run in runs]
+
+
+def test_grid_points_at_their_index_within_1_percent(runs):
+    hits = [run.grid_hits if run.grid is not None else 0.0 for run in runs]
+    assert np.mean(hits) >= 0.98, [round(h, 3) for h in hits]
+
+
+def test_grid_removal_repaints_the_string_and_nothing_else(runs):
+    scores = [run.repaint for run in runs if run.repaint is not None]
+    assert len(scores) >= 0.95 * len(runs)
+    assert all(score.outside_untouched for score in scores)
+    assert np.mean([score.string_repainted for score in scores]) >= 0.98
+
+
+def test_corals_found_with_their_genus(runs):
+    scores = [run.corals for run in runs if run.corals is not None]
+    found = sum(score.found for score in scores)
+    colonies = sum(score.colonies for score in scores)
+    true_shapes = sum(score.true_shapes for score in scores)
+    shapes = sum(score.shapes for score in scores)
+    assert found / colonies >= 0.85, (found, colonies)
+    assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
+
+
+def test_a_4000_by_3000_photo_in_its_own_pixels(served):
+    scene = quadrat_image((4000, 3000), TEST_SEEDS + 7)
+    run = Pipeline(served).run(scene)
+    assert not run.failure, run.failure
+    side = accuracy.quadrat_side(scene.corners)
+    assert run.corner_error <= accuracy.CORNER_TOLERANCE
+    assert run.grid is not None and run.transform is not None
+    in_photo = project(np.linalg.inv(run.transform), run.grid)
+    errors = accuracy.point_errors(in_photo, scene.grid_points, side)
+    assert (errors <= accuracy.GRID_TOLERANCE).mean() >= 0.98
+    assert run.photo_corals is not None
+    assert run.photo_corals.recall >= 0.85 and run.photo_corals.precision >= 0.85, run.photo_corals
