@@ -91,8 +91,9 @@ class DemoModel:
     function: str
     """The catalogue function that serves it."""
     refine_epochs: int = 0
-    """A second run of this many epochs from the first run's best weights, at a tenth of the
-    learning rate and without mosaic: it sharpens where the boxes sit (grid points)."""
+    """A second run of this many epochs from the first run's best weights, without mosaic, at
+    ``refine_lr``: it sharpens where the boxes sit (grid points) or finds more of them (corners)."""
+    refine_lr: float = 0.0002
     init_from: str | None = None
     """A demo model whose trained weights this one starts from (the layers of the same shape):
     four corners a photo teach a network from scratch too slowly, 117 grid points do not."""
@@ -124,7 +125,7 @@ MODELS: dict[str, DemoModel] = {
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
-            init_from="gridpose",
+            init_from="gridpose", refine_epochs=12, refine_lr=0.001,
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",
@@ -374,14 +375,9 @@ def train_model(
     }
 
 
-REFINE_ARGS: dict[str, Any] = {
-    "optimizer": "AdamW",
-    "lr0": 0.0002,
-    "warmup_epochs": 0,
-    "mosaic": 0.0,
-}
-"""What the refining run changes from TRAIN_ARGS (ultralytics' automatic choice is AdamW at
-0.002 for these data set sizes; the refining run takes a tenth of it)."""
+REFINE_ARGS: dict[str, Any] = {"optimizer": "AdamW", "warmup_epochs": 0, "mosaic": 0.0}
+"""What the refining run changes from TRAIN_ARGS, besides the model's ``refine_lr`` as lr0
+(ultralytics' automatic choice for the first run is AdamW at 0.002 for these data sets)."""
 
 
 def refine_model(
@@ -404,7 +400,7 @@ def refine_model(
         project=str(work / model.name),
         name="refine",
         exist_ok=True,
-        **{**TRAIN_ARGS, **REFINE_ARGS, "pretrained": str(target)},
+        **{**TRAIN_ARGS, **REFINE_ARGS, "lr0": model.refine_lr, "pretrained": str(target)},
     )
     seconds = time.perf_counter() - started
     target.write_bytes((work / model.name / "refine" / "weights" / "best.pt").read_bytes())
@@ -412,7 +408,7 @@ def refine_model(
     log(f"{model.name}: refined {model.refine_epochs} epochs in {seconds / 60:.1f} min; {summary}")
     entry.update(
         refine_epochs=model.refine_epochs,
-        refine_args=REFINE_ARGS,
+        refine_args={**REFINE_ARGS, "lr0": model.refine_lr},
         refine_minutes=round(seconds / 60, 1),
         validation_before_refining=entry["validation"],
         validation=summary,
