@@ -271,20 +271,22 @@ def served_functions(
     source = SourceTree.of_library()
     wheel = build_wheel(source, work / "wheel")
     bundles_dir.mkdir(parents=True, exist_ok=True)
-    weights = {
-        model.function: models[model.name] for model in MODELS.values() if model.name in models
-    }
+    trained = {model.function: model for model in MODELS.values() if model.name in models}
     bundles: dict[str, Path] = {}
     labels: dict[str, list[cvat.LabelSpec]] = {}
     for name in stages:
         spec = FUNCTIONS[name]
         (work / name).mkdir()
+        model = trained.get(name)
         files = (
-            {"weights": weights[name]}
-            if name in weights
+            {"weights": models[model.name]}
+            if model
             else dict(spec.tiny_model_builder()(work / name))
         )
-        request = PackageRequest(spec, files, output=bundles_dir / f"{name}.zip", force=True)
+        env = model.serve_env if model else ()
+        request = PackageRequest(
+            spec, files, output=bundles_dir / f"{name}.zip", force=True, env=env
+        )
         result = package(request, source=source, wheel=wheel)
         bundles[name], labels[name] = result.output, result.labels
         log(f"packaged {name:<22} {result.size / 1e6:6.1f} MB in {result.seconds:4.1f} s")

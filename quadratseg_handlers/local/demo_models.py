@@ -94,6 +94,8 @@ class DemoModel:
     """A second run of this many epochs from the first run's best weights, without mosaic, at
     ``refine_lr``: it sharpens where the boxes sit (grid points) or finds more of them (corners)."""
     refine_lr: float = 0.0002
+    serve_env: tuple[str, ...] = ()
+    """Settings the demo packages the model with (``NAME=VALUE``, chosen on held-out photos)."""
     init_from: str | None = None
     """A demo model whose trained weights this one starts from (the layers of the same shape):
     four corners a photo teach a network from scratch too slowly, 117 grid points do not."""
@@ -121,7 +123,7 @@ MODELS: dict[str, DemoModel] = {
     for model in (
         DemoModel(
             "gridpose", "detect", ("point",), 320, 160, 30, 15, 1, "pth-yolo-gridpose",
-            refine_epochs=8,
+            refine_epochs=8, serve_env=("IMGSZ=352",),
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
