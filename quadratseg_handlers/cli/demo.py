@@ -28,7 +28,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def run_pipeline_demo(args: argparse.Namespace) -> int:
     """gridcorners -> warp -> gridpose -> grid removal -> corals, overlays in --output.
 
-    Exit 0 when every stage meets its bar, 1 when one fails or falls below it.
+    Exit 0 when every stage answered, 1 when one failed (the pipeline stopped there); a stage
+    below its accuracy bar is marked in the table and named on stderr.
     """
     from quadratseg_handlers.local.demo import run_demo, summary
     from quadratseg_handlers.local.demo_models import TEST_SEEDS, DemoModelsError
@@ -52,8 +53,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
         return 1
     below = [report.stage for report in run.reports if not report.passed]
     if below:
-        print(f"demo: below the bar: {', '.join(below)}", file=sys.stderr)
-        return 1
+        print(f"demo: below the bar (docs/demo.md): {', '.join(below)}", file=sys.stderr)
     return 0
 
 
