@@ -23,7 +23,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -508,12 +508,3 @@ def verified_models(folder: Path = DEFAULT_FOLDER) -> dict[str, Path]:
             raise DemoModelsError(f"{path}: SHA-256 differs from {MANIFEST}; retrain or restore it")
         found[name] = path
     return found
-
-
-def held_out_scenes(
-    count: int, size: int | tuple[int, int] = 1024, start: int = 0
-) -> Iterator[tuple[int, SyntheticQuadrat]]:
-    """``count`` scenes from seeds never used for training (TEST_SEEDS + start on)."""
-    for offset in range(count):
-        seed = TEST_SEEDS + start + offset
-        yield seed, quadrat_image(size, seed)
