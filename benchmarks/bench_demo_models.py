@@ -11,12 +11,9 @@ handler calls alternate; the overhead is the median of the per-pair ratios.
 from __future__ import annotations
 
 import base64
-import json
-import statistics
 
 import numpy as np
 
-from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.demo_models import (
@@ -26,10 +23,9 @@ from quadratseg_handlers.local.demo_models import (
     verified_models,
     warped_view,
 )
-from quadratseg_handlers.local.harness import make_context, make_event
 from quadratseg_handlers.local.synthetic import quadrat_image
 
-from .timing import interleaved, jpeg_bytes, median_ms
+from .timing import bare_vs_handler, jpeg_bytes
 
 SIZE = 1920
 HANDLERS = {
@@ -55,25 +51,15 @@ def compare(name: str, imgsz: int, runs: int) -> str:
     )
     handler.load()
     body = {"image": base64.b64encode(jpeg_bytes(stage_input(name))).decode()}
-    event, context = make_event(body), make_context()
-    bgr = np.ascontiguousarray(decode_image(body["image"], 10**9)[..., ::-1])
-    options = handler.yolo.options
-    times = interleaved(
-        {
-            "bare": lambda: handler.yolo.model.predict(bgr, conf=0.25, verbose=False, **options),
-            "handler": lambda: handler.handle(context, event),
-        },
-        runs=runs,
-    )
-    ratios = [h / b for b, h in zip(times["bare"], times["handler"], strict=True)]
-    shapes = json.loads(handler.handle(context, event).body)
+    paired = bare_vs_handler(handler, body, runs)
+    shapes = paired["answer"]
     answer = (
         f"{len(shapes[0]['elements'])} points" if shapes and "elements" in shapes[0] else
         f"{len(shapes)} shapes"
     )  # fmt: skip
     return (
-        f"| {name} | {imgsz} | {answer} | {median_ms(times['bare']):.0f} | "
-        f"{median_ms(times['handler']):.0f} | {100 * (statistics.median(ratios) - 1):+.0f} % |"
+        f"| {name} | {imgsz} | {answer} | {paired['bare']:.0f} | "
+        f"{paired['handler']:.0f} | {paired['overhead']:+.0f} % |"
     )
 
 

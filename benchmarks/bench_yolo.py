@@ -26,11 +26,10 @@ import numpy as np
 from quadratseg_handlers.backends.ultralytics import Letterbox, result_instances
 from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.yolo import YoloSegHandler
-from quadratseg_handlers.local.harness import make_context, make_event
 from quadratseg_handlers.local.synthetic import blobs_image
 from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 
-from .timing import interleaved, jpeg_bytes, measure, median_ms, quadrat_photos
+from .timing import bare_vs_handler, jpeg_bytes, measure, median_ms, quadrat_photos
 
 SIZE = 1920
 INSTANCES = 300
@@ -121,30 +120,14 @@ def stage_times(handler: YoloSegHandler, body: dict[str, str], runs: int) -> dic
 
 
 def compare(handler: YoloSegHandler, frame: np.ndarray, runs: int) -> dict[str, float]:
-    """Bare predict vs the handler end to end on one JPEG frame, and the handler's steps.
-
-    The overhead is the median of the per-pair ratios (each handler call timed right after a
-    bare call), which a busy shared machine disturbs less than a ratio of medians.
-    """
+    """Bare predict vs the handler end to end on one JPEG frame, and the handler's steps."""
     body = {"image": base64.b64encode(jpeg_bytes(frame)).decode()}
-    event = make_event(body)
-    context = make_context()
-    bgr = np.ascontiguousarray(decode_image(body["image"], 10**9)[..., ::-1])
-    options = handler.yolo.options
-    times = interleaved(
-        {
-            "bare": lambda: handler.yolo.model.predict(bgr, conf=0.25, verbose=False, **options),
-            "handler": lambda: handler.handle(context, event),
-        },
-        runs=runs,
-    )
-    ratios = [h / b for b, h in zip(times["bare"], times["handler"], strict=True)]
-    shapes = json.loads(handler.handle(context, event).body)
+    paired = bare_vs_handler(handler, body, runs)
     return {
-        "shapes": len(shapes),
-        "bare": median_ms(times["bare"]),
-        "handler": median_ms(times["handler"]),
-        "overhead": 100 * (statistics.median(ratios) - 1),
+        "shapes": len(paired["answer"]),
+        "bare": paired["bare"],
+        "handler": paired["handler"],
+        "overhead": paired["overhead"],
         **stage_times(handler, body, runs=3),
     }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,3 +66,32 @@ def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()
+
+
+def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, Any]:
+    """A YOLO handler end to end vs its bare ultralytics predict on the same decoded image.
+
+    Calls alternate; the overhead is the median of the per-pair ratios (each handler call timed
+    right after a bare call), which a busy shared machine disturbs less than a ratio of medians.
+    Returns the medians in ms, the overhead in %, and the handler's answer.
+    """
+    from quadratseg_handlers.core.request import decode_image
+    from quadratseg_handlers.local.harness import make_context, make_event
+
+    event, context = make_event(body), make_context()
+    bgr = np.ascontiguousarray(decode_image(body["image"], 10**9)[..., ::-1])
+    options = handler.yolo.options
+    times = interleaved(
+        {
+            "bare": lambda: handler.yolo.model.predict(bgr, conf=0.25, verbose=False, **options),
+            "handler": lambda: handler.handle(context, event),
+        },
+        runs=runs,
+    )
+    ratios = [h / b for b, h in zip(times["bare"], times["handler"], strict=True)]
+    return {
+        "bare": median_ms(times["bare"]),
+        "handler": median_ms(times["handler"]),
+        "overhead": 100 * (statistics.median(ratios) - 1),
+        "answer": json.loads(handler.handle(context, event).body),
+    }

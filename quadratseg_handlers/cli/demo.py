@@ -73,7 +73,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def photo_size(text: str) -> tuple[int, int]:
+def size_argument(text: str) -> tuple[int, int]:
     """``WIDTHxHEIGHT`` or a single side, as (width, height)."""
     try:
         parts = [int(part) for part in text.lower().split("x")]
@@ -124,7 +124,7 @@ def add_demo_command(sub: Any) -> None:
     )
     demo.add_argument("--output", default="demo-output", help="folder for overlays and bundles")
     demo.add_argument(
-        "--size", type=photo_size, default=(1600, 1200), help="drawn photo, WIDTHxHEIGHT or SIDE"
+        "--size", type=size_argument, default=(1600, 1200), help="drawn photo, WIDTHxHEIGHT or SIDE"
     )
     demo.add_argument(
         "--seed", type=int, default=None, help="photo seed (default: a held-out test seed)"

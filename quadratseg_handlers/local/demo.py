@@ -238,8 +238,7 @@ class Pipeline:
         run.coral_shapes = shapes
         height, width = run.clean.shape[:2]
         side = accuracy.quadrat_side(project(run.transform, run.scene.corners))
-        view = warped_view(run.scene, width, corners=run.corners)
-        truth = warped_masks(run.scene, view)
+        truth = warped_masks(run.scene, run.transform, (width, height))
         found = accuracy.shape_instances(shapes, height, width)
         run.corals = accuracy.score_corals(found, truth, int(CORAL_MIN_AREA * side * side))
         photo_height, photo_width = run.scene.image.shape[:2]
@@ -301,15 +300,18 @@ def served_functions(
         yield urls, labels
 
 
+def points_skeleton(label: str, points: np.ndarray) -> cvat.Shape:
+    """A skeleton with elements "1".."N" at ``points``, to draw a stage's points."""
+    elements = [cvat.skeleton_element(str(i), p, None) for i, p in enumerate(points, start=1)]
+    return cvat.skeleton(label, elements)
+
+
 def write_overlays(run: PipelineRun, labels: Mapping[str, list[cvat.LabelSpec]], out: Path) -> None:
     """One picture per stage that ran, into ``out``."""
     scene = run.scene
     Image.fromarray(scene.image).save(out / "00-photo.jpg", quality=92)
     if run.corners is not None:
-        corners = cvat.skeleton(
-            "quadrat_corner",
-            [cvat.skeleton_element(str(i), p, None) for i, p in enumerate(run.corners, 1)],
-        )
+        corners = points_skeleton("quadrat_corner", run.corners)
         save_png(
             draw_shapes(scene.image, [corners], labels[CORNERS], title="1 gridcorners"),
             out / "01-corners.png",
@@ -317,9 +319,7 @@ def write_overlays(run: PipelineRun, labels: Mapping[str, list[cvat.LabelSpec]],
     if run.warped is not None:
         save_png(run.warped, out / "02-warped.png")
     if run.grid is not None and run.warped is not None:
-        grid = cvat.skeleton(
-            "grid", [cvat.skeleton_element(str(i), p, None) for i, p in enumerate(run.grid, 1)]
-        )
+        grid = points_skeleton("grid", run.grid)
         save_png(
             draw_shapes(run.warped, [grid], labels[GRID], title="3 gridpose"), out / "03-grid.png"
         )

@@ -182,13 +182,14 @@ def remove_string(view: WarpedQuadrat) -> np.ndarray:
     return np.asarray(cv2.inpaint(view.image, mask, 3, cv2.INPAINT_TELEA))
 
 
-def warped_masks(scene: SyntheticQuadrat, view: WarpedQuadrat) -> list[tuple[str, np.ndarray]]:
-    """Each colony's mask carried into the warped image (genus, bool mask)."""
-    size = view.image.shape[1], view.image.shape[0]
+def warped_masks(
+    scene: SyntheticQuadrat, transform: np.ndarray, size: tuple[int, int]
+) -> list[tuple[str, np.ndarray]]:
+    """Each colony's mask carried by ``transform`` into a ``size`` (width, height) image."""
     out = []
     for coral in scene.corals:
         mask = cv2.warpPerspective(
-            coral.mask.astype(np.uint8), view.transform, size, flags=cv2.INTER_NEAREST
+            coral.mask.astype(np.uint8), transform, size, flags=cv2.INTER_NEAREST
         )
         out.append((coral.label, mask.astype(bool)))
     return out
@@ -247,7 +248,8 @@ def draw_example(model: DemoModel, seed: int) -> tuple[np.ndarray, list[str]]:
         return view.image, _box_lines(view.grid_points, POINT_BOX * warp, (warp, warp))
     clean = remove_string(view)
     min_area = int(0.0005 * warp * warp)
-    return clean, _polygon_lines(warped_masks(scene, view), model.names, min_area)
+    masks = warped_masks(scene, view.transform, (warp, warp))
+    return clean, _polygon_lines(masks, model.names, min_area)
 
 
 def write_dataset(model: DemoModel, folder: Path, log: Callable[[str], None] = print) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,12 +20,10 @@ from quadratseg_handlers.local.synthetic import quadrat_image
 
 pytestmark = pytest.mark.slow
 
-COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
 
-
-def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path):
+def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path, committed_models):
     lines: list[str] = []
-    run = run_demo(tmp_path / "out", size=(1024, 768), models=COMMITTED, log=lines.append)
+    run = run_demo(tmp_path / "out", size=(1024, 768), models=committed_models, log=lines.append)
     assert not run.failure
     assert [r.function for r in run.reports] == [STAGES[0], "warp_quadrat (local)", *STAGES[1:]]
     assert all(report.result for report in run.reports), summary(run.reports)

@@ -29,7 +29,6 @@ from quadratseg_handlers.local.synthetic import quadrat_image
 
 pytestmark = pytest.mark.slow
 
-COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
 HANDLERS = {
     "gridcorners": GridCornersHandler,
     "gridpose": GridPoseHandler,
@@ -59,8 +58,8 @@ def model_input(name: str, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_the_onnx_export_gives_the_same_answers(name, tmp_path):
-    weights = verified_models(COMMITTED)[name]
+def test_the_onnx_export_gives_the_same_answers(name, tmp_path, committed_models):
+    weights = verified_models(committed_models)[name]
     onnx = export_onnx(weights, tmp_path)
     clients = [
         FunctionClient(HANDLERS[name], env={"MODEL_PATH": path, "DEVICE": "cpu"})

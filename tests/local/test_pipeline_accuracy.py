@@ -13,8 +13,6 @@ hold the measured level, so that a change that makes them worse fails.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -26,16 +24,15 @@ from quadratseg_handlers.ops.matching import project
 
 pytestmark = pytest.mark.slow
 
-COMMITTED = Path(__file__).resolve().parents[2] / "demo-models"
 PHOTOS = 16
 """Held-out photos scored (long side 1024 to 1600 px, the generator's aspect ratios)."""
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, committed_models):
     work = tmp_path_factory.mktemp("pipeline")
     with served_functions(
-        work, work / "bundles", verified_models(COMMITTED), log=lambda _: None
+        work, work / "bundles", verified_models(committed_models), log=lambda _: None
     ) as (
         urls,
         _labels,
