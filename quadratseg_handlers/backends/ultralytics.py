@@ -134,8 +134,8 @@ class YoloModel:
             "imgsz": imgsz,
             "iou": float(config["IOU_THRESHOLD"]),
             "max_det": int(config["MAX_DET"]),
-            "half": bool(config["HALF"]) and device.startswith("cuda"),
             "device": device,
+            **precision_options(bool(config["HALF"]) and device.startswith("cuda")),
         }
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         self.predict([np.zeros((height, width, 3), dtype=np.uint8)], conf=1.0)
@@ -159,6 +159,18 @@ class YoloModel:
         for name in ("dataset", "batch", "results"):
             if predictor is not None and hasattr(predictor, name):
                 setattr(predictor, name, None)
+
+
+def precision_options(half: bool) -> dict[str, Any]:
+    """The predict arguments for FP16 (``half``) or FP32 inference, as the installed
+    ultralytics names them: ``quantize=16`` where its configuration has ``quantize`` (recent
+    releases, which log a deprecation warning on every predict given ``half``), else ``half``.
+    """
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    if "quantize" in DEFAULT_CFG_DICT:
+        return {"quantize": 16} if half else {}
+    return {"half": half}
 
 
 def load_yolo(

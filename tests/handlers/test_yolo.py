@@ -4,6 +4,9 @@ and result formatting on real ``Results`` objects built from known masks."""
 from __future__ import annotations
 
 import base64
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 
 import numpy as np
@@ -17,6 +20,7 @@ from quadratseg_handlers.backends.ultralytics import (
     Letterbox,
     load_yolo,
     mask_in_image,
+    precision_options,
     result_instances,
 )
 from quadratseg_handlers.core.request import cvat_request, encode_image
@@ -122,6 +126,57 @@ def test_images_list_runs_one_batched_predict(monkeypatch, models, full_hd):
     for frame, shapes in zip(mixed, answer, strict=True):
         size = (frame.shape[1], frame.shape[0])
         assert cvat.validate_response(shapes, handler.labels(), size) == []
+
+
+@contextmanager
+def ultralytics_log() -> Iterator[list[str]]:
+    """Every message ultralytics logs inside the block, warnings included (with YOLO_VERBOSE=False
+    its logger keeps only errors, and it does not propagate)."""
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield messages
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("half", ["true", "false"])
+def test_a_predict_through_the_handler_logs_no_deprecation_warning(models, half, capfd):
+    """ultralytics 8.4 names FP16 ``quantize=16``; given ``half`` it warns on every predict."""
+    with ultralytics_log() as messages:
+        client = client_for(models["segment"], MAX_DET=2, HALF=half)
+        client.start()
+        response = client.call(cvat_request(np.zeros((64, 80, 3), dtype=np.uint8)))
+    assert response.status_code == 200
+    printed = capfd.readouterr()
+    assert not [m for m in [*messages, printed.out, printed.err] if "deprecated" in m]
+
+
+def test_the_fp16_option_is_what_the_installed_ultralytics_expects(models):
+    from ultralytics import YOLO
+
+    model = YOLO(str(models["segment"]))
+    with ultralytics_log() as messages:
+        for half in (True, False):
+            model.predict(np.zeros((64, 64, 3), np.uint8), verbose=False, **precision_options(half))
+    assert not [m for m in messages if "deprecated" in m]
+    assert precision_options(True) in ({"quantize": 16}, {"half": True})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FP16 inference needs a CUDA device")
+def test_half_on_cuda_predicts_in_fp16(models):
+    handler = YoloSegHandler(environ={"MODEL_PATH": str(models["segment"]), "HALF": "true"})
+    handler.annotate(np.zeros((64, 80, 3), dtype=np.uint8))
+    assert handler.yolo.model.predictor.model.fp16 is True
+    off = YoloSegHandler(environ={"MODEL_PATH": str(models["segment"]), "HALF": "false"})
+    off.annotate(np.zeros((64, 80, 3), dtype=np.uint8))
+    assert off.yolo.model.predictor.model.fp16 is False
 
 
 @pytest.mark.slow
