@@ -37,6 +37,7 @@ from quadratseg_handlers.core.request import (
     parse_body,
     parse_threshold,
 )
+from quadratseg_handlers.cvat.answer import answer_json
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 
@@ -328,7 +329,7 @@ class BaseHandler(Generic[P]):
             )
             return raw, pixels
         response = context.Response(
-            body=json.dumps(payload),
+            body=answer_json(payload),
             headers={},
             content_type="application/json",
             status_code=200,

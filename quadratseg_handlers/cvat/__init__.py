@@ -1,10 +1,13 @@
 """The CVAT contract: shape builders, label specs, mask geometry and response validation.
 
 ``from quadratseg_handlers import cvat`` then ``cvat.polygon(...)``, ``cvat.skeleton_spec(...)``:
-the names of :mod:`.shapes`, :mod:`.spec` and :mod:`.validation` in one namespace, in the
+the names of :mod:`.shapes`, :mod:`.spec`, :mod:`.validation` and :mod:`.answer` (plus
+:class:`.masks.MaskValues`) in one namespace, in the
 spirit of cvat-sdk's auto-annotation helpers.
 """
 
+from quadratseg_handlers.cvat.answer import answer_json
+from quadratseg_handlers.cvat.masks import MaskValues
 from quadratseg_handlers.cvat.shapes import (
     Shape,
     attributes,
@@ -42,7 +45,9 @@ __all__ = [
     "LABEL_TYPES",
     "SHAPE_TYPES",
     "LabelSpec",
+    "MaskValues",
     "Shape",
+    "answer_json",
     "attributes",
     "confidence_value",
     "instance_shapes",

@@ -8,7 +8,9 @@ around the mask, so cost follows the instance size, not the image size.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 import cv2
 import numpy as np
@@ -32,6 +34,83 @@ class MaskPart:
         """Inclusive pixel box (xtl, ytl, xbr, ybr) of the bitmap crop."""
         height, width = self.bitmap.shape
         return self.x0, self.y0, self.x0 + width - 1, self.y0 + height - 1
+
+
+class MaskValues(Sequence[int]):
+    """A CVAT mask shape's ``mask``: the crop's 0/1 values row-major, then [xtl, ytl, xbr, ybr].
+
+    Held as the boolean crop rather than one Python int per pixel (300 colony masks are
+    millions of values): it reads, slices and compares as that list, and
+    :func:`quadratseg_handlers.cvat.answer_json` writes its JSON text from the array in C,
+    the same bytes ``json.dumps`` writes for the list.
+    """
+
+    __slots__ = ("box", "crop")
+
+    def __init__(self, crop: np.ndarray, box: tuple[int, int, int, int]) -> None:
+        self.crop = np.array(crop, dtype=bool)
+        """The boolean crop (a copy): CVAT's mask box, holes kept."""
+        self.box = tuple(int(value) for value in box)
+        """(xtl, ytl, xbr, ybr), right and bottom inclusive."""
+        xtl, ytl, xbr, ybr = self.box
+        if self.crop.shape != (ybr - ytl + 1, xbr - xtl + 1):
+            raise ValueError(f"a {self.crop.shape} crop does not fill the mask box {self.box}")
+
+    def array(self) -> np.ndarray:
+        """The values as one int64 array (crop then box)."""
+        return np.concatenate((self.crop.reshape(-1), np.asarray(self.box, dtype=np.int64)))
+
+    def tolist(self) -> list[int]:
+        """The plain list of ints CVAT receives."""
+        return list(self.array().tolist())
+
+    def json(self) -> str:
+        """The list's JSON text as ``json.dumps`` writes it, built in one array pass."""
+        tail = (", ".join(map(str, self.box)) + "]").encode("ascii")
+        size = self.crop.size
+        text = np.empty(1 + 3 * size + len(tail), dtype=np.uint8)
+        text[0] = ord("[")
+        values = text[1 : 1 + 3 * size].reshape(size, 3)
+        np.add(self.crop.reshape(-1).view(np.uint8), ord("0"), out=values[:, 0])
+        values[:, 1] = ord(",")
+        values[:, 2] = ord(" ")
+        text[1 + 3 * size :] = np.frombuffer(tail, dtype=np.uint8)
+        return str(text.data, "ascii")
+
+    def __len__(self) -> int:
+        return self.crop.size + 4
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return list(self.array()[index].tolist())
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError("mask value index out of range")
+        index %= size
+        return int(self.crop.flat[index]) if index < self.crop.size else self.box[index - size + 4]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MaskValues):
+            return self.box == other.box and np.array_equal(self.crop, other.crop)
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        height, width = self.crop.shape
+        return f"MaskValues({width}x{height} crop, box={list(self.box)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MaskValues, (self.crop, self.box)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

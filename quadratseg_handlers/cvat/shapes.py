@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from quadratseg_handlers.cvat.masks import MaskPart, bounding_box, mask_parts, outer_ring
+from quadratseg_handlers.cvat.masks import (
+    MaskPart,
+    MaskValues,
+    bounding_box,
+    mask_parts,
+    outer_ring,
+)
 from quadratseg_handlers.cvat.spec import CONFIDENCE
 
 Shape = dict[str, Any]
@@ -42,8 +48,24 @@ def _coords(points: Any) -> list[float]:
     if not np.all(np.isfinite(flat)):
         raise ValueError("shape points must be finite")
     if np.array_equal(flat, np.round(flat)):  # whole pixels (traced outlines): nothing to round
-        return flat.tolist()
-    return [round(float(value), 2) for value in flat]
+        return list(flat.tolist())
+    return rounded(flat)
+
+
+def rounded(values: np.ndarray, digits: int = 2) -> list[float]:
+    """``[round(v, digits) for v in values]`` for a float64 array, computed in numpy.
+
+    Python rounds the exact decimal value; numpy rounds ``v * 10**digits``, which agrees
+    except within the product's rounding error of a tie. The few values that close to a tie
+    (or too large for the bound) take Python's ``round``, so every result is the same float.
+    """
+    scale = 10.0**digits
+    scaled = values * scale
+    result: list[float] = (np.round(scaled) / scale).tolist()
+    near_tie = (np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6) | ~(np.abs(values) < 1e6)
+    for index in np.flatnonzero(near_tie).tolist():
+        result[index] = round(float(values[index]), digits)
+    return result
 
 
 def _shape(
@@ -125,7 +147,9 @@ def mask(
 
     ``bitmap`` may itself be a crop whose top-left pixel sits at ``origin`` = (x, y). The
     outline polygon (``points``) is what CVAT uses when asked to convert masks to polygons;
-    it is traced from the largest part when not given.
+    it is traced from the largest part when not given. ``mask`` holds the values as
+    :class:`MaskValues` (the crop itself); :func:`~quadratseg_handlers.cvat.answer_json`
+    writes the answer.
     """
     box = bounding_box(bitmap)
     if box is None:
@@ -136,7 +160,7 @@ def mask(
     xbr, ybr = origin[0] + right, origin[1] + bottom
     ring = outer_ring(crop) + (xtl, ytl) if outline is None else outline
     shape = _shape(label, "mask", ring, score, group_id, extra)
-    shape["mask"] = (crop > 0).astype(np.uint8).reshape(-1).tolist() + [xtl, ytl, xbr, ybr]
+    shape["mask"] = MaskValues(crop > 0 if crop.dtype != bool else crop, (xtl, ytl, xbr, ybr))
     return shape
 
 

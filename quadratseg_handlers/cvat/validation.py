@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from quadratseg_handlers.cvat.masks import MaskValues
 from quadratseg_handlers.cvat.spec import LABEL_TYPES, SHAPE_TYPES, skeleton_svg_graph
 
 _MIN_COORDS = {"rectangle": 4, "polygon": 6, "polyline": 4, "points": 2}
@@ -81,6 +82,8 @@ def _geometry_problems(
 
 
 def _mask_problems(where: str, data: Any, image_size: tuple[int, int] | None) -> list[str]:
+    if isinstance(data, MaskValues):
+        data = data.tolist()
     if not isinstance(data, list) or len(data) < 5:
         return [f"{where}: 'mask' must be a list of 0/1 values followed by [xtl, ytl, xbr, ybr]"]
     xtl, ytl, xbr, ybr = data[-4:]

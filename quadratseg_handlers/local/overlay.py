@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from quadratseg_handlers.cvat.masks import MaskValues
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec, skeleton_label_edges
 from quadratseg_handlers.deploy.archive import write_atomically
@@ -74,6 +75,8 @@ def _xy(points: Any) -> list[tuple[float, float]]:
 def mask_bitmap(shape: Mapping[str, Any]) -> tuple[np.ndarray, tuple[int, int]] | None:
     """A CVAT mask shape's 0/1 bitmap and the (x, y) of its top-left pixel; None if malformed."""
     data = shape.get("mask")
+    if isinstance(data, MaskValues):
+        return data.crop.astype(np.uint8), (data.box[0], data.box[1])
     if not isinstance(data, list) or len(data) < 5:
         return None
     xtl, ytl, xbr, ybr = (int(v) for v in data[-4:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,9 @@ def test_a_mask_is_filled_with_its_hole_and_the_rest_untouched():
     red = np.array(overlay.PALETTE[0])
     expected = GREY + (red - GREY) * overlay.FILL_ALPHA / 255
     assert np.abs(fill - expected).max() <= 2  # the label's colour, translucent
+    received = json.loads(cvat.answer_json([shape]))  # the same mask as a client reads it
+    again = overlay.draw_shapes(image, received, [cvat.label_spec("coral", "mask")])
+    np.testing.assert_array_equal(again, drawn)
 
 
 def test_skeleton_points_and_the_spec_edges_are_drawn():
