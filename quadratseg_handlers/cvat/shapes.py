@@ -1,7 +1,9 @@
 """CVAT shapes: the builders every handler answers with, and the confidence attribute's value.
 
 Everything a handler returns to CVAT is built here, in original-image pixels, as plain
-JSON-ready dicts. CVAT keeps a ``number`` attribute only if its value is a string of digits,
+dicts ready for :func:`~quadratseg_handlers.cvat.answer_json` (a mask's values are
+:class:`~quadratseg_handlers.cvat.masks.MaskValues`, the crop itself; everything else is
+plain JSON). CVAT keeps a ``number`` attribute only if its value is a string of digits,
 so scores in [0, 1] become ``"0"``..``"100"`` through :func:`confidence_value`, the one place
 that conversion happens.
 """
