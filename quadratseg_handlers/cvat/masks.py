@@ -62,7 +62,7 @@ class MaskValues(Sequence[int]):
 
     def tolist(self) -> list[int]:
         """The plain list of ints CVAT receives."""
-        return list(self.array().tolist())
+        return self.array().tolist()
 
     def json(self) -> str:
         """The list's JSON text as ``json.dumps`` writes it, built in one array pass."""
@@ -86,7 +86,7 @@ class MaskValues(Sequence[int]):
     def __getitem__(self, index: slice) -> list[int]: ...
     def __getitem__(self, index: int | slice) -> int | list[int]:
         if isinstance(index, slice):
-            return list(self.array()[index].tolist())
+            return self.array()[index].tolist()
         size = len(self)
         if not -size <= index < size:
             raise IndexError("mask value index out of range")

@@ -50,7 +50,7 @@ def _coords(points: Any) -> list[float]:
     if not np.all(np.isfinite(flat)):
         raise ValueError("shape points must be finite")
     if np.array_equal(flat, np.round(flat)):  # whole pixels (traced outlines): nothing to round
-        return list(flat.tolist())
+        return flat.tolist()
     return rounded(flat)
 
 
