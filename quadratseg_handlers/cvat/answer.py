@@ -39,7 +39,10 @@ def answer_json(payload: Any, *, indent: int | None = None) -> str:
     pieces = text.split(json.dumps(marker))
     if len(pieces) != len(masks) + 1:  # unreachable: the token is random
         raise RuntimeError("a mask marker appeared in the answer's text")
-    return "".join(piece + mask for piece, mask in zip(pieces, [*masks, ""], strict=True))
+    texts = [pieces[0]]
+    for mask, piece in zip(masks, pieces[1:], strict=True):
+        texts += (mask, piece)
+    return "".join(texts)
 
 
 def _as_list(value: Any) -> Any:
