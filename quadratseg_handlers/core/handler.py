@@ -251,11 +251,20 @@ class BaseHandler(Generic[P]):
 
     def infer(self, request: Request) -> Any:
         """Run the model on a request and return the JSON payload to send back."""
-        predictions = self.predict(request.images, request.threshold)
-        if len(predictions) != len(request.images):
+        return self.payload(request, self.checked_predict(request.images, request.threshold))
+
+    def checked_predict(self, images: Sequence[np.ndarray], threshold: float) -> list[P]:
+        """:meth:`predict`, failing when it does not answer one result per image."""
+        predictions = self.predict(images, threshold)
+        if len(predictions) != len(images):
             raise RuntimeError(
-                f"predict returned {len(predictions)} results for {len(request.images)} images"
+                f"predict returned {len(predictions)} results for {len(images)} images"
             )
+        return predictions
+
+    def payload(self, request: Request, predictions: Sequence[P]) -> Any:
+        """The JSON payload of a request from its images' predictions (a list per image for an
+        ``{"images": [...]}`` request)."""
         pairs = zip(predictions, request.images, strict=True)
         shapes = [self.to_shapes(prediction, image) for prediction, image in pairs]
         return shapes if request.batch else shapes[0]
@@ -290,30 +299,11 @@ class BaseHandler(Generic[P]):
         self.request_logger = logger
         pixels = 0
         try:
-            request = self.parse_request(parse_body(event.body, event.content_type or ""))
-            request.accept = header(event, "Accept")
+            request = self.event_request(event)
             pixels = request.pixels
             payload = self.infer(request)
-        except RequestError as exc:
-            logger.warn_with(
-                "rejected request", status=exc.status, error=exc.message, worker=context.worker_id
-            )
-            return self.error_response(context, exc.status, exc.message), pixels
         except Exception as exc:
-            if is_out_of_memory(exc):
-                _empty_cuda_cache()
-                logger.error_with("out of memory", error=first_line(exc, 300))
-                response = self.error_response(
-                    context,
-                    503,
-                    "out of memory while running the model; cache emptied, retry "
-                    "later or send a smaller image",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                )
-                return response, pixels
-            logger.error_with("model failure", error=repr(exc), traceback=traceback.format_exc())
-            message = f"internal error in {type(self).__name__}: {describe_error(exc)}"
-            return self.error_response(context, 500, message), pixels
+            return self.failure_response(context, exc), pixels
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.info_with(
             "handled request",
@@ -323,18 +313,54 @@ class BaseHandler(Generic[P]):
             shapes=_count_shapes(payload),
             worker=context.worker_id,
         )
+        return self.answer_response(context, payload), pixels
+
+    def event_request(self, event: Any) -> Request:
+        """The decoded request of one event (RequestError for a bad one)."""
+        request = self.parse_request(parse_body(event.body, event.content_type or ""))
+        request.accept = header(event, "Accept")
+        return request
+
+    @staticmethod
+    def answer_response(context: Any, payload: Any) -> Response:
+        """The 200 response carrying a payload: JSON, or the file of a :class:`RawAnswer`."""
         if isinstance(payload, RawAnswer):
-            raw = context.Response(
+            return context.Response(
                 body=payload.body, headers={}, content_type=payload.content_type, status_code=200
             )
-            return raw, pixels
-        response = context.Response(
+        return context.Response(
             body=answer_json(payload),
             headers={},
             content_type="application/json",
             status_code=200,
         )
-        return response, pixels
+
+    def failure_response(self, context: Any, exc: Exception) -> Response:
+        """The response to a request that failed: 4xx for a RequestError, 503 (cache emptied)
+        when out of memory, else 500 with the first line (the traceback goes to the log)."""
+        logger = context.logger
+        if isinstance(exc, RequestError):
+            logger.warn_with(
+                "rejected request", status=exc.status, error=exc.message, worker=context.worker_id
+            )
+            return self.error_response(context, exc.status, exc.message)
+        if is_out_of_memory(exc):
+            _empty_cuda_cache()
+            logger.error_with("out of memory", error=first_line(exc, 300))
+            return self.error_response(
+                context,
+                503,
+                "out of memory while running the model; cache emptied, retry "
+                "later or send a smaller image",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        logger.error_with(
+            "model failure",
+            error=repr(exc),
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        )
+        message = f"internal error in {type(self).__name__}: {describe_error(exc)}"
+        return self.error_response(context, 500, message)
 
     @staticmethod
     def error_response(
@@ -347,6 +373,117 @@ class BaseHandler(Generic[P]):
             content_type="application/json",
             status_code=status,
         )
+
+    # --- Nuclio's batch mode ------------------------------------------------------------------
+
+    def handle_batch(self, context: Any, events: Sequence[Any]) -> list[Response]:
+        """Answer a batch of events (the HTTP trigger's ``batch`` mode): one response per event,
+        in the events' order, each carrying its event's id (Nuclio routes it by that id).
+
+        Each event is decoded on its own (a bad one gets its own 4xx); the valid ones' images
+        go through as few predicts as ``MAX_BATCH_SIZE`` and ``MAX_REQUEST_PIXELS`` allow. A
+        failure is answered for the events it belongs to; out of memory answers 503 to every
+        event not answered yet.
+        """
+        started = time.perf_counter()
+        self.request_logger = context.logger
+        outcomes: dict[int, Any] = {}
+        requests: dict[int, Request] = {}
+        for index, event in enumerate(events):
+            try:
+                requests[index] = self.event_request(event)
+            except Exception as exc:
+                outcomes[index] = exc
+        predicts = 0
+        try:
+            for group in self.predict_groups(requests):
+                predicts += 1
+                outcomes.update(self.group_payloads({i: requests[i] for i in group}))
+        except Exception as exc:  # out of memory: the rest of the batch would fail alike
+            outcomes.update({index: exc for index in requests if index not in outcomes})
+        responses = []
+        for index, event in enumerate(events):
+            outcome = outcomes[index]
+            response = (
+                self.failure_response(context, outcome)
+                if isinstance(outcome, Exception)
+                else self.answer_response(context, outcome)
+            )
+            response.event_id = getattr(event, "id", None)
+            responses.append(response)
+        pixels = sum(request.pixels for request in requests.values())
+        context.logger.info_with(
+            "handled batch",
+            function=self.function_name,
+            events=len(events),
+            answered=sum(response.status_code == 200 for response in responses),
+            predicts=predicts,
+            pixels=pixels,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            worker=context.worker_id,
+        )
+        if pixels >= LARGE_REQUEST_PIXELS:
+            release_memory()
+        return responses
+
+    def predict_groups(self, requests: Mapping[int, Request]) -> list[list[int]]:
+        """The requests (by index) that share one predict: same threshold, together within
+        ``MAX_BATCH_SIZE`` images and ``MAX_REQUEST_PIXELS`` pixels. A handler with its own
+        :meth:`infer` answers each request alone."""
+        if type(self).infer is not BaseHandler.infer:
+            return [[index] for index in requests]
+        max_images = int(self.config["MAX_BATCH_SIZE"])
+        max_pixels = int(self.config["MAX_REQUEST_PIXELS"])
+        groups: list[list[int]] = []
+        open_groups: dict[float, tuple[list[int], int, int]] = {}
+        for index, request in requests.items():
+            group, images, pixels = open_groups.get(request.threshold, ([], 0, 0))
+            size = len(request.images)
+            if group and (images + size > max_images or pixels + request.pixels > max_pixels):
+                group, images, pixels = [], 0, 0
+            if not group:
+                groups.append(group)
+            group.append(index)
+            open_groups[request.threshold] = (group, images + size, pixels + request.pixels)
+        return groups
+
+    def group_payloads(self, requests: Mapping[int, Request]) -> dict[int, Any]:
+        """Each request's payload, or the exception that is its answer, from one predict.
+
+        When the shared predict fails, each request is run alone so that the failure is
+        answered only for the request that causes it. Out of memory is raised.
+        """
+        if len(requests) == 1:
+            return {index: self.attempt(request) for index, request in requests.items()}
+        first = next(iter(requests.values()))
+        images = [image for request in requests.values() for image in request.images]
+        try:
+            predictions = self.checked_predict(images, first.threshold)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            return {index: self.attempt(request) for index, request in requests.items()}
+        outcomes: dict[int, Any] = {}
+        start = 0
+        for index, request in requests.items():
+            end = start + len(request.images)
+            try:
+                outcomes[index] = self.payload(request, predictions[start:end])
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise
+                outcomes[index] = exc
+            start = end
+        return outcomes
+
+    def attempt(self, request: Request) -> Any:
+        """:meth:`infer` of one request, or the exception it raised (out of memory is raised)."""
+        try:
+            return self.infer(request)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            return exc
 
     # --- Nuclio entry points --------------------------------------------------------------------
 
@@ -370,7 +507,10 @@ class BaseHandler(Generic[P]):
         )
 
     @staticmethod
-    def handle_event(context: Any, event: Any) -> Response:
-        """Nuclio ``handler``: answer an event with the handler ``init_context`` created."""
+    def handle_event(context: Any, event: Any) -> Response | list[Response]:
+        """Nuclio ``handler``: answer an event with the handler ``init_context`` created; a
+        list of events (the trigger's batch mode) gets a list of responses."""
         handler: BaseHandler[Any] = context.user_data.handler
+        if isinstance(event, list):
+            return handler.handle_batch(context, event)
         return handler.handle(context, event)

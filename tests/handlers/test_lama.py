@@ -25,7 +25,13 @@ from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.handlers.lama import LamaHandler, complete_keypoints, parse_keypoints
-from quadratseg_handlers.local.harness import FunctionClient, make_event, response_json
+from quadratseg_handlers.local.harness import (
+    FunctionClient,
+    handler_module,
+    make_context,
+    make_event,
+    response_json,
+)
 from quadratseg_handlers.local.tinymodels.lama import LamaInpainter, lama_files, tiny_lama
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
 from quadratseg_handlers.ops.template import grid_template
@@ -582,3 +588,21 @@ def test_accept_an_image_type_with_return_mask_is_answered_400(opencv_client, ph
     response = opencv_client.call(event)
     assert response.status_code == 400
     assert "'return_mask' needs the JSON answer" in response_json(response)["error"]
+
+
+def test_nuclio_batch_mode_answers_each_event_alone(tmp_path, photo, monkeypatch):
+    """Grid removal has its own infer (an image back, not shapes): in Nuclio's batch mode the
+    base answers each event alone, a bad one with its own 400."""
+    monkeypatch.setenv("INPAINT_BACKEND", "opencv")
+    monkeypatch.setenv("LAMA_MODEL", str(tmp_path / "absent.pt"))
+    module = handler_module(LamaHandler)
+    context = make_context()
+    module.init_context(context)
+    single = module.handler(context, make_event(body(photo)))
+    events = [make_event(body(photo)), make_event({"image": encode_image(photo)})]
+    for index, made in enumerate(events):
+        made.id = f"event-{index}"
+    first, second = module.handler(context, events)
+    assert (first.event_id, second.event_id) == ("event-0", "event-1")
+    assert first.status_code == 200 and response_json(first) == response_json(single)
+    assert second.status_code == 400 and "keypoints" in response_json(second)["error"]
