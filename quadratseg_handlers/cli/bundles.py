@@ -16,7 +16,7 @@ from typing import Any
 
 from quadratseg_handlers.cli.errors import CliError
 from quadratseg_handlers.core.config import combined_table, markdown_table
-from quadratseg_handlers.deploy import catalog
+from quadratseg_handlers.deploy import catalog, function_yaml
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -86,6 +86,8 @@ def cmd_package(args: argparse.Namespace) -> int:
         display_name=args.display_name,
         description=args.description,
         network=args.network,
+        batch_size=args.batch_size,
+        batch_timeout_ms=args.batch_timeout,
     )
     try:
         result = package(request, problems=problems)
@@ -203,6 +205,20 @@ def add_bundle_commands(sub: Any) -> None:
         "--network",
         metavar="NAME",
         help="Docker network of the function on Nuclio's local platform (CVAT's: cvat_cvat)",
+    )
+    pack.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="turn on the HTTP trigger's batch mode (Nuclio >= 1.14): up to N requests "
+        "answered by one batched predict",
+    )
+    pack.add_argument(
+        "--batch-timeout",
+        type=int,
+        metavar="MS",
+        help="with --batch-size: how long a batch waits to fill, in milliseconds "
+        f"({function_yaml.DEFAULT_BATCH_TIMEOUT_MS})",
     )
     pack.set_defaults(run=cmd_package)
 

@@ -69,12 +69,19 @@ MIN_EVENT_TIMEOUT_S = 120
 MIN_READINESS_TIMEOUT_S = 300
 """Loading big weights on a busy node can take minutes; Nuclio's default is 60 s."""
 
+DEFAULT_BATCH_TIMEOUT_MS = 50
+"""How long a batch waits to fill when only ``--batch-size`` is given: a few fast predicts."""
+
+MAX_BATCH_TIMEOUT_MS = 10_000
+"""Longest wait for a batch to fill: the first request of a batch waits this long on top of
+its own run, within CVAT's 120 s."""
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def duration_seconds(text: str) -> float | None:
+def duration_seconds(text: Any) -> float | None:
     """A Go duration (``300s``, ``5m``, ``1h30m``) in seconds; None when it does not parse."""
     if not isinstance(text, str) or not text:
         return None
@@ -98,6 +105,37 @@ class BundleError(Exception):
 
 
 @dataclass(frozen=True)
+class Batching:
+    """The HTTP trigger's ``batch`` mode (Nuclio 1.14 and later): up to ``size`` events, or
+    what arrived within ``timeout_ms`` of the first, reach the handler as one list."""
+
+    size: int
+    timeout_ms: int
+
+    def trigger_config(self) -> dict[str, Any]:
+        """The trigger's ``batch`` mapping as Nuclio reads it (``timeout`` a Go duration)."""
+        return {"mode": "enable", "batchSize": self.size, "timeout": f"{self.timeout_ms}ms"}
+
+
+def batch_option_problems(size: Any, timeout_ms: Any, where: str = "--batch") -> list[str]:
+    """What is wrong with a batch size and timeout (ms) given as options, named
+    ``<where>-size`` and ``<where>-timeout``; none when both are right."""
+    problems = []
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        problems.append(f"{where}-size {size!r}: expected a whole number of events >= 1")
+    if (
+        isinstance(timeout_ms, bool)
+        or not isinstance(timeout_ms, int)
+        or not 1 <= timeout_ms <= MAX_BATCH_TIMEOUT_MS
+    ):
+        problems.append(
+            f"{where}-timeout {timeout_ms!r}: expected milliseconds from 1 to "
+            f"{MAX_BATCH_TIMEOUT_MS} (how long a batch waits to fill)"
+        )
+    return problems
+
+
+@dataclass(frozen=True)
 class HttpTrigger:
     """The HTTP trigger settings a local server honours."""
 
@@ -105,6 +143,8 @@ class HttpTrigger:
     workers: int = DEFAULT_WORKERS
     availability_timeout_ms: int = DEFAULT_AVAILABILITY_TIMEOUT_MS
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    batch: Batching | None = None
+    """The ``batch`` mode when enabled; None hands the handler one event at a time."""
 
 
 @dataclass(frozen=True)
@@ -180,8 +220,47 @@ def http_trigger(triggers: Any, source: str) -> HttpTrigger:
                 f"{where}.attributes.maxRequestBodySize",
                 DEFAULT_MAX_BODY_SIZE,
             ),
+            batch=trigger_batching(trigger.get("batch"), where),
         )
     return HttpTrigger()
+
+
+def trigger_batching(batch: Any, where: str) -> Batching | None:
+    """The ``batch`` mapping of an HTTP trigger: None unless its mode is ``enable``;
+    BundleError when it is malformed (see :func:`batch_problems`)."""
+    problems = batch_problems(batch, where)
+    if problems:
+        raise BundleError(problems[0])
+    if batch is None or batch.get("mode") != "enable":
+        return None
+    seconds = duration_seconds(batch["timeout"])
+    return Batching(int(batch["batchSize"]), round((seconds or 0.0) * 1000))
+
+
+def batch_problems(batch: Any, where: str) -> list[str]:
+    """What Nuclio would refuse, or serve badly, in an HTTP trigger's ``batch`` mapping:
+    ``mode`` enable or disable; when enabled a ``batchSize`` >= 1 and a ``timeout`` (a Go
+    duration) from 1 ms to MAX_BATCH_TIMEOUT_MS."""
+    if batch is None:
+        return []
+    if not isinstance(batch, Mapping):
+        return [f"{where}.batch: must be a mapping with mode, batchSize and timeout"]
+    mode = batch.get("mode")
+    if mode not in ("enable", "disable"):
+        return [f"{where}.batch.mode: {mode!r}, expected 'enable' or 'disable'"]
+    if mode == "disable":
+        return []
+    problems = []
+    size = batch.get("batchSize")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        problems.append(f"{where}.batch.batchSize: {size!r}, expected a whole number >= 1")
+    seconds = duration_seconds(batch.get("timeout"))
+    if seconds is None or not 0.001 <= seconds <= MAX_BATCH_TIMEOUT_MS / 1000:
+        problems.append(
+            f"{where}.batch.timeout: {batch.get('timeout')!r}, expected a duration from 1ms to "
+            f"{MAX_BATCH_TIMEOUT_MS}ms (e.g. 50ms)"
+        )
+    return problems
 
 
 def parse_labels(spec: Any, source: str) -> list[LabelSpec]:
@@ -399,4 +478,5 @@ def _trigger_problems(triggers: Any) -> list[str]:
         wait = trigger.get("workerAvailabilityTimeoutMilliseconds")
         if wait is not None and (not isinstance(wait, int) or wait < 0):
             problems.append(f"spec.triggers.{name}.workerAvailabilityTimeoutMilliseconds: {wait!r}")
+        problems += batch_problems(trigger.get("batch"), f"spec.triggers.{name}")
     return problems

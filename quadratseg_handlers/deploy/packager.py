@@ -35,6 +35,11 @@ from quadratseg_handlers.core.references import resolve
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.deploy.archive import Content, write_atomically, write_zip
 from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
+from quadratseg_handlers.deploy.function_yaml import (
+    DEFAULT_BATCH_TIMEOUT_MS,
+    Batching,
+    batch_option_problems,
+)
 from quadratseg_handlers.deploy.rendering import (
     CONSTRAINTS_NAME,
     BundleLayout,
@@ -83,6 +88,20 @@ class PackageRequest:
     """``spec.description`` instead of the catalogue's."""
     network: str | None = None
     """Docker network of a local-platform function (``--network``)."""
+    batch_size: int | None = None
+    """Events per batch of the HTTP trigger's batch mode (``--batch-size``); None: off."""
+    batch_timeout_ms: int | None = None
+    """How long a batch waits to fill (``--batch-timeout``; DEFAULT_BATCH_TIMEOUT_MS)."""
+
+    @property
+    def batch(self) -> Batching | None:
+        """The trigger's batch mode as asked (None when no ``--batch-size``)."""
+        if self.batch_size is None:
+            return None
+        timeout = (
+            DEFAULT_BATCH_TIMEOUT_MS if self.batch_timeout_ms is None else self.batch_timeout_ms
+        )
+        return Batching(self.batch_size, timeout)
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,10 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
         problems.append(
             f"--network {request.network!r}: a Docker network name (letters, digits, '_', '.', '-')"
         )
+    if request.batch_size is None and request.batch_timeout_ms is not None:
+        problems.append("--batch-timeout needs --batch-size (the events per batch)")
+    if request.batch is not None:
+        problems += batch_option_problems(request.batch.size, request.batch.timeout_ms)
     name = function_name(request.function, request.tag, request.name)
     for option, value in (("--name", request.name), ("--tag", request.tag)):
         if value is not None and (not _NAME.match(value) or len(name) > 63):
@@ -492,6 +515,7 @@ def package(
                 tag=request.tag,
                 name=request.name,
                 network=request.network,
+                batch=request.batch,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,

@@ -29,6 +29,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     READINESS_TIMEOUT_S,
     RUNTIME,
     WORKER_WAIT_MS,
+    Batching,
 )
 
 if sys.version_info >= (3, 11):
@@ -280,11 +281,12 @@ def function_config(
     tag: str | None = None,
     name: str | None = None,
     network: str | None = None,
+    batch: Batching | None = None,
 ) -> dict[str, Any]:
     """The function.yaml content as data (``labels_json`` is the spec; None leaves it out).
 
     ``network`` is the Docker network a local-platform function joins
-    (``spec.platform.attributes.network``).
+    (``spec.platform.attributes.network``); ``batch`` turns on the HTTP trigger's batch mode.
     """
     annotations: dict[str, Any] = {"name": f"{spec.title} [{tag}]" if tag else spec.title}
     if spec.kind == "detector":
@@ -310,6 +312,14 @@ def function_config(
     }
     if network:
         platform["network"] = network
+    trigger: dict[str, Any] = {
+        "kind": "http",
+        "numWorkers": NUM_WORKERS,
+        "workerAvailabilityTimeoutMilliseconds": WORKER_WAIT_MS,
+        "attributes": {"maxRequestBodySize": MAX_REQUEST_BODY},
+    }
+    if batch is not None:
+        trigger["batch"] = batch.trigger_config()
     return {
         "metadata": {
             "name": function_name(spec, tag, name),
@@ -329,14 +339,7 @@ def function_config(
                 "baseImage": spec.gpu_base_image if gpu else spec.cpu_base_image,
                 "commands": build_commands(spec, layout, source, gpu=gpu),
             },
-            "triggers": {
-                HTTP_TRIGGER: {
-                    "kind": "http",
-                    "numWorkers": NUM_WORKERS,
-                    "workerAvailabilityTimeoutMilliseconds": WORKER_WAIT_MS,
-                    "attributes": {"maxRequestBodySize": MAX_REQUEST_BODY},
-                }
-            },
+            "triggers": {HTTP_TRIGGER: trigger},
             "resources": resources,
             "platform": {"attributes": platform},
         },
@@ -368,10 +371,19 @@ def render_function_yaml(
     tag: str | None = None,
     name: str | None = None,
     network: str | None = None,
+    batch: Batching | None = None,
 ) -> str:
     """function.yaml (or function-gpu.yaml) text, with a header saying where it comes from."""
     config = function_config(
-        spec, layout, source, gpu=gpu, labels_json=labels_json, tag=tag, name=name, network=network
+        spec,
+        layout,
+        source,
+        gpu=gpu,
+        labels_json=labels_json,
+        tag=tag,
+        name=name,
+        network=network,
+        batch=batch,
     )
     variant = "GPU" if gpu else "CPU"
     if labels_json is None:

@@ -10,8 +10,11 @@ import yaml
 from bundles_for_tests import BLOB_LABELS, BLOB_MAIN, write_bundle
 
 from quadratseg_handlers.deploy.function_yaml import (
+    Batching,
     BundleError,
     HttpTrigger,
+    batch_problems,
+    config_problems,
     open_bundle,
     read_function_config,
 )
@@ -99,6 +102,12 @@ def test_unzipped_layout_with_nuclio_folder(tmp_path):
             "maxRequestBodySize must be a positive integer, got 'big'",
         ),
         (lambda d: d["spec"].update(handler="main"), "spec.handler must read module:function"),
+        (
+            lambda d: d["spec"]["triggers"]["myHttpTrigger"].update(
+                batch={"mode": "enable", "batchSize": 4, "timeout": "soon"}
+            ),
+            "spec.triggers.myHttpTrigger.batch.timeout: 'soon', expected a duration from 1ms",
+        ),
     ],
 )
 def test_bad_function_yaml_is_one_clear_line(tmp_path, edit, message):
@@ -143,3 +152,59 @@ def test_zip_bundle_with_an_unsafe_entry_name_is_refused(tmp_path):
         zipped.writestr("../escape.txt", b"x")
     with pytest.raises(BundleError, match="'..' component"), open_bundle(archive):
         pass
+
+
+def batch_document(tmp_path: Path, batch: object) -> tuple[Path, dict]:
+    folder = write_bundle(tmp_path / "b", BLOB_MAIN)
+    document = yaml.safe_load((folder / "function.yaml").read_text())
+    document["spec"]["triggers"]["myHttpTrigger"]["batch"] = batch
+    (folder / "function.yaml").write_text(yaml.safe_dump(document))
+    return folder, document
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        ({"mode": "enable", "batchSize": 8, "timeout": "100ms"}, Batching(8, 100)),
+        ({"mode": "enable", "batchSize": 2, "timeout": "1.5s"}, Batching(2, 1500)),
+        ({"mode": "disable"}, None),
+        (None, None),
+    ],
+)
+def test_the_trigger_batch_mode_is_read(tmp_path, batch, expected):
+    folder, _ = batch_document(tmp_path, batch)
+    assert read_function_config(folder).trigger.batch == expected
+
+
+@pytest.mark.parametrize(
+    ("batch", "problems"),
+    [
+        ("on", ["T.batch: must be a mapping with mode, batchSize and timeout"]),
+        ({"mode": "yes"}, ["T.batch.mode: 'yes', expected 'enable' or 'disable'"]),
+        (
+            {"mode": "enable", "batchSize": 0, "timeout": "0s"},
+            [
+                "T.batch.batchSize: 0, expected a whole number >= 1",
+                "T.batch.timeout: '0s', expected a duration from 1ms to 10000ms (e.g. 50ms)",
+            ],
+        ),
+        (
+            {"mode": "enable", "batchSize": True, "timeout": "11s"},
+            [
+                "T.batch.batchSize: True, expected a whole number >= 1",
+                "T.batch.timeout: '11s', expected a duration from 1ms to 10000ms (e.g. 50ms)",
+            ],
+        ),
+        ({"mode": "enable", "batchSize": 16, "timeout": "10s"}, []),
+    ],
+)
+def test_batch_problems_name_the_key(batch, problems):
+    assert batch_problems(batch, "T") == problems
+
+
+def test_config_problems_check_the_trigger_batch(tmp_path):
+    _, document = batch_document(tmp_path, {"mode": "enable", "batchSize": "8", "timeout": "1s"})
+    wrong = "spec.triggers.myHttpTrigger.batch.batchSize: '8', expected a whole number >= 1"
+    assert wrong in config_problems(document)
+    document["spec"]["triggers"]["myHttpTrigger"]["batch"]["batchSize"] = 8
+    assert not [p for p in config_problems(document) if ".batch" in p]

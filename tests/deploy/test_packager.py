@@ -30,6 +30,12 @@ from PIL import Image
 from quadratseg_handlers import cvat
 from quadratseg_handlers.deploy import archive
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.function_yaml import (
+    DEFAULT_BATCH_TIMEOUT_MS,
+    MAX_BATCH_TIMEOUT_MS,
+    Batching,
+    open_bundle,
+)
 from quadratseg_handlers.deploy.packager import PackageError
 from quadratseg_handlers.deploy.rendering import (
     SourceTree,
@@ -651,6 +657,37 @@ def test_network_option_sets_the_local_platform_network(tmp_path, capsys):
     assert config["spec"]["platform"]["attributes"]["network"] == "cvat_cvat"
     assert refused(capsys, tmp_path, "blobs", "--network", "bad name") == [
         "--network 'bad name': a Docker network name (letters, digits, '_', '.', '-')"
+    ]
+
+
+def test_batch_options_turn_on_the_trigger_batch_mode_and_validate(tmp_path, capsys):
+    out = tmp_path / "nuclio.zip"
+    argv = ["package", "blobs", "--batch-size", "8", "--batch-timeout", "20", "--output", str(out)]
+    code, _ = cli(capsys, *argv)
+    assert code == 0
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    trigger = config["spec"]["triggers"]["myHttpTrigger"]
+    assert trigger["batch"] == {"mode": "enable", "batchSize": 8, "timeout": "20ms"}
+    report = validate(out, probe=run_probe)
+    assert report.ok, report.problems
+    with open_bundle(out) as function:
+        assert function.trigger.batch == Batching(8, 20)
+
+    default = tmp_path / "default.zip"
+    assert cli(capsys, "package", "blobs", "--batch-size", "4", "--output", str(default))[0] == 0
+    with zipfile.ZipFile(default) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["spec"]["triggers"]["myHttpTrigger"]["batch"]["timeout"] == (
+        f"{DEFAULT_BATCH_TIMEOUT_MS}ms"
+    )
+    assert refused(capsys, tmp_path, "blobs", "--batch-size", "0", "--batch-timeout", "0") == [
+        "--batch-size 0: expected a whole number of events >= 1",
+        f"--batch-timeout 0: expected milliseconds from 1 to {MAX_BATCH_TIMEOUT_MS} "
+        "(how long a batch waits to fill)",
+    ]
+    assert refused(capsys, tmp_path, "blobs", "--batch-timeout", "30") == [
+        "--batch-timeout needs --batch-size (the events per batch)"
     ]
 
 
