@@ -65,6 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             env=_env_pairs(args.env),
+            batch_size=args.batch_size,
+            batch_timeout_ms=args.batch_timeout,
         )
         serve_forever(server)
     return 0
@@ -218,6 +220,15 @@ def add_tool_commands(sub: Any) -> None:
     serve.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE",
         help="override one of the function's environment variables (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--batch-size", type=int, metavar="N",
+        help="Nuclio's batch mode: hand a worker up to N concurrent requests as one list of "
+        "events (default: the trigger's batch in function.yaml, else off)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--batch-timeout", type=int, metavar="MS",
+        help="how long a batch waits to fill, in milliseconds (function.yaml's, else 50)",
     )  # fmt: skip
     serve.set_defaults(run=cmd_serve)
 

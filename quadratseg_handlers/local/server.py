@@ -1,11 +1,12 @@
 """Serve a function bundle over HTTP the way Nuclio's HTTP trigger does, without Nuclio.
 
 An aiohttp server hands each request to a free worker process (:mod:`.workers`); the worker
-count, the wait for a free worker (503 after ``workerAvailabilityTimeoutMilliseconds``) and the
-body limit (413 above ``maxRequestBodySize``) come from the bundle's ``function.yaml``. Two
-GET paths are the server's own: ``/health`` and ``/spec`` (the CVAT labels, which
-``quadratseg check`` and ``annotate`` use when no spec is given); every other request goes to
-the function, whatever its method and path, as in Nuclio.
+count, the wait for a free worker (503 after ``workerAvailabilityTimeoutMilliseconds``), the
+body limit (413 above ``maxRequestBodySize``) and the trigger's ``batch`` mode (requests
+gathered and handed to one worker as one list of events, as Nuclio does) come from the
+bundle's ``function.yaml``. Two GET paths are the server's own: ``/health`` and ``/spec`` (the
+CVAT labels, which ``quadratseg check`` and ``annotate`` use when no spec is given); every
+other request goes to the function, whatever its method and path, as in Nuclio.
 
 :class:`FunctionServer` is the asyncio object; :func:`serve_forever` runs it until Ctrl-C or
 SIGTERM; :class:`BackgroundServer` runs it in a thread on a free loopback port for tests,
@@ -30,7 +31,13 @@ from typing import Any
 from aiohttp import web
 
 from quadratseg_handlers.core.messages import byte_size, plural
-from quadratseg_handlers.deploy.function_yaml import FunctionConfig, HttpTrigger
+from quadratseg_handlers.deploy.function_yaml import (
+    DEFAULT_BATCH_TIMEOUT_MS,
+    Batching,
+    FunctionConfig,
+    HttpTrigger,
+    batch_option_problems,
+)
 from quadratseg_handlers.local.workers import (
     EventMessage,
     Reply,
@@ -153,12 +160,24 @@ class WorkerPool:
         ``deadline`` (loop time) ends the wait for a free worker; by default the availability
         timeout from now.
         """
+        replies, worker = await self._run(message, 1, deadline)
+        return replies[0], worker
+
+    async def call_batch(
+        self, messages: list[EventMessage], deadline: float | None = None
+    ) -> tuple[list[Reply], int]:
+        """Run a batch of events as one list on a free worker: one reply per event, in order."""
+        return await self._run(messages, len(messages), deadline)
+
+    async def _run(
+        self, payload: EventMessage | list[EventMessage], count: int, deadline: float | None
+    ) -> tuple[list[Reply], int]:
         loop = asyncio.get_running_loop()
         worker = await self._take(
             loop.time() + self.availability_timeout_s if deadline is None else deadline
         )
         self.busy += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, worker.call, message)
+        future = asyncio.get_running_loop().run_in_executor(self.executor, worker.call, payload)
         future.add_done_callback(lambda done: self._finished(worker, done))
         try:
             # Shielded: if the request is cancelled, the worker still finishes its event and
@@ -166,10 +185,10 @@ class WorkerPool:
             reply = await asyncio.shield(future)
         except WorkerError as exc:
             error = json.dumps({"error": str(exc)}).encode("utf-8")
-            return Reply(500, "application/json", error), worker.worker_id
-        return reply, worker.worker_id
+            return [Reply(500, "application/json", error)] * count, worker.worker_id
+        return (reply if isinstance(reply, list) else [reply]), worker.worker_id
 
-    def _finished(self, worker: WorkerProcess, future: asyncio.Future[Reply]) -> None:
+    def _finished(self, worker: WorkerProcess, future: asyncio.Future[Any]) -> None:
         """Put a worker back once it has answered; start a replacement if it died."""
         self.busy -= 1
         problem = None if future.cancelled() else future.exception()
@@ -211,6 +230,70 @@ class WorkerPool:
         self.executor.shutdown(wait=False)
 
 
+Waiting = tuple[EventMessage, float, "asyncio.Future[tuple[Reply, int]]"]
+"""A request waiting for its batch: the event, its deadline for a worker, its answer."""
+
+
+class Batcher:
+    """Nuclio's batch mode: requests gathered until ``size`` of them or ``timeout_ms`` after
+    the first, then handed to one worker as one list of events; each request gets its reply."""
+
+    def __init__(self, pool: WorkerPool, batching: Batching) -> None:
+        self.pool = pool
+        self.batching = batching
+        self.queue: asyncio.Queue[Waiting] = asyncio.Queue()
+        self._collector: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Start gathering (on the running loop)."""
+        self._collector = asyncio.get_running_loop().create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Stop gathering; batches already handed to workers finish."""
+        if self._collector is not None:
+            self._collector.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def call(self, message: EventMessage, deadline: float) -> tuple[Reply, int]:
+        """Queue an event for the next batch; its reply and the worker's id once answered."""
+        future: asyncio.Future[tuple[Reply, int]] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((message, deadline, future))
+        return await future
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout_s = self.batching.timeout_ms / 1000.0
+        while True:
+            batch = [await self.queue.get()]
+            closes = loop.time() + timeout_s
+            while len(batch) < self.batching.size and loop.time() < closes:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), closes - loop.time()))
+                except asyncio.TimeoutError:
+                    break
+            task = loop.create_task(self._dispatch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, batch: list[Waiting]) -> None:
+        """Run a batch on a free worker (waiting until its earliest deadline at most)."""
+        futures = [future for _, _, future in batch]
+        try:
+            replies, worker = await self.pool.call_batch(
+                [message for message, _, _ in batch], min(deadline for _, deadline, _ in batch)
+            )
+        except NoWorkerAvailable:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(NoWorkerAvailable())
+            return
+        for future, reply in zip(futures, replies, strict=True):
+            if not future.done():  # a request whose client left is cancelled
+                future.set_result((reply, worker))
+
+
 class FunctionServer:
     """One function served over HTTP by Nuclio-like workers (asyncio; see BackgroundServer)."""
 
@@ -225,20 +308,25 @@ class FunctionServer:
         shutdown_timeout: float = 30.0,
         read_timeout: float = READ_TIMEOUT_S,
         buffered_bodies: int | None = None,
+        batch_size: int | None = None,
+        batch_timeout_ms: int | None = None,
     ) -> None:
         """``read_timeout``: seconds to receive a body (408 after); ``buffered_bodies``: most
-        request bodies held in memory at once (default: twice the workers)."""
+        request bodies held in memory at once (default: twice what the workers take at once);
+        ``batch_size`` and ``batch_timeout_ms``: the trigger's batch mode, over function.yaml's."""
         trigger: HttpTrigger = function.trigger
         if workers is not None:
             if workers < 1:
                 raise ServeError(f"--workers must be at least 1, got {workers}")
             trigger = replace(trigger, workers=workers)
+        trigger = replace(trigger, batch=_batching(trigger.batch, batch_size, batch_timeout_ms))
         self.function = replace(function, trigger=trigger, env={**function.env, **(env or {})})
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
         self.read_timeout = read_timeout
-        self.buffered_bodies = buffered_bodies or 2 * trigger.workers
+        per_worker = trigger.batch.size if trigger.batch is not None else 1
+        self.buffered_bodies = buffered_bodies or 2 * trigger.workers * per_worker
         self.body_slots = asyncio.Semaphore(self.buffered_bodies)
         self.pool = WorkerPool(
             WorkerSpec(
@@ -252,6 +340,7 @@ class FunctionServer:
             trigger.availability_timeout_ms / 1000.0,
             self.function.readiness_timeout_s,
         )
+        self.batcher = Batcher(self.pool, trigger.batch) if trigger.batch is not None else None
         self.runner: web.AppRunner | None = None
         self.started = 0.0
         self.requests = 0
@@ -265,10 +354,16 @@ class FunctionServer:
     def describe(self) -> str:
         """One line: the function, its workers and limits, the URL."""
         trigger = self.function.trigger
+        batches = (
+            ""
+            if trigger.batch is None
+            else f", batches of up to {plural(trigger.batch.size, 'request')} "
+            f"gathered for {trigger.batch.timeout_ms} ms"
+        )
         return (
             f"serving {self.function.name} on {self.url} with "
             f"{plural(trigger.workers, 'worker')} (max body {byte_size(trigger.max_body_size)}, "
-            f"503 after {trigger.availability_timeout_ms} ms without a free worker)"
+            f"503 after {trigger.availability_timeout_ms} ms without a free worker{batches})"
         )
 
     def _app(self) -> web.Application:
@@ -301,6 +396,8 @@ class FunctionServer:
         except ServeError:
             await self.runner.cleanup()
             raise
+        if self.batcher is not None:
+            self.batcher.start()
         self.started = time.monotonic()
 
     async def stop(self) -> None:
@@ -308,6 +405,8 @@ class FunctionServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.batcher is not None:
+            await self.batcher.stop()
         await self.pool.stop()
 
     def _health(self) -> web.Response:
@@ -388,7 +487,10 @@ class FunctionServer:
         )
         self.requests += 1
         try:
-            reply, worker = await self.pool.call(message, deadline)
+            if self.batcher is not None:
+                reply, worker = await self.batcher.call(message, deadline)
+            else:
+                reply, worker = await self.pool.call(message, deadline)
         except NoWorkerAvailable:
             return self._no_worker(), None
         headers = dict(reply.headers)
@@ -421,6 +523,25 @@ class FunctionServer:
             where,
         )
         return response
+
+
+def _batching(
+    declared: Batching | None, size: int | None, timeout_ms: int | None
+) -> Batching | None:
+    """The batch mode to serve: function.yaml's, with ``--batch-size``/``--batch-timeout``
+    over it; ServeError with one line when the options are wrong."""
+    if size is None and timeout_ms is None:
+        return declared
+    if size is None and declared is None:
+        raise ServeError("--batch-timeout needs --batch-size (the requests per batch)")
+    base = declared or Batching(1, DEFAULT_BATCH_TIMEOUT_MS)
+    batch = Batching(
+        base.size if size is None else size, base.timeout_ms if timeout_ms is None else timeout_ms
+    )
+    problems = batch_option_problems(batch.size, batch.timeout_ms)
+    if problems:
+        raise ServeError("; ".join(problems))
+    return batch
 
 
 def _configure_logging() -> None:
@@ -471,6 +592,8 @@ class BackgroundServer:
         log_requests: bool = False,
         read_timeout: float = READ_TIMEOUT_S,
         buffered_bodies: int | None = None,
+        batch_size: int | None = None,
+        batch_timeout_ms: int | None = None,
     ) -> None:
         self.server = FunctionServer(
             function,
@@ -480,6 +603,8 @@ class BackgroundServer:
             env=env,
             read_timeout=read_timeout,
             buffered_bodies=buffered_bodies,
+            batch_size=batch_size,
+            batch_timeout_ms=batch_timeout_ms,
         )
         self.log_requests = log_requests
         self._thread: threading.Thread | None = None

@@ -7,7 +7,8 @@ module globals, the model in ``context.user_data`` and any thread-unsafe state s
 worker, CPU work outside the GIL-releasing parts runs in parallel, and a crashing worker
 cannot take the server down. The event a handler sees is built as Nuclio builds it: the body
 is a dict only when the content type is exactly ``application/json`` and the JSON parses,
-else bytes; what the handler returns is encoded as Nuclio's wrapper encodes it.
+else bytes; what the handler returns is encoded as Nuclio's wrapper encodes it. A list of
+requests (the trigger's batch mode) reaches the handler as one list of events, as in Nuclio.
 """
 
 from __future__ import annotations
@@ -141,14 +142,50 @@ def encode_output(output: Any) -> Reply:
     return Reply(int(encoded["status_code"]), str(encoded["content_type"]), raw, headers)
 
 
+def _raised(context: nuclio_sdk.Context) -> Reply:
+    """The 500 Nuclio answers when the handler raised: the traceback as plain text."""
+    text = traceback.format_exc()
+    context.logger.error_with("handler raised", traceback=text)
+    return Reply(500, "text/plain", text.encode("utf-8"))
+
+
 def run_event(handler: Any, context: nuclio_sdk.Context, event: nuclio_sdk.Event) -> Reply:
     """Call the handler once; an exception becomes 500 with the traceback, as in Nuclio."""
     try:
         return encode_output(handler(context, event))
     except Exception:
-        text = traceback.format_exc()
-        context.logger.error_with("handler raised", traceback=text)
-        return Reply(500, "text/plain", text.encode("utf-8"))
+        return _raised(context)
+
+
+def run_batch(
+    handler: Any, context: nuclio_sdk.Context, events: list[nuclio_sdk.Event]
+) -> list[Reply]:
+    """Call the handler once with a list of events, as Nuclio's batch mode does.
+
+    Each event's reply is the response whose ``event_id`` is the event's id (Nuclio routes
+    responses by that id and never answers an event none carries: here a 500 says so).
+    """
+    try:
+        output = handler(context, events)
+    except Exception:
+        return [_raised(context)] * len(events)
+    if not isinstance(output, list):
+        text = (
+            f"handler answered a batch with {type(output).__name__}: Nuclio's batch mode needs "
+            "a list of responses, each with its event's event_id"
+        )
+        return [Reply(500, "text/plain", text.encode("utf-8"))] * len(events)
+    by_id = {
+        response.event_id: response
+        for response in output
+        if isinstance(response, nuclio_sdk.Response) and response.event_id
+    }
+    missing = Reply(
+        500,
+        "text/plain",
+        b"no response of the batch carries this event's id (event_id): Nuclio never answers it",
+    )
+    return [encode_output(by_id[e.id]) if e.id in by_id else missing for e in events]
 
 
 def worker_main(spec: WorkerSpec, worker_id: int, conn: Connection) -> None:
@@ -187,7 +224,11 @@ def worker_main(spec: WorkerSpec, worker_id: int, conn: Connection) -> None:
             break
         if message is None:
             break
-        conn.send(run_event(handler, context, make_event(message, spec.trigger_name)))
+        if isinstance(message, list):
+            events = [make_event(item, spec.trigger_name) for item in message]
+            conn.send(run_batch(handler, context, events))
+        else:
+            conn.send(run_event(handler, context, make_event(message, spec.trigger_name)))
     conn.close()
 
 
@@ -226,11 +267,12 @@ class WorkerProcess:
         if state != "ready":
             raise WorkerError(f"worker {self.worker_id} failed to start: {detail}")
 
-    def call(self, message: EventMessage) -> Reply:
-        """Send one event and block for its reply (the caller runs this in a thread)."""
+    def call(self, message: EventMessage | list[EventMessage]) -> Reply | list[Reply]:
+        """Send one event (or a batch: a list, answered by a list) and block for the reply
+        (the caller runs this in a thread)."""
         try:
             self.conn.send(message)
-            reply: Reply = self.conn.recv()
+            reply: Reply | list[Reply] = self.conn.recv()
         except (EOFError, OSError):
             raise self._died("while handling a request") from None
         return reply
