@@ -25,7 +25,12 @@ from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler, skeleton_shape
-from quadratseg_handlers.local.harness import FunctionClient, make_context, response_json
+from quadratseg_handlers.local.harness import (
+    FunctionClient,
+    make_context,
+    make_event,
+    response_json,
+)
 from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.ops import template as tpl
 from quadratseg_handlers.ops.matching import match_points
@@ -280,6 +285,25 @@ def test_gridpose_batch_answers_one_list_per_image(monkeypatch, grid_case):
     answer = response_json(client.call(body))
     assert len(answer) == 2 and all(len(shapes) == 1 for shapes in answer)
     assert answer[0] == answer[1]
+
+
+@pytest.mark.slow
+def test_gridpose_in_nuclio_batch_mode_answers_each_event_as_alone(grid_case):
+    path, _, _, _ = grid_case
+    client = grid_client(path)
+    alone = response_json(client.call(png_body(frame())))
+    events = [
+        make_event(png_body(frame())),
+        make_event({"image": "@@"}),
+        make_event(png_body(frame())),
+    ]
+    for index, event in enumerate(events):
+        event.id = f"event-{index}"
+    responses = client.start().handle_batch(make_context(), events)
+    assert [r.event_id for r in responses] == ["event-0", "event-1", "event-2"]
+    assert [r.status_code for r in responses] == [200, 400, 200]
+    assert response_json(responses[0]) == alone == response_json(responses[2])
+    assert len(alone) == 1 and alone[0]["type"] == "skeleton"
 
 
 @pytest.mark.slow
