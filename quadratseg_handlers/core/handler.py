@@ -81,7 +81,8 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
         100_000_000,
         "Most pixels one request may decode, all its images together (checked from the file "
         "headers before any is decoded); more are answered 413. Bounds a worker's memory for "
-        'an `{"images": [...]}` batch.',
+        'an `{"images": [...]}` batch, and the pixels one predict of a Nuclio batch of events '
+        "takes.",
         "integer",
     ),
 )
@@ -380,27 +381,37 @@ class BaseHandler(Generic[P]):
         """Answer a batch of events (the HTTP trigger's ``batch`` mode): one response per event,
         in the events' order, each carrying its event's id (Nuclio routes it by that id).
 
-        Each event is decoded on its own (a bad one gets its own 4xx); the valid ones' images
-        go through as few predicts as ``MAX_BATCH_SIZE`` and ``MAX_REQUEST_PIXELS`` allow. A
-        failure is answered for the events it belongs to; out of memory answers 503 to every
-        event not answered yet.
+        Each event is decoded on its own (a bad one gets its own 4xx). The valid ones are
+        predicted together, as few predicts as ``MAX_BATCH_SIZE`` and ``MAX_REQUEST_PIXELS``
+        allow: events are decoded in order and the decoded ones predicted whenever the next
+        would pass a limit, so a batch holds no more decoded pixels than a request may (plus
+        the event being decoded). A failure is answered for the events it belongs to; out of
+        memory answers 503 to every event not answered yet.
         """
         started = time.perf_counter()
         self.request_logger = context.logger
+        max_images, max_pixels = self.batch_limits()
         outcomes: dict[int, Any] = {}
-        requests: dict[int, Request] = {}
-        for index, event in enumerate(events):
-            try:
-                requests[index] = self.event_request(event)
-            except Exception as exc:
-                outcomes[index] = exc
-        predicts = 0
+        waiting: dict[int, Request] = {}
+        pixels = predicts = 0
         try:
-            for group in self.predict_groups(requests):
-                predicts += 1
-                outcomes.update(self.group_payloads({i: requests[i] for i in group}))
+            for index, event in enumerate(events):
+                try:
+                    request = self.event_request(event)
+                except Exception as exc:
+                    outcomes[index] = exc
+                    continue
+                pixels += request.pixels
+                held = [*waiting.values(), request]
+                if waiting and (
+                    sum(len(r.images) for r in held) > max_images
+                    or sum(r.pixels for r in held) > max_pixels
+                ):
+                    predicts += self.answer_waiting(waiting, outcomes)
+                waiting[index] = request
+            predicts += self.answer_waiting(waiting, outcomes)
         except Exception as exc:  # out of memory: the rest of the batch would fail alike
-            outcomes.update({index: exc for index in requests if index not in outcomes})
+            outcomes.update({index: exc for index in range(len(events)) if index not in outcomes})
         responses = []
         for index, event in enumerate(events):
             outcome = outcomes[index]
@@ -411,7 +422,6 @@ class BaseHandler(Generic[P]):
             )
             response.event_id = getattr(event, "id", None)
             responses.append(response)
-        pixels = sum(request.pixels for request in requests.values())
         context.logger.info_with(
             "handled batch",
             function=self.function_name,
@@ -426,26 +436,23 @@ class BaseHandler(Generic[P]):
             release_memory()
         return responses
 
-    def predict_groups(self, requests: Mapping[int, Request]) -> list[list[int]]:
-        """The requests (by index) that share one predict: same threshold, together within
-        ``MAX_BATCH_SIZE`` images and ``MAX_REQUEST_PIXELS`` pixels. A handler with its own
-        :meth:`infer` answers each request alone."""
+    def batch_limits(self) -> tuple[int, int]:
+        """Most images and pixels the requests sharing one predict may hold: MAX_BATCH_SIZE and
+        MAX_REQUEST_PIXELS; a handler with its own :meth:`infer` answers each request alone."""
         if type(self).infer is not BaseHandler.infer:
-            return [[index] for index in requests]
-        max_images = int(self.config["MAX_BATCH_SIZE"])
-        max_pixels = int(self.config["MAX_REQUEST_PIXELS"])
-        groups: list[list[int]] = []
-        open_groups: dict[float, tuple[list[int], int, int]] = {}
-        for index, request in requests.items():
-            group, images, pixels = open_groups.get(request.threshold, ([], 0, 0))
-            size = len(request.images)
-            if group and (images + size > max_images or pixels + request.pixels > max_pixels):
-                group, images, pixels = [], 0, 0
-            if not group:
-                groups.append(group)
-            group.append(index)
-            open_groups[request.threshold] = (group, images + size, pixels + request.pixels)
-        return groups
+            return 1, 1
+        return int(self.config["MAX_BATCH_SIZE"]), int(self.config["MAX_REQUEST_PIXELS"])
+
+    def answer_waiting(self, waiting: dict[int, Request], outcomes: dict[int, Any]) -> int:
+        """Predict the decoded requests (by event index) into ``outcomes``, one predict per
+        threshold, and let their images go; return how many predicts it took."""
+        groups: dict[float, dict[int, Request]] = {}
+        for index, request in waiting.items():
+            groups.setdefault(request.threshold, {})[index] = request
+        for group in groups.values():
+            outcomes.update(self.group_payloads(group))
+        waiting.clear()
+        return len(groups)
 
     def group_payloads(self, requests: Mapping[int, Request]) -> dict[int, Any]:
         """Each request's payload, or the exception that is its answer, from one predict.

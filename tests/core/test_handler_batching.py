@@ -4,14 +4,14 @@ response per event out (same order, each carrying its event's id), one batched p
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 from handlers_for_tests import BrightBoxHandler
 
-from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.core.request import Request, encode_image
 from quadratseg_handlers.local.harness import (
     handler_module,
     make_context,
@@ -44,9 +44,17 @@ class CountingHandler(BrightBoxHandler):
     """BrightBoxHandler that records each predict's image count and fails on a poison image."""
 
     calls: list[int] = []
+    decoded_before: list[int] = []
+    """How many requests were decoded when each predict ran."""
+    decoded = 0
+
+    def parse_request(self, body: Mapping[str, Any]) -> Request:
+        type(self).decoded += 1
+        return super().parse_request(body)
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[Any]:
         type(self).calls.append(len(images))
+        type(self).decoded_before.append(type(self).decoded)
         if any(image.shape[1] == POISON_WIDTH for image in images):
             raise ValueError("this image breaks the model")
         return super().predict(images, threshold)
@@ -55,9 +63,10 @@ class CountingHandler(BrightBoxHandler):
 @pytest.fixture
 def run(monkeypatch):
     """Start a fresh CountingHandler worker with settings; return a batch caller."""
-    CountingHandler.calls = []
 
     def start(**settings: Any):
+        CountingHandler.calls, CountingHandler.decoded_before = [], []
+        CountingHandler.decoded = 0
         for name, value in settings.items():
             monkeypatch.setenv(name, str(value))
         module = handler_module(CountingHandler)
@@ -149,15 +158,15 @@ def test_predicts_respect_max_batch_size_pixels_and_thresholds(run, rect_image):
     responses = call(same)
     assert [response_json(r) for r in responses] == [BOXES] * 5
     assert CountingHandler.calls == [2, 2, 1]
+    # decoded as they go: a predict runs before the events past the limit are decoded
+    assert CountingHandler.decoded_before == [3, 5, 5]
 
     pixels = rect_image.shape[0] * rect_image.shape[1]
     call = run(MAX_BATCH_SIZE=16, MAX_REQUEST_PIXELS=2 * pixels)
-    CountingHandler.calls = []
     call([event({"image": png(rect_image)}, str(i)) for i in range(3)])
     assert CountingHandler.calls == [2, 1]
 
     call = run(MAX_BATCH_SIZE=16, MAX_REQUEST_PIXELS=10**8)
-    CountingHandler.calls = []
     mixed = [
         event({"image": png(rect_image), "threshold": 0.95}, "high"),
         event({"image": png(rect_image)}, "default"),
