@@ -44,6 +44,20 @@ def test_validate_reports_configuration_problems(bundle):
     ]
 
 
+def test_validate_accepts_the_trigger_batch_mode_and_rejects_a_bad_one(bundle):
+    def batch(config, **values):
+        config["spec"]["triggers"]["myHttpTrigger"]["batch"] = {"mode": "enable", **values}
+
+    edit_yaml(bundle, lambda config: batch(config, batchSize=4, timeout="25ms"))
+    assert validate(bundle, probe=run_probe).ok
+    edit_yaml(bundle, lambda config: batch(config, batchSize=0, timeout="25"))
+    assert validate(bundle, probe=run_probe).problems == [
+        "spec.triggers.myHttpTrigger.batch.batchSize: 0, expected a whole number >= 1",
+        "spec.triggers.myHttpTrigger.batch.timeout: '25', expected a duration from 1ms to "
+        "10000ms (e.g. 50ms)",
+    ]
+
+
 def test_validate_reports_missing_files(bundle, wheel):
     (bundle / "levels.npy").unlink()
     (bundle / wheel.name).unlink()
