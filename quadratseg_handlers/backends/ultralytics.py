@@ -27,6 +27,7 @@ from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.messages import describe_error
+from quadratseg_handlers.core.request import photo_size, reduction
 
 if TYPE_CHECKING:
     from ultralytics.engine.results import Results
@@ -77,11 +78,27 @@ YOLO_SETTINGS: tuple[Setting, ...] = (
         "Half-precision (FP16) inference on a CUDA device; ignored on CPU.",
         "boolean",
     ),
+    Setting(
+        "SCALED_DECODE",
+        cfg.boolean,
+        True,
+        "`true`: a JPEG is decoded directly at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT "
+        "scaling) when its long side stays at least the model's input size (IMGSZ), several "
+        "times faster than a full decode; shapes are still in the photo's pixels. `false`: "
+        "every image is decoded at full size.",
+        "boolean",
+    ),
     TRUST_WEIGHTS,
 )
 """The settings every YOLO function reads, beside the common ones."""
 
 ImageSize = int | tuple[int, int]
+
+
+def _image_size_pair(value: Any) -> tuple[int, int]:
+    """An ultralytics imgsz as (height, width)."""
+    size = _image_size(value)
+    return (size, size) if isinstance(size, int) else size
 
 
 def _image_size(value: Any) -> ImageSize:
@@ -112,6 +129,9 @@ class YoloModel:
     """Whether the input size is baked into the file (a static export)."""
     options: dict[str, Any] = field(default_factory=dict)
     """ultralytics predict arguments fixed at start-up by :meth:`configure`."""
+    decode_side: int | None = None
+    """The long side images may be decoded at (the network input's, stride included); None:
+    full resolution (SCALED_DECODE=false). Set by :meth:`configure`."""
 
     def configure(self, config: Mapping[str, Any], device: str) -> None:
         """Fix the predict arguments from the YOLO settings, then warm the model up.
@@ -139,6 +159,8 @@ class YoloModel:
         }
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         self.predict([np.zeros((height, width, 3), dtype=np.uint8)], conf=1.0)
+        if config["SCALED_DECODE"]:
+            self.decode_side = max(_image_size_pair(self.model.predictor.imgsz))
 
     def predict(self, images: Sequence[np.ndarray], conf: float) -> list[Results]:
         """One ultralytics result per RGB image, all images in one batch."""
@@ -246,24 +268,35 @@ class Letterbox:
 
     Mirrors ultralytics' letterbox (and its ``scale_masks``): the image is resized by one gain
     to fit the input, rounded to whole pixels, and centred. Scales are input pixels per
-    original pixel, kept as exact fractions.
+    original pixel, kept as exact fractions. An image decoded at 1/``reduction`` of its
+    photo (:class:`~quadratseg_handlers.core.request.ReducedImage`) is composed in: the
+    scales then map the photo's pixels straight to the input, never via the reduced image.
     """
 
     scale_x: Fraction
     scale_y: Fraction
     left: int
     top: int
+    extent: tuple[int, int] | None = None
+    """(h, w) original pixels the content covers: the reduced image's size times the
+    reduction, a few pixels past a photo whose sides are no multiple of it; None: the
+    image's own size."""
 
     @classmethod
-    def between(cls, input_shape: tuple[int, int], image_shape: tuple[int, int]) -> Letterbox:
-        """The letterbox of an (h, w) original image inside an (h, w) network input."""
+    def between(
+        cls, input_shape: tuple[int, int], image_shape: tuple[int, int], reduction: int = 1
+    ) -> Letterbox:
+        """The letterbox of an (h, w) image inside an (h, w) network input, in original
+        pixels: the image's own, or its photo's when it is a 1/``reduction`` decode."""
         in_h, in_w = input_shape
         im_h, im_w = image_shape
         gain = min(in_h / im_h, in_w / im_w)
         content_w, content_h = max(round(im_w * gain), 1), max(round(im_h * gain), 1)
         left = round((in_w - content_w) / 2 - 0.1)
         top = round((in_h - content_h) / 2 - 0.1)
-        return cls(Fraction(content_w, im_w), Fraction(content_h, im_h), left, top)
+        scale_x = Fraction(content_w, im_w * reduction)
+        scale_y = Fraction(content_h, im_h * reduction)
+        return cls(scale_x, scale_y, left, top, (im_h * reduction, im_w * reduction))
 
     @property
     def identity(self) -> bool:
@@ -283,8 +316,10 @@ def mask_in_image(
 
     ``mask`` is one (h, w) 0/1 mask of the network input (a torch tensor or an array), ``box``
     its (x1, y1, x2, y2) in original pixels. Only the box is resampled (bilinear, threshold at
-    one half), so the cost follows the instance, not the image. Returns the boolean crop and
-    the (x, y) of its top-left pixel, or None when the box holds no pixel.
+    one half), so the cost follows the instance, not the image: with OpenCV for a CPU mask,
+    with torch on the mask's device otherwise (only the boolean crop comes back to the CPU).
+    Returns the boolean crop and the (x, y) of its top-left pixel, or None when the box holds
+    no pixel.
     """
     im_h, im_w = image_shape
     x0, y0 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
@@ -294,8 +329,10 @@ def mask_in_image(
     if letterbox.identity:
         return _as_array(mask[y0:y1, x0:x1]) > 0, (x0, y0)
     periods = (letterbox.scale_x.denominator, letterbox.scale_y.denominator)
+    if not _on_cpu(mask):
+        return _sampled_on_device(mask, letterbox, (x0, y0, x1, y1)), (x0, y0)
     if max(periods) <= ALIGNED_PERIOD:
-        levels = _resized(mask, letterbox, (x0, y0, x1, y1), image_shape)
+        levels = _resized(mask, letterbox, (x0, y0, x1, y1), letterbox.extent or image_shape)
     else:
         levels = _warped(mask, letterbox, (x0, y0, x1, y1))
     return levels >= 128, (x0, y0)
@@ -353,6 +390,44 @@ def _warped(mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int]) -> 
     )
 
 
+def _on_cpu(mask: Any) -> bool:
+    """Whether a mask is an array or a CPU tensor (OpenCV resamples those faster than torch)."""
+    device = getattr(mask, "device", None)
+    return device is None or getattr(device, "type", "cpu") == "cpu"
+
+
+def _taps(
+    start: int, stop: int, scale: Fraction, offset: int, size: int, device: Any
+) -> tuple[Any, Any, Any]:
+    """Bilinear taps of original pixels [start, stop) in an input axis of ``size`` pixels:
+    the two input indices each pixel centre falls between (clamped, as a replicated border)
+    and the weight of the second."""
+    import torch
+
+    centres = torch.arange(start, stop, dtype=torch.float64, device=device)
+    centres = offset + (centres + 0.5) * float(scale) - 0.5
+    low = torch.floor(centres)
+    weight = (centres - low).to(torch.float32)
+    first = low.to(torch.int64).clamp(0, size - 1)
+    return first, (low.to(torch.int64) + 1).clamp(0, size - 1), weight
+
+
+def _sampled_on_device(mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int]) -> Any:
+    """The box of a torch mask resampled on its own device (bilinear, pixel centres, as
+    :func:`_warped` does with OpenCV), thresholded at one half; the boolean crop as an array."""
+    x0, y0, x1, y1 = box
+    in_h, in_w = mask.shape[-2:]
+    row0, row1, wy = _taps(y0, y1, letterbox.scale_y, letterbox.top, in_h, mask.device)
+    col0, col1, wx = _taps(x0, x1, letterbox.scale_x, letterbox.left, in_w, mask.device)
+    source = mask.float()
+    upper, lower = source.index_select(0, row0), source.index_select(0, row1)
+    wx = wx[None, :]
+    upper = upper.index_select(1, col0) * (1 - wx) + upper.index_select(1, col1) * wx
+    lower = lower.index_select(1, col0) * (1 - wx) + lower.index_select(1, col1) * wx
+    levels = upper * (1 - wy[:, None]) + lower * wy[:, None]
+    return (levels >= 0.5).cpu().numpy()
+
+
 def _levels(window: Any) -> np.ndarray:
     """A mask window as 0/255 grey levels: interpolated, then thresholded at 128 (one half)."""
     return np.where(_as_array(window) > 0, np.uint8(255), np.uint8(0))
@@ -365,18 +440,24 @@ def _as_array(data: Any) -> np.ndarray:
     return np.asarray(data)
 
 
-def result_instances(result: Results) -> list[Instance]:
+def result_instances(result: Results, image: np.ndarray | None = None) -> list[Instance]:
     """The instances of one ultralytics segmentation result, masks in original-image pixels.
 
     Works from the masks as ultralytics returns them (at the network input's resolution, or
     at the original one with ``retina_masks``): each detection's box is resampled on its own.
+    ``image``: the array predicted on; a reduced decode's masks and boxes are answered in its
+    photo's pixels, mapped from the network input in one step.
     """
     if result.masks is None or result.boxes is None or len(result.boxes) == 0:
         return []
+    factor = 1 if image is None else reduction(image)
     image_shape = (int(result.orig_shape[0]), int(result.orig_shape[1]))
     masks = result.masks.data
-    letterbox = Letterbox.between((int(masks.shape[-2]), int(masks.shape[-1])), image_shape)
-    boxes = _as_array(result.boxes.xyxy)
+    input_shape = (int(masks.shape[-2]), int(masks.shape[-1]))
+    letterbox = Letterbox.between(input_shape, image_shape, factor)
+    if image is not None:
+        image_shape = photo_size(image)
+    boxes = _as_array(result.boxes.xyxy) * factor
     scores = _as_array(result.boxes.conf)
     classes = _as_array(result.boxes.cls).astype(int)
     instances = []
@@ -408,15 +489,19 @@ def _floats(values: Any) -> np.ndarray:
     return _as_array(values).astype(np.float64, copy=False)
 
 
-def result_points(result: Any, threshold: float) -> PointDetections:
+def result_points(
+    result: Any, threshold: float, image: np.ndarray | None = None
+) -> PointDetections:
     """The points of one ultralytics ``Results``: pose keypoints when there are any (those
-    scoring >= ``threshold``), else box centres."""
+    scoring >= ``threshold``), else box centres. ``image``: the array predicted on; a reduced
+    decode's points are answered in its photo's pixels."""
+    factor = 1 if image is None else reduction(image)
     names = result.names
     boxes = result.boxes
     classes = [names[int(c)] for c in _floats(boxes.cls)] if boxes is not None else []
     keypoints = getattr(result, "keypoints", None)
     if keypoints is not None and keypoints.xy is not None and len(keypoints.xy):
-        xy = _floats(keypoints.xy)
+        xy = _floats(keypoints.xy) * factor
         conf = (
             _floats(keypoints.conf)
             if keypoints.conf is not None
@@ -432,5 +517,7 @@ def result_points(result: Any, threshold: float) -> PointDetections:
     if boxes is None or len(boxes) == 0:
         return PointDetections(np.zeros((0, 2)), np.zeros(0), ())
     return PointDetections(
-        points=_floats(boxes.xywh)[:, :2], scores=_floats(boxes.conf), labels=tuple(classes)
+        points=_floats(boxes.xywh)[:, :2] * factor,
+        scores=_floats(boxes.conf),
+        labels=tuple(classes),
     )

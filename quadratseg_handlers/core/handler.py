@@ -6,7 +6,8 @@ A model handler subclasses :class:`BaseHandler` and overrides only what differs:
 - ``load_model()``: load weights once, at start-up,
 - ``predict(images, threshold)``: one raw prediction per RGB image,
 - ``to_shapes(prediction, image)``: CVAT shapes in original-image pixels,
-- ``labels()``: the label spec CVAT shows.
+- ``labels()``: the label spec CVAT shows,
+- ``decode_size()``: the smallest long side its images may be decoded at (default: full size).
 
 Nuclio calls ``init_context`` once per worker and then ``handle_event`` per request; in a
 notebook, construct the handler with keyword settings and call ``annotate`` or ``predict``.
@@ -191,6 +192,18 @@ class BaseHandler(Generic[P]):
         """The label spec CVAT shows for this function (``metadata.annotations.spec``)."""
         raise NotImplementedError
 
+    def decode_size(self) -> int | None:
+        """The smallest long side, in pixels, this function needs its images decoded at.
+
+        None (the default): full resolution. A model that shrinks every image to a fixed
+        input anyway says how large that input is: a JPEG request is then decoded directly at
+        a reduced scale whose long side is not below it (a
+        :class:`~quadratseg_handlers.core.request.ReducedImage`, several times faster), and
+        ``predict``/``to_shapes`` answer in the photo's pixels
+        (:func:`~quadratseg_handlers.core.request.photo_size`).
+        """
+        return None
+
     # --- the template -------------------------------------------------------------------------
 
     @classmethod
@@ -229,6 +242,7 @@ class BaseHandler(Generic[P]):
         """Take ``image`` (or ``images`` for a batch) and ``threshold`` from a JSON body."""
         max_pixels = int(self.config["MAX_IMAGE_PIXELS"])
         max_total = int(self.config["MAX_REQUEST_PIXELS"])
+        min_side = self.decode_size()
         threshold = parse_threshold(body.get("threshold"), float(self.config["CONF_THRESHOLD"]))
         has_image, has_images = body.get("image") is not None, body.get("images") is not None
         if has_image and has_images:
@@ -243,11 +257,11 @@ class BaseHandler(Generic[P]):
                     f"'images' holds {len(batch)} images, over MAX_BATCH_SIZE={limit}", status=413
                 )
             fields = [(item, f"images[{i}]") for i, item in enumerate(batch)]
-            images = decode_images(fields, max_pixels, max_total)
+            images = decode_images(fields, max_pixels, max_total, min_side)
             return Request(images, threshold, batch=True, body=dict(body))
         if not has_image:
             raise RequestError('missing \'image\': expected {"image": "<base64 of the frame>"}')
-        image = decode_images([(body["image"], "image")], max_pixels, max_total)
+        image = decode_images([(body["image"], "image")], max_pixels, max_total, min_side)
         return Request(image, threshold, False, dict(body))
 
     def infer(self, request: Request) -> Any:

@@ -18,11 +18,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 
 class RequestError(Exception):
@@ -34,9 +34,48 @@ class RequestError(Exception):
         self.status = status
 
 
+class ReducedImage(np.ndarray):
+    """An RGB image decoded at a fraction of its photo's size (libjpeg's DCT scaling).
+
+    Pixel ``(i, j)`` covers the photo's pixels ``[i * reduction, (i + 1) * reduction)`` in
+    each axis; ``photo_size`` is the (height, width) of the photo CVAT shows, EXIF
+    orientation applied. Arrays derived from it (slices, copies) are plain images again.
+    """
+
+    reduction: int = 1
+    photo_size: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def of(cls, pixels: np.ndarray, factor: int, size: tuple[int, int]) -> ReducedImage:
+        """``pixels`` viewed as the 1/``factor`` decode of a photo of ``size`` (height, width)."""
+        image = pixels.view(cls)
+        image.reduction, image.photo_size = factor, size
+        return image
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.reduction, self.photo_size = 1, (0, 0)
+
+
+def reduction(image: np.ndarray) -> int:
+    """Photo pixels per image pixel along each axis: 1 unless ``image`` is a ReducedImage."""
+    return image.reduction if isinstance(image, ReducedImage) and image.reduction > 1 else 1
+
+
+def photo_size(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the photo ``image`` was decoded from: its own size unless reduced."""
+    if reduction(image) > 1:
+        return cast(ReducedImage, image).photo_size
+    return int(image.shape[0]), int(image.shape[1])
+
+
 @dataclass
 class Request:
-    """A decoded request: RGB images, the effective threshold, and the rest of the body."""
+    """A decoded request: RGB images, the effective threshold, and the rest of the body.
+
+    An image may be a :class:`ReducedImage` when the handler asked for a smaller decode
+    (:meth:`~quadratseg_handlers.core.handler.BaseHandler.decode_size`): shapes are still
+    answered in the pixels of its photo (:func:`photo_size`).
+    """
 
     images: list[np.ndarray]
     threshold: float
@@ -47,7 +86,7 @@ class Request:
 
     @property
     def pixels(self) -> int:
-        """Total number of pixels over all images (for the request log line)."""
+        """Total number of pixels decoded over all images (for the request log line)."""
         return sum(int(image.shape[0] * image.shape[1]) for image in self.images)
 
 
@@ -216,31 +255,128 @@ def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
         raise RequestError(f"'{field_name}' could not be decoded: {exc}") from None
 
 
-def decode_image(data: Any, max_pixels: int, field_name: str = "image") -> np.ndarray:
+OPENCV_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+"""Formats OpenCV decodes faster than PIL (``make bench``: docs/performance.md, decoding);
+TIFF, where PIL is faster, and every other format stay on PIL."""
+
+OPENCV_MODES = frozenset({"RGB", "RGBA", "L"})
+"""8-bit modes whose OpenCV decode gives PIL's ``convert("RGB")`` pixels; CMYK, palette and
+16-bit images stay on PIL (its colour conversion and grey-level stretch)."""
+
+DCT_REDUCTIONS = (8, 4, 2)
+"""The reductions libjpeg decodes a JPEG at directly (IMREAD_REDUCED_COLOR_8/4/2)."""
+
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+_ORIENTATIONS = {  # EXIF orientation -> the array view that displays the photo upright
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
+
+_PNG_METADATA = (b"eXIf", b"exif", b"Exif", b"tiff:Orientation")
+"""Byte strings of orientation metadata PIL may find in a PNG only by reading all of it."""
+
+
+def jpeg_reduction(size: tuple[int, int], min_side: int | None) -> int:
+    """The largest DCT reduction whose decoded long side is still >= ``min_side`` (1: none)."""
+    if min_side is None:
+        return 1
+    long_side = max(size)
+    return next((k for k in DCT_REDUCTIONS if -(-long_side // k) >= min_side), 1)
+
+
+def _orientation(image: Image.Image, data: bytes) -> int | None:
+    """The EXIF orientation PIL would apply, read without decoding; None when only a full
+    read could tell (a PNG holding metadata, possibly after its pixels)."""
+    if image.format == "PNG" and any(marker in data for marker in _PNG_METADATA):
+        return None
+    if image.format == "PNG":
+        return 1
+    return int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+
+
+def _opencv_pixels(image: Image.Image, data: bytes, factor: int) -> np.ndarray | None:
+    """RGB pixels of ``data`` decoded by OpenCV (at 1/``factor``, orientation applied), or
+    None where OpenCV cannot honour the file as PIL does (format, mode, orientation in the
+    pixel data, a JPEG cut short, which OpenCV would pad with grey instead of refusing)."""
+    if image.format not in OPENCV_FORMATS or image.mode not in OPENCV_MODES:
+        return None
+    if image.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None
+    orientation = _orientation(image, data)
+    if orientation is None:
+        return None
+    flags = _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if bgr is None:
+        return None
+    upright = _ORIENTATIONS.get(orientation, lambda a: a)(bgr)
+    return cv2.cvtColor(np.ascontiguousarray(upright), cv2.COLOR_BGR2RGB)
+
+
+def decode_opened(
+    image: Image.Image, data: bytes, field_name: str = "image", min_side: int | None = None
+) -> np.ndarray:
+    """The RGB pixels of an opened image, by the fastest decoder that honours it.
+
+    ``min_side``: the long side the caller needs at least; a JPEG is then decoded at the
+    largest DCT reduction that keeps it (a :class:`ReducedImage`), never smaller. None: full
+    resolution. Formats and files OpenCV cannot honour as PIL does are decoded by PIL.
+    """
+    reduced = jpeg_reduction(image.size, min_side) if image.format == "JPEG" else 1
+    pixels = _opencv_pixels(image, data, reduced)
+    if pixels is None:
+        return to_rgb_array(image, field_name)
+    if reduced == 1:
+        return pixels
+    width, height = image.size
+    orientation = _orientation(image, data) or 1
+    upright = (height, width) if orientation < 5 else (width, height)
+    return ReducedImage.of(pixels, reduced, upright)
+
+
+def decode_image(
+    data: Any, max_pixels: int, field_name: str = "image", min_side: int | None = None
+) -> np.ndarray:
     """Base64 image field -> RGB uint8 array, with every failure turned into a RequestError."""
     raw = decode_base64(data, field_name)
-    return to_rgb_array(open_image(raw, max_pixels, field_name), field_name)
+    return decode_opened(open_image(raw, max_pixels, field_name), raw, field_name, min_side)
 
 
 def decode_images(
-    fields: Sequence[tuple[Any, str]], max_pixels: int, max_total: int
+    fields: Sequence[tuple[Any, str]],
+    max_pixels: int,
+    max_total: int,
+    min_side: int | None = None,
 ) -> list[np.ndarray]:
     """Base64 image fields (value, field name) -> RGB arrays, within two pixel limits.
 
     Every header is read before any image is decoded: each image at most ``max_pixels``
-    (MAX_IMAGE_PIXELS), all of them together at most ``max_total`` (MAX_REQUEST_PIXELS).
+    (MAX_IMAGE_PIXELS), all of them together at most ``max_total`` (MAX_REQUEST_PIXELS);
+    the limits count the photos' pixels, whatever ``min_side`` lets the decode reduce.
     """
-    opened = [
-        (open_image(decode_base64(data, name), max_pixels, name), name) for data, name in fields
-    ]
-    total = sum(image.width * image.height for image, _ in opened)
+    opened = []
+    for data, name in fields:
+        raw = decode_base64(data, name)
+        opened.append((open_image(raw, max_pixels, name), raw, name))
+    total = sum(image.width * image.height for image, _, _ in opened)
     if total > max_total:
         raise RequestError(
             f"the request's images hold {total / 1e6:.1f} megapixels together, over the limit "
             f"of {max_total / 1e6:.1f} megapixels per request (MAX_REQUEST_PIXELS)",
             status=413,
         )
-    return [to_rgb_array(image, name) for image, name in opened]
+    return [decode_opened(image, raw, name, min_side) for image, raw, name in opened]
 
 
 def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
@@ -256,7 +392,8 @@ def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
     if isinstance(source, (str, Path)):
         source = Path(source).read_bytes()
     if isinstance(source, (bytes, bytearray)):
-        return to_rgb_array(open_image(bytes(source), max_pixels))
+        data = bytes(source)
+        return decode_opened(open_image(data, max_pixels), data)
     raise TypeError(f"cannot load an image from {type(source).__name__}")
 
 

@@ -31,6 +31,7 @@ from quadratseg_handlers.backends.ultralytics import (
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
 from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.core.request import photo_size
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.ops.matching import Match, match_points
@@ -162,22 +163,27 @@ class GridHandler(BaseHandler[GridPrediction]):
             return packaged
         return path
 
+    def decode_size(self) -> int | None:
+        """The network input's long side: points are scaled back to the photo."""
+        return self.yolo.decode_side
+
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
         """One batched YOLO predict, then each image's points put in template order."""
         results = self.yolo.predict(images, threshold)
         predictions = []
         for image, result in zip(images, results, strict=True):
-            found = result_points(result, threshold)
+            found = result_points(result, threshold, image)
             match = self.order(found, image) if self.config["USE_TEMPLATE_MATCHING"] else None
             predictions.append(GridPrediction(found, match))
         return predictions
 
     def order(self, found: PointDetections, image: np.ndarray) -> Match:
         """Match the points to the template; log why when there is no skeleton."""
+        height, width = photo_size(image)
         match = match_points(
             found.points,
             self.template,
-            (image.shape[1], image.shape[0]),
+            (width, height),
             scores=found.scores,
             max_cost=float(self.config["HUNGARIAN_THRESH"]),
             min_matches=int(self.config["MIN_MATCHES"]),
@@ -200,7 +206,7 @@ class GridHandler(BaseHandler[GridPrediction]):
             return [cvat.points(label, point, score) for point, score, label in raw]
         if not match.ok:
             return []
-        height, width = image.shape[:2]
+        height, width = photo_size(image)
         return [
             skeleton_shape(
                 self.config["SKELETON_LABEL"],

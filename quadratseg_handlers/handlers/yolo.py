@@ -31,9 +31,14 @@ class YoloSegHandler(InstanceHandler):
         self.yolo.configure(self.config, self.device)
         self.class_names = self.yolo.names
 
+    def decode_size(self) -> int | None:
+        """The network input's long side: masks map straight from it to the photo."""
+        return self.yolo.decode_side
+
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[list[Instance]]:
         """One batched ultralytics predict; instances in original-image pixels."""
-        return [result_instances(result) for result in self.yolo.predict(images, threshold)]
+        results = self.yolo.predict(images, threshold)
+        return [result_instances(r, image) for r, image in zip(results, images, strict=True)]
 
 
 class CoralSegV4Handler(YoloSegHandler):
