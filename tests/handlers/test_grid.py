@@ -601,3 +601,43 @@ def test_bytes_that_are_no_image_are_a_400_once_ultralytics_patched_pil(monkeypa
     response = client.call({"image": base64.b64encode(b"hello, not an image").decode()})
     assert response.status_code == 400
     assert "not a decodable image" in response_json(response)["error"]
+
+
+# --- scaled JPEG decoding -------------------------------------------------------------------
+
+
+def jpeg_body(image: np.ndarray) -> dict[str, str]:
+    return {"image": encode_image(image, fmt="JPEG", quality=90)}
+
+
+def skeleton_xy(shapes) -> np.ndarray:
+    (skeleton,) = shapes
+    return np.array([element["points"] for element in skeleton["elements"]])
+
+
+@pytest.mark.slow
+def test_gridpose_from_a_scaled_decode_equals_the_full_decode(monkeypatch, grid_case):
+    path, _truth, detected, _missed = grid_case
+    photo = cv2.resize(frame(), (1920, 1920), interpolation=cv2.INTER_LINEAR)
+    body = jpeg_body(photo)
+    scaled, full = (grid_client(path, SCALED_DECODE=flag) for flag in ("true", "false"))
+    assert scaled.start().decode_size() == SIDE
+    points = skeleton_xy(response_json(scaled.call(body)))
+    assert np.abs(points - skeleton_xy(response_json(full.call(body)))).max() <= 1.0
+    # Each detection sits where the model put it in the frame, six photo pixels per pixel.
+    assert np.abs(points - detected * 6).max() <= 6.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(4000, 3000), (1920, 1920)])
+def test_raw_points_from_a_scaled_decode_equal_the_full_decode(monkeypatch, grid_case, size):
+    path = grid_case[0]
+    body = jpeg_body(cv2.resize(frame(), size, interpolation=cv2.INTER_LINEAR))
+    answers = []
+    for flag in ("true", "false"):
+        client = grid_client(path, SCALED_DECODE=flag, USE_TEMPLATE_MATCHING="false")
+        answers.append(response_json(client.call(body)))
+    scaled, full = (np.array([shape["points"] for shape in answer]) for answer in answers)
+    assert scaled.shape == full.shape == (108, 2)  # 105 grid points and 3 spurious
+    assert np.abs(scaled - full).max() <= 1.0
+    assert (scaled.max(axis=0) <= size).all()

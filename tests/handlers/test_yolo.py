@@ -4,6 +4,7 @@ and result formatting on real ``Results`` objects built from known masks."""
 from __future__ import annotations
 
 import base64
+import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +19,13 @@ from ultralytics.engine.results import Results
 from quadratseg_handlers import ConfigError, cvat
 from quadratseg_handlers.backends.ultralytics import (
     Letterbox,
+    _sampled_on_device,
     load_yolo,
     mask_in_image,
     precision_options,
     result_instances,
 )
-from quadratseg_handlers.core.request import cvat_request, encode_image
+from quadratseg_handlers.core.request import ReducedImage, cvat_request, encode_image
 from quadratseg_handlers.cvat.masks import mask_parts, polygon_to_mask
 from quadratseg_handlers.deploy.catalog import handler_class
 from quadratseg_handlers.handlers.yolo import (
@@ -518,3 +520,144 @@ def test_the_16_criobe_genera_reach_a_cvat_project_with_their_names(tmp_path):
     assert [shape["label"] for shape in shapes] == ["Pavona/Leptoseris"] * 3
     project = cvat.project_labels(sorted(labels, key=lambda label: label["name"]))
     assert cvat.cvat_keeps(shapes, labels, project) == shapes
+
+
+# --- scaled JPEG decoding: shapes in the photo's pixels ----------------------------------------
+
+
+def reduced_result(image_shape, input_shape, factor):
+    """A Results for the 1/``factor`` decode of an ``image_shape`` photo: the truth masks at
+    ``input_shape``, boxes in the reduced image's pixels, and that reduced image."""
+    height, width = image_shape
+    small = np.zeros((-(-height // factor), -(-width // factor), 3), dtype=np.uint8)
+    letterbox = Letterbox.between(input_shape, small.shape[:2], factor)
+    masks = np.stack(truth_masks(input_shape, letterbox)).astype(np.uint8)
+    boxes = truth_boxes()
+    boxes[:, :4] /= factor
+    result = Results(
+        small,
+        path="frame.jpg",
+        names=dict(enumerate(NAMES)),
+        boxes=boxes,
+        masks=torch.from_numpy(masks),
+    )
+    return result, ReducedImage.of(small, factor, image_shape)
+
+
+@pytest.mark.parametrize(
+    "image_shape, factor",
+    [((HEIGHT, WIDTH), 4), ((HEIGHT, WIDTH), 2), ((HEIGHT - 3, WIDTH - 5), 8)],
+)
+def test_masks_of_a_reduced_decode_map_straight_to_the_photo(image_shape, factor):
+    result, image = reduced_result(image_shape, (384, 640), factor)
+    instances = result_instances(result, image)
+    shapes = YoloSegHandler(convert_to_polyline=False).to_shapes(instances, image)
+    assert [s["label"] for s in shapes] == EXPECTED_LABELS
+    two_discs, ring, half = (mask[: image_shape[0], : image_shape[1]] for mask in truth_masks())
+    decoded = [decode_cvat_mask(s)[: image_shape[0], : image_shape[1]] for s in shapes]
+    assert iou(decoded[0] | decoded[1], two_discs) > 0.99
+    assert iou(decoded[2], ring) > 0.99
+    assert iou(decoded[3], half) > 0.99
+    spec = [cvat.label_spec(name, "mask") for name in NAMES]
+    assert cvat.validate_response(shapes, spec, image_shape[::-1]) == []
+
+
+def test_a_reduced_decode_gives_the_masks_of_a_full_one_to_the_pixel():
+    full = result_instances(make_result((384, 640)))
+    result, image = reduced_result((HEIGHT, WIDTH), (384, 640), 2)
+    reduced = result_instances(result, image)
+    for a, b in zip(full, reduced, strict=True):
+        assert a.origin == b.origin
+        assert np.array_equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize(
+    "image_shape, input_shape",
+    [((1080, 1920), (384, 640)), ((1079, 1917), (384, 640)), ((3000, 4000), (480, 640))],
+    ids=["a third, resized", "a third, warped", "4000 x 3000"],
+)
+def test_masks_resampled_by_torch_equal_opencvs(image_shape, input_shape):
+    """The device path (torch, used for CUDA masks) against the CPU one (OpenCV)."""
+    letterbox = Letterbox.between(input_shape, image_shape)
+    height, width = image_shape
+    centre, radius = (width * 0.45, height * 0.5), min(height, width) * 0.3
+    mask = torch.from_numpy(disc(centre, radius, input_shape, letterbox).astype(np.uint8))
+    box = (
+        int(centre[0] - radius - 1),
+        int(centre[1] - radius - 1),
+        int(centre[0] + radius),
+        height,
+    )
+    opencv, origin = mask_in_image(mask, box, letterbox, image_shape)
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    for device in devices:
+        on_device = _sampled_on_device(mask.to(device), letterbox, box)
+        assert isinstance(on_device, np.ndarray) and on_device.dtype == bool
+        assert on_device.shape == opencv.shape
+        # OpenCV interpolates in fixed point: a level a hair from one half may round apart.
+        assert (on_device != opencv).mean() < 1e-4
+    placed = np.zeros(image_shape, dtype=bool)
+    placed[
+        origin[1] : origin[1] + on_device.shape[0], origin[0] : origin[0] + on_device.shape[1]
+    ] = on_device
+    assert iou(placed, disc(centre, radius, image_shape)) > 0.99
+
+
+def photo_jpeg(size, seed=7, orientation=1) -> str:
+    """Base64 of a synthetic quadrat photograph as a JPEG, EXIF ``orientation`` recorded."""
+    from PIL import Image
+
+    from quadratseg_handlers.local.synthetic import quadrat_image
+
+    pixels = quadrat_image(size, seed=seed).image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def assert_same_polygons(scaled, full, size):
+    assert len(scaled) == len(full) > 0
+    for a, b in zip(scaled, full, strict=True):
+        assert (a["label"], a["confidence"]) == (b["label"], b["confidence"])
+        points_a, points_b = (np.reshape(s["points"], (-1, 2)) for s in (a, b))
+        if points_a.shape == points_b.shape:
+            assert np.abs(points_a - points_b).max() <= 1.0
+        mask_a, mask_b = (polygon_to_mask(p, size[1], size[0]) for p in (points_a, points_b))
+        assert iou(mask_a, mask_b) > 0.98
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(4000, 3000), (1920, 1920)])
+def test_a_scaled_decode_answers_the_shapes_of_a_full_decode(models, size):
+    body = {"image": photo_jpeg(size)}
+    answers = {}
+    for scaled in ("true", "false"):
+        client = client_for(models["segment"], MAX_DET=20, SCALED_DECODE=scaled)
+        answers[scaled] = response_json(client.call(body))
+    assert_same_polygons(answers["true"], answers["false"], size)
+    for shape in answers["true"]:
+        points = np.reshape(shape["points"], (-1, 2))
+        assert points.max(axis=0).tolist() <= [size[0] - 1, size[1] - 1]
+
+
+@pytest.mark.slow
+def test_an_exif_rotated_jpeg_is_answered_upright_through_the_scaled_decode(models):
+    """Orientation 6 (turned 90 degrees clockwise to display): CVAT shows 3000 x 4000."""
+    body = {"image": photo_jpeg((4000, 3000), orientation=6)}
+    scaled = client_for(models["segment"], MAX_DET=20)
+    handler = scaled.start()
+    assert handler.decode_size() == 320
+    answer = response_json(scaled.call(body))
+    full = client_for(models["segment"], MAX_DET=20, SCALED_DECODE="false")
+    assert_same_polygons(answer, response_json(full.call(body)), (3000, 4000))
+    assert cvat.validate_response(answer, handler.labels(), (3000, 4000)) == []
+
+
+@pytest.mark.slow
+def test_the_pixel_limit_counts_the_photo_through_the_scaled_decode(models):
+    client = client_for(models["segment"], MAX_IMAGE_PIXELS=11_000_000)
+    response = client.call({"image": photo_jpeg((4000, 3000))})
+    assert response.status_code == 413
+    assert "MAX_IMAGE_PIXELS" in response_json(response)["error"]

@@ -1,0 +1,152 @@
+"""Image decoding: the fastest decoder per format gives PIL's pixels, and a scaled JPEG decode
+keeps the photo's size, its EXIF orientation and the pixel limits."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from quadratseg_handlers.core import request as req
+from quadratseg_handlers.core.request import (
+    ReducedImage,
+    RequestError,
+    decode_opened,
+    jpeg_reduction,
+    open_image,
+    photo_size,
+    reduction,
+    to_rgb_array,
+)
+
+ORIENTATION = 0x0112
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A 300 x 400 RGB picture with detail at every scale (noise on smooth gradients)."""
+    rng = np.random.default_rng(5)
+    rows, cols = np.mgrid[0:300, 0:400]
+    smooth = np.stack([rows * 0.8, cols * 0.6, (rows + cols) * 0.35], axis=-1)
+    return np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+
+
+def file_bytes(pixels: np.ndarray, fmt: str, orientation: int = 1, mode: str = "RGB") -> bytes:
+    image = Image.fromarray(pixels).convert(mode)
+    options: dict = {"quality": 90} if fmt in ("JPEG", "WEBP") else {}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[ORIENTATION] = orientation
+        options["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def pil_pixels(data: bytes) -> np.ndarray:
+    """What the library decoded before OpenCV: PIL, EXIF orientation applied."""
+    return to_rgb_array(open_image(data, 10**9))
+
+
+def decoded(data: bytes, min_side: int | None = None) -> np.ndarray:
+    return decode_opened(open_image(data, 10**9), data, min_side=min_side)
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, orientation, opencv",
+    [
+        ("JPEG", "RGB", 1, True),
+        ("JPEG", "L", 1, True),
+        *[("JPEG", "RGB", o, True) for o in range(2, 9)],
+        ("WEBP", "RGB", 6, True),
+        ("WEBP", "RGBA", 1, True),
+        ("PNG", "RGB", 1, True),
+        ("PNG", "RGBA", 1, True),
+        ("PNG", "L", 1, True),
+        ("BMP", "RGB", 1, True),
+        ("PNG", "RGB", 8, False),  # orientation PIL may find only by reading it all
+        ("PNG", "P", 1, False),
+        ("PNG", "I;16", 1, False),  # 16-bit grey: PIL's stretch to the peak
+        ("JPEG", "CMYK", 1, False),
+        ("TIFF", "RGB", 1, False),  # PIL is faster
+    ],
+)
+def test_each_format_decodes_to_pils_pixels_by_the_decoder_chosen(
+    photo, fmt, mode, orientation, opencv
+):
+    data = file_bytes(photo, fmt, orientation, mode)
+    opened = open_image(data, 10**9)
+    assert (req._opencv_pixels(opened, data, 1) is not None) == opencv
+    expected = pil_pixels(data)
+    got = decoded(data)
+    assert got.dtype == np.uint8 and got.flags.c_contiguous
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected)
+
+
+def test_a_truncated_jpeg_is_refused_not_padded_with_grey(photo):
+    data = file_bytes(photo, "JPEG")
+    with pytest.raises(RequestError, match="could not be decoded"):
+        decoded(data[: len(data) // 2])
+    with pytest.raises(RequestError, match="could not be decoded"):
+        decoded(data[: len(data) // 2], min_side=50)
+
+
+def test_a_damaged_png_is_refused(photo):
+    data = file_bytes(photo, "PNG")
+    with pytest.raises(RequestError, match="could not be decoded"):
+        decoded(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "size, min_side, expected",
+    [
+        ((4000, 3000), 640, 4),  # 1000 >= 640 > 500
+        ((3000, 4000), 320, 8),
+        ((1920, 1920), 640, 2),  # 960 >= 640 > 480
+        ((1920, 1080), 1024, 1),
+        ((1921, 1000), 961, 2),  # ceil(1921 / 2) = 961
+        ((1000, 800), None, 1),
+    ],
+)
+def test_the_reduction_is_the_largest_keeping_the_long_side(size, min_side, expected):
+    assert jpeg_reduction(size, min_side) == expected
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_a_scaled_jpeg_decode_is_the_upright_photo_at_a_quarter(orientation):
+    rows, cols = np.mgrid[0:1200, 0:1600]
+    smooth = np.stack([rows * 0.2, cols * 0.15, (rows + cols) * 0.09], axis=-1).astype(np.uint8)
+    data = file_bytes(smooth, "JPEG", orientation)
+    full = pil_pixels(data)
+    image = decoded(data, min_side=400)
+    assert isinstance(image, ReducedImage)
+    assert reduction(image) == 4
+    assert photo_size(image) == full.shape[:2]
+    assert image.shape[:2] == (full.shape[0] // 4, full.shape[1] // 4)
+    quarter = cv2.resize(full, image.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(image.astype(int) - quarter).mean() < 2.0
+    # A slice is a plain image of its own size again.
+    assert reduction(image[:10]) == 1 and photo_size(image[:10]) == (10, image.shape[1])
+
+
+def test_only_a_jpeg_is_decoded_scaled(photo):
+    for fmt in ("PNG", "WEBP", "TIFF"):
+        image = decoded(file_bytes(photo, fmt), min_side=50)
+        assert reduction(image) == 1
+        assert photo_size(image) == (300, 400)
+
+
+def test_the_pixel_limits_count_the_photo_not_the_reduced_decode(photo):
+    data = req.b64(file_bytes(np.zeros((1200, 1600, 3), np.uint8), "JPEG"))
+    with pytest.raises(RequestError, match="MAX_IMAGE_PIXELS") as error:
+        req.decode_images([(data, "image")], 1_000_000, 10**9, min_side=100)
+    assert error.value.status == 413
+    with pytest.raises(RequestError, match="MAX_REQUEST_PIXELS") as error:
+        req.decode_images([(data, "a"), (data, "b")], 10**9, 3_000_000, min_side=100)
+    assert error.value.status == 413
+    (image,) = req.decode_images([(data, "image")], 2_000_000, 2_000_000, min_side=100)
+    assert photo_size(image) == (1200, 1600) and reduction(image) == 8
