@@ -1,9 +1,11 @@
-"""Decoding a request's image: PIL vs OpenCV per format, and scaled JPEG decoding.
+"""Pixels in: decoding a request's image, and masks back to the photo's pixels.
 
 The first table picks the decoder per format (``OPENCV_FORMATS`` in core/request.py); the
 second times what a YOLO function at imgsz 640 decodes a JPEG request with: today's full PIL
 decode, the full decode the library does now, and the scaled decode (libjpeg's DCT scaling,
-through PIL's ``draft`` and OpenCV's ``IMREAD_REDUCED_COLOR``), each side by side.
+through PIL's ``draft`` and OpenCV's ``IMREAD_REDUCED_COLOR``), each side by side. The third
+times one mask's box resampled to the photo by OpenCV (the CPU path of ``mask_in_image``) and
+by torch (its path for masks on a GPU), on the CPU and, when there is one, on CUDA.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from quadratseg_handlers.backends.ultralytics import Letterbox, _sampled_on_device, mask_in_image
 from quadratseg_handlers.core.request import (
     OPENCV_FORMATS,
     decode_images,
@@ -106,14 +109,45 @@ def jpeg_row(size: tuple[int, int], seed: int) -> str:
     )
 
 
+def mask_rows() -> list[str]:
+    """One row per (photo, input) size: a disc's box resampled by OpenCV and by torch."""
+    import torch
+
+    rows = []
+    for image_shape, input_shape in [((1920, 1920), (640, 640)), ((3000, 4000), (480, 640))]:
+        letterbox = Letterbox.between(input_shape, image_shape)
+        in_h, in_w = input_shape
+        ys, xs = np.mgrid[0:in_h, 0:in_w]
+        disc = (xs - in_w / 2) ** 2 + (ys - in_h / 2) ** 2 <= (min(in_h, in_w) * 0.3) ** 2
+        mask = torch.from_numpy(disc.astype(np.uint8))
+        height, width = image_shape
+        box = (int(width * 0.15), int(height * 0.15), int(width * 0.85), int(height * 0.85))
+        steps = {
+            "opencv": lambda m=mask, b=box, lb=letterbox, s=image_shape: mask_in_image(m, b, lb, s),
+            "torch": lambda m=mask, b=box, lb=letterbox: _sampled_on_device(m, lb, b),
+        }
+        if torch.cuda.is_available():
+            on_gpu = mask.cuda()
+            steps["cuda"] = lambda m=on_gpu, b=box, lb=letterbox: _sampled_on_device(m, lb, b)
+        ms = {name: median_ms(t) for name, t in interleaved(steps, runs=RUNS).items()}
+        cuda = f"{ms['cuda']:.1f}" if "cuda" in ms else "no GPU"
+        crop = (box[2] - box[0]) * (box[3] - box[1]) / 1e6
+        rows.append(
+            f"| {width} x {height} | {in_w} x {in_h} | {crop:.1f} | {ms['opencv']:.1f} "
+            f"| {ms['torch']:.1f} | {ms['torch'] / ms['opencv']:.1f} | {cuda} |"
+        )
+    return rows
+
+
 def run() -> str:
     """Return the Markdown section."""
     photo = quadrat_image((4000, 3000), seed=11).image
     formats = format_rows(photo)
     sizes = [((1024, 1024), 12), ((1920, 1920), 13), ((4000, 3000), 11)]
     jpegs = [jpeg_row(size, seed) for size, seed in sizes]
+    masks = mask_rows()
     return (
-        "## Decoding a request's image\n\n"
+        "## Pixels in: decoding, and masks back to the photo\n\n"
         "Synthetic quadrat photographs (`quadrat_image`), medians of "
         f"{RUNS} interleaved runs, ms. Full decodes of one 4000 x 3000 photo saved in each "
         "format (JPEG and WebP at quality 90); the library decodes with the faster one where "
@@ -129,5 +163,13 @@ def run() -> str:
         "header); request = base64, header checks and the scaled decode.\n\n"
         "| JPEG | MB | Reduction | PIL full | Library full | PIL draft | OpenCV reduced "
         "| Library scaled | Request | PIL full / scaled |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(jpegs)
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        + "\n".join(jpegs)
+        + "\n\n### One mask's box to the photo's pixels\n\n"
+        "A disc mask at the network input, its box (70 % of the photo's sides) resampled "
+        "bilinearly to the photo and thresholded at one half; medians ms. OpenCV serves "
+        "masks on the CPU; torch (index gathers on the mask's device, only the boolean crop "
+        "copied to the CPU) serves masks on a GPU: on a CPU it is the slower one.\n\n"
+        "| Photo | Input | Box megapixels | OpenCV (CPU) | torch (CPU) | torch / OpenCV "
+        "| torch (CUDA) |\n| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(masks)
     )
