@@ -255,7 +255,11 @@ def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
         raise RequestError(f"'{field_name}' could not be decoded: {exc}") from None
 
 
-OPENCV_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+"""PIL's names for a JPEG file: MPO is a camera's JPEG followed by more pictures (its first,
+the one PIL and OpenCV decode, is the photo)."""
+
+OPENCV_FORMATS = frozenset({*JPEG_FORMATS, "PNG", "WEBP", "BMP"})
 """Formats OpenCV decodes faster than PIL (``make bench``: docs/performance.md, decoding);
 TIFF, where PIL is faster, and every other format stay on PIL."""
 
@@ -311,7 +315,7 @@ def _opencv_pixels(image: Image.Image, data: bytes, factor: int) -> np.ndarray |
     pixel data, a JPEG cut short, which OpenCV would pad with grey instead of refusing)."""
     if image.format not in OPENCV_FORMATS or image.mode not in OPENCV_MODES:
         return None
-    if image.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+    if image.format in JPEG_FORMATS and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         return None
     orientation = _orientation(image, data)
     if orientation is None:
@@ -333,7 +337,7 @@ def decode_opened(
     largest DCT reduction that keeps it (a :class:`ReducedImage`), never smaller. None: full
     resolution. Formats and files OpenCV cannot honour as PIL does are decoded by PIL.
     """
-    reduced = jpeg_reduction(image.size, min_side) if image.format == "JPEG" else 1
+    reduced = jpeg_reduction(image.size, min_side) if image.format in JPEG_FORMATS else 1
     pixels = _opencv_pixels(image, data, reduced)
     if pixels is None:
         return to_rgb_array(image, field_name)

@@ -87,6 +87,17 @@ def test_each_format_decodes_to_pils_pixels_by_the_decoder_chosen(
     assert np.array_equal(got, expected)
 
 
+def test_a_camera_mpo_decodes_its_first_picture_scaled(photo):
+    buffer = io.BytesIO()
+    second = Image.fromarray(np.ascontiguousarray(photo[::-1]))
+    Image.fromarray(photo).save(buffer, format="MPO", save_all=True, append_images=[second])
+    data = buffer.getvalue()
+    assert open_image(data, 10**9).format == "MPO"
+    assert np.array_equal(decoded(data), pil_pixels(data))
+    image = decoded(data, min_side=100)
+    assert reduction(image) == 4 and photo_size(image) == (300, 400)
+
+
 def test_a_truncated_jpeg_is_refused_not_padded_with_grey(photo):
     data = file_bytes(photo, "JPEG")
     with pytest.raises(RequestError, match="could not be decoded"):
