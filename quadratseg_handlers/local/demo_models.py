@@ -76,6 +76,31 @@ ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (3, 2), (16, 9))
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """A further training run from a model's best weights so far.
+
+    A low rate without mosaic sharpens where boxes sit (grid points); a larger image size with
+    mosaic teaches corners cut by the photo's edge and sees small colonies better.
+    """
+
+    epochs: int
+    lr: float
+    """ultralytics' lr0 (AdamW, no warm-up)."""
+    imgsz: int | None = None
+    """Training size of this run; None: the model's. The weights then serve at it by default."""
+    mosaic: float = 0.0
+
+    def args(self, imgsz: int) -> dict[str, Any]:
+        """The ultralytics arguments this run changes from TRAIN_ARGS."""
+        return {**REFINE_ARGS, "lr0": self.lr, "mosaic": self.mosaic, "imgsz": self.imgsz or imgsz}
+
+
+REFINE_ARGS: dict[str, Any] = {"optimizer": "AdamW", "warmup_epochs": 0}
+"""What every refining run changes from TRAIN_ARGS, besides its rate, mosaic and size
+(ultralytics' automatic choice for the first run is AdamW at 0.002 for one class, 0.001 for six)."""
+
+
+@dataclass(frozen=True)
 class DemoModel:
     """How one demo model is trained: its task, classes, image size, data set size, epochs."""
 
@@ -90,10 +115,8 @@ class DemoModel:
     """k in the seed ranges (see the module docstring)."""
     function: str
     """The catalogue function that serves it."""
-    refine_epochs: int = 0
-    """A second run of this many epochs from the first run's best weights, without mosaic, at
-    ``refine_lr``: it sharpens where the boxes sit (grid points) or finds more of them (corners)."""
-    refine_lr: float = 0.0002
+    refinements: tuple[Refinement, ...] = ()
+    """Further runs, each from the previous run's best weights (see :class:`Refinement`)."""
     serve_env: tuple[str, ...] = ()
     """Settings the demo packages the model with (``NAME=VALUE``, chosen on held-out photos)."""
     init_from: str | None = None
@@ -123,15 +146,17 @@ MODELS: dict[str, DemoModel] = {
     for model in (
         DemoModel(
             "gridpose", "detect", ("point",), 320, 160, 30, 15, 1, "pth-yolo-gridpose",
-            refine_epochs=8, serve_env=("IMGSZ=352",),
+            refinements=(Refinement(8, 0.0002),), serve_env=("IMGSZ=352",),
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
-            init_from="gridpose", refine_epochs=12, refine_lr=0.001,
+            init_from="gridpose",
+            refinements=(Refinement(12, 0.001), Refinement(20, 0.001, imgsz=416, mosaic=1.0)),
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",
-            init_from="gridpose",
+            init_from="gridpose", refinements=(Refinement(25, 0.001, mosaic=1.0),),
+            serve_env=("CONF_THRESHOLD=0.3",),
         ),
     )
 }  # fmt: skip
@@ -379,46 +404,45 @@ def train_model(
     }
 
 
-REFINE_ARGS: dict[str, Any] = {"optimizer": "AdamW", "warmup_epochs": 0, "mosaic": 0.0}
-"""What the refining run changes from TRAIN_ARGS, besides the model's ``refine_lr`` as lr0
-(ultralytics' automatic choice for the first run is AdamW at 0.002 for these data sets)."""
-
-
 def refine_model(
-    model: DemoModel, work: Path, output: Path, log: Callable[[str], None] = print
+    model: DemoModel, step: int, work: Path, output: Path, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Train ``model`` on from its weights in ``output`` for its refine_epochs; replace them and
-    return its updated manifest entry."""
+    """Run ``model``'s refinement ``step`` from its weights in ``output``; replace them and
+    return its updated manifest entry (the run appended to its ``refinements``)."""
     from ultralytics import YOLO
 
     from quadratseg_handlers.local.tinymodels.yolo import CONFIGS
 
+    refinement = model.refinements[step]
+    args = refinement.args(model.imgsz)
     target = output / model.file
     entry: dict[str, Any] = read_manifest(output)["models"][model.name]
     data = write_dataset(model, work / model.name / "data", log)
     started = time.perf_counter()
     YOLO(CONFIGS[model.task]).train(
         data=str(data),
-        epochs=model.refine_epochs,
-        imgsz=model.imgsz,
+        epochs=refinement.epochs,
         project=str(work / model.name),
-        name="refine",
+        name=f"refine{step + 1}",
         exist_ok=True,
-        **{**TRAIN_ARGS, **REFINE_ARGS, "lr0": model.refine_lr, "pretrained": str(target)},
+        **{**TRAIN_ARGS, **args, "pretrained": str(target)},
     )
     seconds = time.perf_counter() - started
-    target.write_bytes((work / model.name / "refine" / "weights" / "best.pt").read_bytes())
-    summary = _validate(target, data, model.imgsz)
-    log(f"{model.name}: refined {model.refine_epochs} epochs in {seconds / 60:.1f} min; {summary}")
-    entry.update(
-        refine_epochs=model.refine_epochs,
-        refine_args={**REFINE_ARGS, "lr0": model.refine_lr},
-        refine_minutes=round(seconds / 60, 1),
-        validation_before_refining=entry["validation"],
-        validation=summary,
-        sha256=sha256(target),
-        bytes=target.stat().st_size,
+    best = work / model.name / f"refine{step + 1}" / "weights" / "best.pt"
+    target.write_bytes(best.read_bytes())
+    summary = _validate(target, data, int(args["imgsz"]))
+    log(f"{model.name}: refined {refinement.epochs} epochs in {seconds / 60:.1f} min; {summary}")
+    runs = entry.get("refinements", [])[:step]
+    runs.append(
+        {
+            "epochs": refinement.epochs,
+            "args": args,
+            "minutes": round(seconds / 60, 1),
+            "validation_before": entry["validation"],
+        }
     )
+    entry.update(refinements=runs, validation=summary, sha256=sha256(target))
+    entry["bytes"] = target.stat().st_size
     return entry
 
 
@@ -464,8 +488,8 @@ def train_demo_models(
         for name in names:
             model = MODELS[name]
             _record(output, name, train_model(model, folder, output, epochs=epochs, log=log))
-            if model.refine_epochs and epochs is None:
-                _record(output, name, refine_model(model, folder, output, log))
+            for step in range(len(model.refinements) if epochs is None else 0):
+                _record(output, name, refine_model(model, step, folder, output, log))
     return manifest_path
 
 

@@ -74,6 +74,10 @@ def test_the_committed_models_match_their_manifest_and_budget(committed_models):
         assert entry["names"] == list(model.names)
         assert entry["train_seeds"][1] < TEST_SEEDS and entry["validation"]
         assert entry["epochs"] > 0 and entry["train_minutes"] > 0
+        runs = entry["refinements"]
+        assert [run["epochs"] for run in runs] == [step.epochs for step in model.refinements]
+        for run, step in zip(runs, model.refinements, strict=True):
+            assert run["args"] == step.args(model.imgsz) and run["minutes"] > 0
     assert manifest["models"]["coralseg"]["names"] == list(GENERA)
 
 

@@ -5,10 +5,10 @@ removal -> corals), as `make demo` does, and is scored against the drawn truth. 
 from seeds never drawn for training.
 
 Where the committed models meet the bars of docs/demo.md (grid points, grid removal's other
-pixels, the 4000 x 3000 photo's mappings) the tests assert those bars. Where they do not yet
-(corners: 11 of 16 photos within 2 %, bar 95 %; corals: 51 % recall and 81 % precision, bars
-85 %; string coverage 95 %, bar 98 %: measured on these 16 photos, docs/demo.md) the tests
-hold the measured level, so that a change that makes them worse fails.
+pixels, corals, the 4000 x 3000 photo's mappings) the tests assert those bars. Where they do not
+yet (corners: 13 of 16 photos within 2 %, bar 95 %; string coverage, bar 98 %: measured on
+these 16 photos, docs/demo.md) the tests hold the measured level, so that a change that makes
+them worse fails.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def runs(served) -> list[PipelineRun]:
 def test_corners_found_on_every_photo_most_within_2_percent(runs):
     assert not [run.failure for run in runs if run.failure]
     errors = [run.corner_error for run in runs]
-    assert np.mean([e <= accuracy.CORNER_TOLERANCE for e in errors]) >= 0.6, errors
+    assert np.mean([e <= accuracy.CORNER_TOLERANCE for e in errors]) >= 0.75, errors
     assert np.median(errors) <= accuracy.CORNER_TOLERANCE
 
 
@@ -76,8 +76,8 @@ def test_corals_found_with_their_genus(runs):
     colonies = sum(score.colonies for score in scores)
     true_shapes = sum(score.true_shapes for score in scores)
     shapes = sum(score.shapes for score in scores)
-    assert found / colonies >= 0.45, (found, colonies)
-    assert true_shapes / shapes >= 0.75, (true_shapes, shapes)
+    assert found / colonies >= 0.85, (found, colonies)
+    assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
 
 
 def test_a_4000_by_3000_photo_in_its_own_pixels(served):
