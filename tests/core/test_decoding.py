@@ -3,6 +3,7 @@ keeps the photo's size, its EXIF orientation and the pixel limits."""
 
 from __future__ import annotations
 
+import base64
 import io
 
 import cv2
@@ -161,3 +162,28 @@ def test_the_pixel_limits_count_the_photo_not_the_reduced_decode(photo):
     assert error.value.status == 413
     (image,) = req.decode_images([(data, "image")], 2_000_000, 2_000_000, min_side=100)
     assert photo_size(image) == (1200, 1600) and reduction(image) == 8
+
+
+RAW = bytes(range(256)) * 3 + b"\xfb\xff"
+"""Bytes whose base64 holds '+' and '/' (and '-' and '_' in the URL-safe alphabet)."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        base64.b64encode(RAW).decode(),
+        base64.urlsafe_b64encode(RAW).decode(),
+        base64.b64encode(RAW).decode().rstrip("="),
+        "\n".join(base64.encodebytes(RAW).decode().split()),
+        " data:image/png;base64," + base64.b64encode(RAW).decode() + "\n",
+    ],
+    ids=["canonical", "url-safe", "unpadded", "line-wrapped", "data-url"],
+)
+def test_base64_in_every_form_clients_send(text):
+    assert req.decode_base64(text) == RAW
+
+
+@pytest.mark.parametrize("text", ["@@@", "ab!d", "abc=d", "a", "é" + "A" * 7])
+def test_text_outside_the_base64_alphabet_is_refused(text):
+    with pytest.raises(req.RequestError, match="'image' is not valid base64"):
+        req.decode_base64(text)
