@@ -24,6 +24,25 @@ from quadratseg_handlers.core.request import Request, RequestError, decode_image
 Box = tuple[int, int, int, int, float]
 
 
+RECT_IMAGE_BOXES = [
+    {
+        "label": "bright",
+        "type": "rectangle",
+        "points": [20.0, 10.0, 59.0, 29.0],
+        "confidence": "100",
+        "attributes": [{"name": "confidence", "value": "100"}],
+    },
+    {
+        "label": "bright",
+        "type": "rectangle",
+        "points": [100.0, 50.0, 149.0, 99.0],
+        "confidence": "90",
+        "attributes": [{"name": "confidence", "value": "90"}],
+    },
+]
+"""BrightBoxHandler's exact CVAT answer for the ``rect_image`` fixture (tests/conftest.py)."""
+
+
 class BrightBoxHandler(BaseHandler[list[Box]]):
     """Regions brighter than LEVEL become rectangles scored by mean brightness / 255."""
 

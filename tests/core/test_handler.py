@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from handlers_for_tests import BrightBoxHandler, huge_png_header
+from handlers_for_tests import RECT_IMAGE_BOXES, BrightBoxHandler, huge_png_header
 from PIL import Image
 
 from quadratseg_handlers import ConfigError
@@ -23,23 +23,6 @@ from quadratseg_handlers.local.harness import (
     make_event,
     response_json,
 )
-
-EXPECTED = [
-    {
-        "label": "bright",
-        "type": "rectangle",
-        "points": [20.0, 10.0, 59.0, 29.0],
-        "confidence": "100",
-        "attributes": [{"name": "confidence", "value": "100"}],
-    },
-    {
-        "label": "bright",
-        "type": "rectangle",
-        "points": [100.0, 50.0, 149.0, 99.0],
-        "confidence": "90",
-        "attributes": [{"name": "confidence", "value": "90"}],
-    },
-]
 
 
 def png_b64(image: np.ndarray) -> str:
@@ -56,7 +39,7 @@ def test_exact_cvat_json_for_a_dict_body(client, rect_image):
     assert response.status_code == 200
     assert response.content_type == "application/json"
     assert isinstance(response.body, str)
-    assert response_json(response) == EXPECTED
+    assert response_json(response) == RECT_IMAGE_BOXES
 
 
 @pytest.mark.parametrize("encode", [lambda s: s.encode(), lambda s: s, bytearray])
@@ -65,32 +48,32 @@ def test_bytes_and_str_bodies_give_the_same_answer(client, rect_image, encode):
     body = encode(text) if not isinstance(encode, type) else encode(text.encode())
     response = client.call(make_event(body, content_type="application/json; charset=utf-8"))
     assert response.status_code == 200
-    assert response_json(response) == EXPECTED
+    assert response_json(response) == RECT_IMAGE_BOXES
 
 
 def test_threshold_from_request_overrides_default(client, rect_image):
     body = {"image": png_b64(rect_image), "threshold": 0.95}
-    assert response_json(client.call(make_event(body))) == EXPECTED[:1]
+    assert response_json(client.call(make_event(body))) == RECT_IMAGE_BOXES[:1]
 
 
 @pytest.mark.parametrize("threshold", [0, 0.0, None])
 def test_zero_or_absent_threshold_falls_back_to_configured_default(client, rect_image, threshold):
     # CONF_THRESHOLD is 0.5 for this handler: both rectangles pass, the grey one is below LEVEL.
     body = {"image": png_b64(rect_image), "threshold": threshold}
-    assert response_json(client.call(make_event(body))) == EXPECTED
+    assert response_json(client.call(make_event(body))) == RECT_IMAGE_BOXES
 
 
 def test_conf_threshold_from_environment(monkeypatch, rect_image):
     monkeypatch.setenv("CONF_THRESHOLD", "0.95")
     client = FunctionClient(BrightBoxHandler)
-    assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED[:1]
+    assert response_json(client.call({"image": png_b64(rect_image)})) == RECT_IMAGE_BOXES[:1]
 
 
 def test_client_settings_hold_while_the_function_runs_and_only_then(monkeypatch, rect_image):
     """FunctionClient's settings are the function's environment, as function.yaml's env."""
     monkeypatch.delenv("CONF_THRESHOLD", raising=False)
     client = FunctionClient(BrightBoxHandler, {"conf_threshold": 0.95})
-    assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED[:1]
+    assert response_json(client.call({"image": png_b64(rect_image)})) == RECT_IMAGE_BOXES[:1]
     assert client.start().config["CONF_THRESHOLD"] == 0.95
     assert "CONF_THRESHOLD" not in os.environ
 
@@ -98,7 +81,7 @@ def test_client_settings_hold_while_the_function_runs_and_only_then(monkeypatch,
 def test_batch_returns_one_list_per_image(client, rect_image):
     empty = np.zeros((30, 40, 3), dtype=np.uint8)
     body = {"images": [png_b64(rect_image), png_b64(empty), png_b64(rect_image)]}
-    assert response_json(client.call(body)) == [EXPECTED, [], EXPECTED]
+    assert response_json(client.call(body)) == [RECT_IMAGE_BOXES, [], RECT_IMAGE_BOXES]
 
 
 def test_jpeg_frame_and_data_url_and_urlsafe_base64(client, rect_image):
@@ -107,10 +90,10 @@ def test_jpeg_frame_and_data_url_and_urlsafe_base64(client, rect_image):
         "data:image/png;base64," + base64.b64encode(raw).decode(),
         base64.urlsafe_b64encode(raw).decode().rstrip("="),
     ):
-        assert response_json(client.call({"image": text})) == EXPECTED
+        assert response_json(client.call({"image": text})) == RECT_IMAGE_BOXES
     jpeg = client.call(cvat_request(rect_image))
     assert jpeg.status_code == 200
-    assert [s["points"] for s in response_json(jpeg)] == [e["points"] for e in EXPECTED]
+    assert [s["points"] for s in response_json(jpeg)] == [e["points"] for e in RECT_IMAGE_BOXES]
 
 
 def test_model_loads_once_per_worker(rect_image):
@@ -181,7 +164,7 @@ def test_bad_requests_get_json_errors_and_the_worker_keeps_serving(
     error = response_json(response)
     assert list(error) == ["error"]
     assert message in error["error"]
-    assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED
+    assert response_json(client.call({"image": png_b64(rect_image)})) == RECT_IMAGE_BOXES
 
 
 def test_a_json_string_holding_an_object_is_not_parsed_twice(client, rect_image):
@@ -199,7 +182,7 @@ def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, re
     small = np.ascontiguousarray(rect_image[:60])
     assert client.call({"image": png_b64(small)}).status_code == 200
     assert released == []
-    assert response_json(client.call({"image": png_b64(rect_image)})) == EXPECTED
+    assert response_json(client.call({"image": png_b64(rect_image)})) == RECT_IMAGE_BOXES
     assert released == [True]
 
 
@@ -268,7 +251,7 @@ def test_init_context_and_handle_event_with_a_plain_context(rect_image):
     context = make_context(worker_id="3")
     BrightBoxHandler.init_context(context)
     response = BrightBoxHandler.handle_event(context, make_event({"image": png_b64(rect_image)}))
-    assert response_json(response) == EXPECTED
+    assert response_json(response) == RECT_IMAGE_BOXES
     assert context.logger.records[-1][2]["worker"] == "3"
 
 
@@ -276,9 +259,12 @@ def test_notebook_use_without_nuclio(tmp_path, rect_image):
     handler = BrightBoxHandler(conf_threshold=0.95, level=128)
     path = tmp_path / "frame.png"
     Image.fromarray(rect_image).save(path)
-    assert handler.annotate(path) == EXPECTED[:1]
-    assert handler.annotate(rect_image, threshold=0.5) == EXPECTED
-    assert handler.annotate([rect_image, path.read_bytes()]) == [EXPECTED[:1], EXPECTED[:1]]
+    assert handler.annotate(path) == RECT_IMAGE_BOXES[:1]
+    assert handler.annotate(rect_image, threshold=0.5) == RECT_IMAGE_BOXES
+    assert handler.annotate([rect_image, path.read_bytes()]) == [
+        RECT_IMAGE_BOXES[:1],
+        RECT_IMAGE_BOXES[:1],
+    ]
     assert handler.predict([rect_image], 0.5) == [
         [(20, 10, 59, 29, 1.0), (100, 50, 149, 99, 230 / 255)]
     ]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from handlers_for_tests import BrightBoxHandler
+from handlers_for_tests import RECT_IMAGE_BOXES, BrightBoxHandler
 
 from quadratseg_handlers.core.request import Request, encode_image
 from quadratseg_handlers.local.harness import (
@@ -18,23 +18,6 @@ from quadratseg_handlers.local.harness import (
     make_event,
     response_json,
 )
-
-BOXES = [
-    {
-        "label": "bright",
-        "type": "rectangle",
-        "points": [20.0, 10.0, 59.0, 29.0],
-        "confidence": "100",
-        "attributes": [{"name": "confidence", "value": "100"}],
-    },
-    {
-        "label": "bright",
-        "type": "rectangle",
-        "points": [100.0, 50.0, 149.0, 99.0],
-        "confidence": "90",
-        "attributes": [{"name": "confidence", "value": "90"}],
-    },
-]
 
 POISON_WIDTH = 13
 """An image this wide makes :class:`CountingHandler`'s predict raise."""
@@ -107,12 +90,12 @@ def test_one_response_per_event_in_order_with_its_id_and_one_predict(run, rect_i
     assert [r.event_id for r in responses] == ["e0", "e1", "e2", "e3", "e4", "e5"]
     assert [r.status_code for r in responses] == [200, 200, 400, 400, 200, 200]
     assert all(r.content_type == "application/json" for r in responses)
-    assert response_json(responses[0]) == BOXES
+    assert response_json(responses[0]) == RECT_IMAGE_BOXES
     assert response_json(responses[1]) == []
     assert "base64" in response_json(responses[2])["error"]
     assert "error" in response_json(responses[3])
-    assert response_json(responses[4]) == [BOXES, []]
-    assert response_json(responses[5]) == BOXES
+    assert response_json(responses[4]) == [RECT_IMAGE_BOXES, []]
+    assert response_json(responses[5]) == RECT_IMAGE_BOXES
     assert CountingHandler.calls == [5]  # the 5 valid images of 4 events, one predict
     logged = call.context.logger.records
     batch_lines = [fields for _, message, fields in logged if message == "handled batch"]
@@ -130,7 +113,7 @@ def test_a_failing_image_fails_only_its_own_event(run, rect_image):
     ]
     responses = call(events)
     assert [r.status_code for r in responses] == [200, 500, 200]
-    assert response_json(responses[0]) == BOXES == response_json(responses[2])
+    assert response_json(responses[0]) == RECT_IMAGE_BOXES == response_json(responses[2])
     assert response_json(responses[1]) == {
         "error": "internal error in CountingHandler: ValueError: this image breaks the model"
     }
@@ -156,7 +139,7 @@ def test_predicts_respect_max_batch_size_pixels_and_thresholds(run, rect_image):
     call = run(MAX_BATCH_SIZE=2)
     same = [event({"image": png(rect_image)}, str(i)) for i in range(5)]
     responses = call(same)
-    assert [response_json(r) for r in responses] == [BOXES] * 5
+    assert [response_json(r) for r in responses] == [RECT_IMAGE_BOXES] * 5
     assert CountingHandler.calls == [2, 2, 1]
     # decoded as they go: a predict runs before the events past the limit are decoded
     assert CountingHandler.decoded_before == [3, 5, 5]
@@ -173,7 +156,11 @@ def test_predicts_respect_max_batch_size_pixels_and_thresholds(run, rect_image):
         event({"image": png(rect_image), "threshold": 0.95}, "high again"),
     ]
     responses = call(mixed)
-    assert [response_json(r) for r in responses] == [BOXES[:1], BOXES, BOXES[:1]]
+    assert [response_json(r) for r in responses] == [
+        RECT_IMAGE_BOXES[:1],
+        RECT_IMAGE_BOXES,
+        RECT_IMAGE_BOXES[:1],
+    ]
     assert sorted(CountingHandler.calls) == [1, 2]
 
 
@@ -183,5 +170,5 @@ def test_a_single_event_still_gets_a_single_response(rect_image):
     module.init_context(context)
     response = module.handler(context, make_event({"image": png(rect_image)}))
     assert not isinstance(response, list)
-    assert response.status_code == 200 and json.loads(response.body) == BOXES
+    assert response.status_code == 200 and json.loads(response.body) == RECT_IMAGE_BOXES
     assert module.handler(context, []) == []

@@ -215,18 +215,25 @@ def test_health_and_spec(blob_url):
     assert get_json(blob_url + "/spec")[0]["name"] == "blob"  # type: ignore[index]
 
 
+def occupy_the_worker(url: str) -> tuple[threading.Thread, list[int]]:
+    """Start a request that keeps a one-worker server busy; return its thread and the list its
+    status lands in, once the server reports the worker busy."""
+    status: list[int] = []
+    thread = threading.Thread(target=lambda: status.append(post(url, b"{}")[0]))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while get_json(url + "/health")["busy"] != 1:  # type: ignore[index]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return thread, status
+
+
 def test_all_workers_busy_is_503_after_the_availability_timeout(tmp_path):
     folder = write_bundle(
         tmp_path / "slow", SLOW_MAIN, env={"DELAY_S": "1.0"}, workers=1, availability_ms=300
     )
     with BackgroundServer(read_function_config(folder)) as url:
-        first: list[int] = []
-        thread = threading.Thread(target=lambda: first.append(post(url, b"{}")[0]))
-        thread.start()
-        deadline = time.monotonic() + 5
-        while get_json(url + "/health")["busy"] != 1:  # type: ignore[index]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        thread, first = occupy_the_worker(url)
         started = time.monotonic()
         status, headers, data = post(url, b"{}")
         waited = time.monotonic() - started

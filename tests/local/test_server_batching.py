@@ -4,8 +4,6 @@ events, and each client gets its own answer."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import nuclio_sdk
 import pytest
 import yaml
 from bundles_for_tests import write_bundle
-from test_server import direct_answers, get_json, images, post
+from test_server import direct_answers, images, occupy_the_worker, post
 
 from quadratseg_handlers.deploy.function_yaml import Batching, read_function_config
 from quadratseg_handlers.local.harness import make_context
@@ -119,13 +117,7 @@ def handler(context, events):
 def test_a_batch_without_a_free_worker_is_503_after_the_availability_timeout(tmp_path):
     folder = write_bundle(tmp_path / "slow", SLOW_BATCH_MAIN, workers=1, availability_ms=300)
     with BackgroundServer(read_function_config(folder), batch_size=1) as url:
-        first: list[int] = []
-        thread = threading.Thread(target=lambda: first.append(post(url, b"{}")[0]))
-        thread.start()
-        deadline = time.monotonic() + 5
-        while get_json(url + "/health")["busy"] != 1:  # type: ignore[index]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        thread, first = occupy_the_worker(url)
         status, headers, data = post(url, b"{}")
         assert status == 503 and headers["Retry-After"] == "1"
         assert "workerAvailabilityTimeoutMilliseconds" in json.loads(data)["error"]
