@@ -259,6 +259,16 @@ def load_yolo(
     return YoloModel(model, path, task, [str(names[i]) for i in sorted(names)], imgsz, fixed)
 
 
+def load_configured_yolo(
+    config: Mapping[str, Any], tasks: Collection[str], device: str
+) -> YoloModel:
+    """The YOLO_SETTINGS' model: MODEL_PATH loaded (a `.pt` scanned unless TRUST_WEIGHTS), its
+    task checked against ``tasks``, the predict settings fixed and the model warmed up."""
+    model = load_yolo(config["MODEL_PATH"], tasks, trusted=bool(config["TRUST_WEIGHTS"]))
+    model.configure(config, device)
+    return model
+
+
 # --- segmentation results in original-image pixels -------------------------------------------
 
 

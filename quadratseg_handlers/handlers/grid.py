@@ -25,7 +25,7 @@ from quadratseg_handlers import cvat
 from quadratseg_handlers.backends.ultralytics import (
     YOLO_SETTINGS,
     PointDetections,
-    load_yolo,
+    load_configured_yolo,
     result_points,
 )
 from quadratseg_handlers.core import config as cfg
@@ -143,9 +143,7 @@ class GridHandler(BaseHandler[GridPrediction]):
                 f"MIN_MATCHES={self.config['MIN_MATCHES']}: more than the "
                 f"{self.template_points} points of the template"
             )
-        trusted = bool(self.config["TRUST_WEIGHTS"])
-        self.yolo = load_yolo(self.config["MODEL_PATH"], POINT_TASKS, trusted=trusted)
-        self.yolo.configure(self.config, self.device)
+        self.yolo = load_configured_yolo(self.config, POINT_TASKS, self.device)
         self.class_names = self.yolo.names
 
     def _template_file(self) -> Path:

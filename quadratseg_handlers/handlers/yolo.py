@@ -12,7 +12,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from quadratseg_handlers.backends.ultralytics import YOLO_SETTINGS, load_yolo, result_instances
+from quadratseg_handlers.backends.ultralytics import (
+    YOLO_SETTINGS,
+    load_configured_yolo,
+    result_instances,
+)
 from quadratseg_handlers.core.config import Setting
 from quadratseg_handlers.core.instances import Instance, InstanceHandler
 
@@ -26,9 +30,7 @@ class YoloSegHandler(InstanceHandler):
 
     def load_model(self) -> None:
         """Load MODEL_PATH, check it segments, fix the predict settings and warm it up."""
-        trusted = bool(self.config["TRUST_WEIGHTS"])
-        self.yolo = load_yolo(self.config["MODEL_PATH"], self.tasks, trusted=trusted)
-        self.yolo.configure(self.config, self.device)
+        self.yolo = load_configured_yolo(self.config, self.tasks, self.device)
         self.class_names = self.yolo.names
 
     def decode_size(self) -> int | None:
