@@ -28,6 +28,7 @@ from quadratseg_handlers.core.config import ConfigError, Setting
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.messages import describe_error
 from quadratseg_handlers.core.request import photo_size, reduction
+from quadratseg_handlers.ops.boxes import box_centres
 
 if TYPE_CHECKING:
     from ultralytics.engine.results import Results
@@ -500,11 +501,16 @@ def _floats(values: Any) -> np.ndarray:
 
 
 def result_points(
-    result: Any, threshold: float, image: np.ndarray | None = None
+    result: Any,
+    threshold: float,
+    image: np.ndarray | None = None,
+    *,
+    restore_cut: bool = True,
 ) -> PointDetections:
     """The points of one ultralytics ``Results``: pose keypoints when there are any (those
     scoring >= ``threshold``), else box centres. ``image``: the array predicted on; a reduced
-    decode's points are answered in its photo's pixels."""
+    decode's points are answered in its photo's pixels. ``restore_cut``: a box cut by the
+    image's edge gets its full size before its centre is taken (:func:`box_centres`)."""
     factor = 1 if image is None else reduction(image)
     names = result.names
     boxes = result.boxes
@@ -526,8 +532,13 @@ def result_points(
         )
     if boxes is None or len(boxes) == 0:
         return PointDetections(np.zeros((0, 2)), np.zeros(0), ())
+    if restore_cut:
+        height, width = result.orig_shape[:2]
+        centres = box_centres(_floats(boxes.xyxy), width, height)
+    else:
+        centres = _floats(boxes.xywh)[:, :2]
     return PointDetections(
-        points=_floats(boxes.xywh)[:, :2] * factor,
+        points=centres * factor,
         scores=_floats(boxes.conf),
         labels=tuple(classes),
     )

@@ -91,6 +91,15 @@ GRID_SETTINGS: tuple[Setting, ...] = (
         "integer",
     ),
     Setting(
+        "RESTORE_CUT_BOXES",
+        cfg.boolean,
+        True,
+        "Detect models: a box cut by the image's edge is given its full size (the median of "
+        "the uncut boxes, or its other side) before its centre becomes the point; `false`: the "
+        "cut box's centre, up to half a box inward of the point (see docs/grid.md).",
+        "boolean",
+    ),
+    Setting(
         "POINT_CONFIDENCE",
         cfg.boolean,
         False,
@@ -170,7 +179,9 @@ class GridHandler(BaseHandler[GridPrediction]):
         results = self.yolo.predict(images, threshold)
         predictions = []
         for image, result in zip(images, results, strict=True):
-            found = result_points(result, threshold, image)
+            found = result_points(
+                result, threshold, image, restore_cut=bool(self.config["RESTORE_CUT_BOXES"])
+            )
             match = self.order(found, image) if self.config["USE_TEMPLATE_MATCHING"] else None
             predictions.append(GridPrediction(found, match))
         return predictions

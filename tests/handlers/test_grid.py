@@ -33,6 +33,7 @@ from quadratseg_handlers.local.harness import (
 )
 from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.ops import template as tpl
+from quadratseg_handlers.ops.boxes import box_centres
 from quadratseg_handlers.ops.matching import match_points
 from quadratseg_handlers.ops.quadrat import quadrat_transform, warp_quadrat
 
@@ -147,13 +148,13 @@ def detect_model(models) -> Path:
     return tiny_yolo(models / "detect.pt", "detect", ["corner"], deterministic=False)
 
 
-def bare_centres(path: Path, image: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
-    """Box centres and confidences from a plain ultralytics predict (the reference)."""
+def bare_boxes(path: Path, image: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (xyxy) and confidences from a plain ultralytics predict (the reference)."""
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     result = YOLO(str(path)).predict(
         bgr, conf=0.25, iou=0.5, max_det=max_det, imgsz=SIDE, verbose=False
     )[0]
-    return result.boxes.xywh[:, :2].numpy().astype(np.float64), result.boxes.conf.numpy()
+    return result.boxes.xyxy.numpy().astype(np.float64), result.boxes.conf.numpy()
 
 
 def grid_client(path: Path, **env: str) -> FunctionClient:
@@ -345,13 +346,21 @@ def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
 
 
 @pytest.mark.slow
-def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
+@pytest.mark.parametrize("restore_cut", ["true", "false"])
+def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model, restore_cut):
+    """The box centres, boxes cut by the edge restored first unless RESTORE_CUT_BOXES=false
+    (the random tiny model answers boxes cut by the frame's edge)."""
     image = frame()
-    centres, confidences = bare_centres(detect_model, image, max_det=5)
+    boxes, confidences = bare_boxes(detect_model, image, max_det=5)
+    plain = (boxes[:, :2] + boxes[:, 2:]) / 2
+    restored = box_centres(boxes, SIDE, SIDE)
+    assert not np.allclose(plain, restored)
+    centres = restored if restore_cut == "true" else plain
     monkeypatch.setenv("MODEL_PATH", str(detect_model))
     monkeypatch.setenv("IMGSZ", str(SIDE))
     monkeypatch.setenv("MAX_DET", "5")
     monkeypatch.setenv("USE_TEMPLATE_MATCHING", "false")
+    monkeypatch.setenv("RESTORE_CUT_BOXES", restore_cut)
     client = FunctionClient(GridCornersHandler)
     shapes = response_json(client.call(png_body(image)))
     expected = []
@@ -373,9 +382,9 @@ def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model):
 @pytest.mark.slow
 def test_detect_model_skeleton_is_the_matching_of_its_box_centres(monkeypatch, detect_model):
     image = frame()
-    centres, confidences = bare_centres(detect_model, image, max_det=40)
+    boxes, confidences = bare_boxes(detect_model, image, max_det=40)
     match = match_points(
-        centres,
+        box_centres(boxes, SIDE, SIDE),
         tpl.corner_template(),
         (SIDE, SIDE),
         scores=confidences,
