@@ -33,13 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.ndimage import uniform_filter
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 SMALL_TEMPLATE = 8
@@ -95,6 +96,10 @@ RESIDUAL_SIGMAS = 5.0
 
 FINAL_ROUNDS = 3
 """Most rounds of matching and fitting with the final gate."""
+
+DENSE_PAIRS = 5000
+"""Matchings with at most this many (template point, detection) combinations compute them all;
+larger ones look up the detections near each point in a k-d tree."""
 
 MIN_SPREAD = 0.05
 """Matched points (template or detections) whose smaller/larger singular value ratio is below
@@ -184,33 +189,48 @@ def fill_from_template(points: np.ndarray, given: np.ndarray, template: np.ndarr
 # --- point-set geometry -------------------------------------------------------------------
 
 
+def _median(values: np.ndarray) -> float:
+    """The median of a non-empty 1-D array, as ``np.median`` gives it for finite values, without
+    its overhead (it runs several times per match)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2.0)
+
+
 def _pitch(points: np.ndarray) -> float:
     """Median nearest-neighbour distance: the typical spacing of a point set."""
     if len(points) < 2:
         return 1.0
     gaps = cdist(points, points)
     np.fill_diagonal(gaps, np.inf)
-    return float(np.median(gaps.min(axis=1)))
+    return _median(gaps.min(axis=1))
 
 
-def _neighbour_vectors(points: np.ndarray) -> np.ndarray:
-    """Vectors from each point to its nearest neighbours, long outliers dropped."""
+def _nearest_others(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, k) distances and indices of each point's k nearest other points, nearest first.
+
+    A k-d tree query, not the full distance matrix: for the few hundred detections of a grid
+    this is what makes the initial placement cheap.
+    """
+    distances, indices = cKDTree(points).query(points, k=k + 1)
+    others = indices != np.arange(len(points))[:, None]
+    # a point with k + 1 copies at distance 0 may not be listed itself: drop the last one
+    others[others.all(axis=1), -1] = False
+    return distances[others].reshape(-1, k), indices[others].reshape(-1, k)
+
+
+def _neighbour_vectors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Directions (degrees) and log lengths of the vectors from each point to its nearest
+    neighbours, long outliers dropped."""
     if len(points) < 2:
-        return np.zeros((0, 2))
+        return np.zeros(0), np.zeros(0)
     k = min(NEIGHBOURS, len(points) - 1)
-    dist = cdist(points, points)
-    np.fill_diagonal(dist, np.inf)
-    nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(len(points)), k)
-    vectors = points[nearest.ravel()] - points[rows]
-    lengths = dist[rows, nearest.ravel()]
-    keep = (lengths > 0) & (lengths <= 1.6 * np.median(dist.min(axis=1)))
-    return vectors[keep]
-
-
-def _angles(vectors: np.ndarray) -> np.ndarray:
-    """Directions of vectors in degrees."""
-    return np.degrees(np.arctan2(vectors[:, 1], vectors[:, 0]))
+    lengths, nearest = _nearest_others(points, k)
+    keep = (lengths > 0) & (lengths <= 1.6 * _median(lengths[:, 0]))
+    vectors = points[nearest[keep]] - points[np.nonzero(keep)[0]]
+    return np.degrees(np.arctan2(vectors[:, 1], vectors[:, 0])), np.log(lengths[keep])
 
 
 def _wrap(angles: np.ndarray | float, period: float = 180.0) -> np.ndarray:
@@ -224,19 +244,19 @@ def _line_direction(angles: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(np.sin(doubled).sum(), np.cos(doubled).sum())) / 2.0)
 
 
-def _typical_length(vectors: np.ndarray) -> float:
-    """The most common vector length (a histogram mode), robust to stray short and long ones."""
-    logs = np.log(np.linalg.norm(vectors, axis=1))
+def _typical_length(logs: np.ndarray) -> float:
+    """The most common vector length (a histogram mode of their logs ``logs``), robust to stray
+    short and long ones."""
     low = logs.min()
     hist = np.bincount(((logs - low) / 0.05).astype(np.int64))
     peak = int(np.argmax(np.convolve(hist, np.ones(3), mode="same")))
     near = np.abs(logs - (low + (peak + 0.5) * 0.05)) <= 0.3
-    return float(np.exp(np.median(logs[near])))
+    return float(np.exp(_median(logs[near])))
 
 
-def _direction_spectrum(vectors: np.ndarray) -> np.ndarray:
+def _direction_spectrum(angles: np.ndarray) -> np.ndarray:
     """FFT of a circular 1-degree histogram of directions, smoothed over a few degrees."""
-    hist = np.bincount(_angles(vectors).astype(np.int64) % 360, minlength=360).astype(float)
+    hist = np.bincount(angles.astype(np.int64) % 360, minlength=360).astype(float)
     kernel = np.exp(-0.5 * (np.arange(-9, 10) / 3.0) ** 2)
     smoothed = np.convolve(np.concatenate([hist[-9:], hist, hist[:9]]), kernel, mode="valid")
     return np.fft.fft(smoothed)
@@ -290,8 +310,10 @@ class _Layout:
     """3 x 3 map from ``points`` to ``isotropic``."""
     spacing: float
     """Typical distance between neighbouring points of ``isotropic``."""
-    vectors: np.ndarray
-    """Nearest-neighbour vectors of ``isotropic``."""
+    angles: np.ndarray
+    """Directions (degrees) of the nearest-neighbour vectors of ``isotropic``."""
+    logs: np.ndarray
+    """Their log lengths."""
     spectrum: np.ndarray
     """Conjugate FFT of their direction histogram."""
     axes: tuple[tuple[float, float], ...]
@@ -315,13 +337,12 @@ def _cached_layout(data: bytes, count: int, width: float, height: float) -> _Lay
     points = normalised * scale
     isotropic = normalised * np.sqrt(width * height)
     spacing = _pitch(isotropic)
-    vectors = _neighbour_vectors(isotropic)
-    angles = _angles(vectors)
+    angles, logs = _neighbour_vectors(isotropic)
     axes = []
     for direction in (0.0, 90.0):
         along = _along(angles, direction)
         if along.sum() >= 4:
-            axes.append((_line_direction(angles[along]), _typical_length(vectors[along])))
+            axes.append((_line_direction(angles[along]), _typical_length(logs[along])))
     central = int(np.argmin(np.linalg.norm(isotropic - isotropic.mean(axis=0), axis=1)))
     reach = np.linalg.norm(isotropic - isotropic[central], axis=1) / spacing
     shifts = (points - points[central])[reach <= SHIFT_REACH]
@@ -335,8 +356,9 @@ def _cached_layout(data: bytes, count: int, width: float, height: float) -> _Lay
         isotropic=isotropic,
         to_isotropic=np.diag([*(np.sqrt(width * height) / scale), 1.0]),
         spacing=spacing,
-        vectors=vectors,
-        spectrum=np.conj(_direction_spectrum(vectors)) if len(vectors) else np.zeros(360),
+        angles=angles,
+        logs=logs,
+        spectrum=np.conj(_direction_spectrum(angles)) if len(angles) else np.zeros(360),
         axes=tuple(axes) if len(axes) == 2 else (),
         reach=reach,
         shifts=shifts,
@@ -354,40 +376,102 @@ def _layout(template: np.ndarray, size: np.ndarray) -> _Layout:
 # --- matching and fitting -----------------------------------------------------------------
 
 
-def _assign(cost: np.ndarray, gate: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one pairs (template, detection) minimising total cost, each within ``gate``.
+class _Detections:
+    """The detections a placed template is matched to, in pixels and normalised units.
+
+    Distances are in normalised units (dx / width, dy / height), as ``cdist`` computes them.
+    Against many detections a k-d tree finds the few near each template point, so no
+    template x detection matrix is built; small problems (the corners) take the matrix.
+    """
+
+    def __init__(self, pixels: np.ndarray, scale: np.ndarray) -> None:
+        self.pixels = pixels
+        """(M, 2) image pixels."""
+        self.scale = scale
+        """(width, height): pixels per normalised unit."""
+        self.normalised = pixels / scale
+        """(M, 2) normalised units."""
+
+    @cached_property
+    def tree(self) -> cKDTree:
+        """k-d tree of the normalised detections."""
+        return cKDTree(self.normalised)
+
+    def pairs(self, placed: np.ndarray, gate: float) -> _Pairs:
+        """Every (template point, detection) pair within ``gate`` of ``placed`` (pixels)."""
+        points = placed / self.scale
+        if len(points) * len(self.normalised) <= DENSE_PAIRS:
+            cost = cdist(points, self.normalised)
+            rows, cols = np.nonzero(cost <= gate)
+            return _Pairs(rows, cols, cost[rows, cols])
+        # the tree prunes on squared distances: a hair more keeps pairs exactly at the gate
+        found = cKDTree(points).sparse_distance_matrix(
+            self.tree, gate * (1.0 + 1e-9), output_type="ndarray"
+        )
+        near = found["v"] <= gate
+        return _Pairs(found["i"][near], found["j"][near], found["v"][near])
+
+    def nearest(self, placed: np.ndarray) -> np.ndarray:
+        """(K,) distance from each of ``placed`` (pixels) to its nearest detection."""
+        distances, _ = self.tree.query(placed / self.scale)
+        return np.asarray(distances)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """(template point, detection) pairs and their distances (normalised units)."""
+
+    template_index: np.ndarray
+    detection_index: np.ndarray
+    costs: np.ndarray
+
+    def take(self, which: np.ndarray) -> _Pairs:
+        """The pairs ``which`` selects (a mask or indices)."""
+        return _Pairs(self.template_index[which], self.detection_index[which], self.costs[which])
+
+    def key(self) -> tuple[bytes, bytes]:
+        """What tells two matchings apart: their pairs."""
+        return self.template_index.tobytes(), self.detection_index.tobytes()
+
+
+def _relabel(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for small non-negative integers, cheaper."""
+    ids = np.flatnonzero(np.bincount(values))
+    return ids, np.searchsorted(ids, values)
+
+
+def _assign(candidates: _Pairs, gate: float) -> _Pairs:
+    """One-to-one pairs among ``candidates`` (all within ``gate``), minimising total cost.
 
     The most pairs win first, then the least total cost (pairs outside the gate cost a
     constant penalty). A template point and a detection that are each other's only candidate
     form a pair at once; ``linear_sum_assignment`` settles the rest, where candidates compete.
+    The answer is sorted by template point.
     """
-    allowed = cost <= gate
-    row_degree, col_degree = allowed.sum(axis=1), allowed.sum(axis=0)
-    single_rows = np.flatnonzero(row_degree == 1)
-    single_cols = np.argmax(allowed[single_rows], axis=1)
-    alone = col_degree[single_cols] == 1
-    rows, cols = [single_rows[alone]], [single_cols[alone]]
-    open_rows, open_cols = row_degree > 0, col_degree > 0
-    open_rows[rows[0]] = False
-    open_cols[cols[0]] = False
-    if open_rows.any():
-        contested, free = np.flatnonzero(open_rows), np.flatnonzero(open_cols)
-        sub = cost[np.ix_(contested, free)]
-        r, c = linear_sum_assignment(np.where(sub <= gate, sub, gate * 1e3 + 1.0))
+    rows, cols = candidates.template_index, candidates.detection_index
+    alone = (np.bincount(rows)[rows] == 1) & (np.bincount(cols)[cols] == 1)
+    chosen = [np.flatnonzero(alone)]
+    contested = np.flatnonzero(~alone)
+    if contested.size:
+        row_ids, sub_rows = _relabel(rows[contested])
+        col_ids, sub_cols = _relabel(cols[contested])
+        sub = np.full((len(row_ids), len(col_ids)), gate * 1e3 + 1.0)
+        sub[sub_rows, sub_cols] = candidates.costs[contested]
+        where = np.zeros(sub.shape, dtype=np.int64)
+        where[sub_rows, sub_cols] = contested
+        r, c = linear_sum_assignment(sub)
         keep = sub[r, c] <= gate
-        rows.append(contested[r[keep]])
-        cols.append(free[c[keep]])
-    template_index, detection_index = np.concatenate(rows), np.concatenate(cols)
-    order = np.argsort(template_index)
-    return template_index[order], detection_index[order]
+        chosen.append(where[r[keep], c[keep]])
+    picked = np.concatenate(chosen)
+    return candidates.take(picked[np.argsort(rows[picked])])
 
 
 def _valid(matrix: np.ndarray | None, points: np.ndarray) -> bool:
     """Finite, orientation-preserving, and not folding the points over the horizon."""
-    if matrix is None or not np.all(np.isfinite(matrix)):
+    if matrix is None or not np.isfinite(matrix).all():
         return False
     w = points @ matrix[2, :2] + matrix[2, 2]
-    if not (np.all(w > 1e-9) or np.all(w < -1e-9)):
+    if not ((w > 1e-9).all() or (w < -1e-9).all()):
         return False
     return bool(np.linalg.det(matrix if w[0] > 0 else -matrix) > 1e-12)
 
@@ -450,10 +534,10 @@ class _Fit:
 # --- initial placement ----------------------------------------------------------------------
 
 
-def _rotation(layout: _Layout, vectors: np.ndarray, limit: float) -> float:
+def _rotation(layout: _Layout, angles: np.ndarray, limit: float) -> float:
     """The rotation (degrees, within +-limit) that best turns the template's neighbour
     directions into the detections' (circular correlation of direction histograms)."""
-    correlation = np.real(np.fft.ifft(_direction_spectrum(vectors) * layout.spectrum))
+    correlation = np.real(np.fft.ifft(_direction_spectrum(angles) * layout.spectrum))
     shifts = np.arange(-int(limit), int(limit) + 1)
     values = correlation[shifts % 360]
     best = int(np.argmax(values))
@@ -465,7 +549,9 @@ def _rotation(layout: _Layout, vectors: np.ndarray, limit: float) -> float:
     return float(shifts[best] + offset)
 
 
-def _axis_columns(layout: _Layout, vectors: np.ndarray, angle: float) -> np.ndarray | None:
+def _axis_columns(
+    layout: _Layout, angles: np.ndarray, logs: np.ndarray, angle: float
+) -> np.ndarray | None:
     """Where the template's x and y axes go: a 2 x 2 linear map with its own direction and
     length per axis, so that a sheared or stretched view starts close.
 
@@ -475,7 +561,6 @@ def _axis_columns(layout: _Layout, vectors: np.ndarray, angle: float) -> np.ndar
     """
     if not layout.axes:
         return None
-    angles = _angles(vectors)
     columns = []
     for axis, (line, length) in enumerate(layout.axes):
         along = _along(angles, line + angle)
@@ -483,7 +568,7 @@ def _axis_columns(layout: _Layout, vectors: np.ndarray, angle: float) -> np.ndar
             return None
         turn = angle + float(_wrap(_line_direction(angles[along]) - line - angle))
         direction = np.radians(turn + 90.0 * axis)
-        ratio = _typical_length(vectors[along]) / length
+        ratio = _typical_length(logs[along]) / length
         columns.append(ratio * np.array([np.cos(direction), np.sin(direction)]))
     return np.column_stack(columns)
 
@@ -498,14 +583,14 @@ def _lattice_guess(
     the least affected by perspective, so the placement is right there, up to a whole-cell
     shift that :func:`_best_shift` settles.
     """
-    vectors = _neighbour_vectors(detections)
-    if len(vectors) < 4 or len(layout.vectors) < 4:
+    angles, logs = _neighbour_vectors(detections)
+    if len(angles) < 4 or len(layout.angles) < 4:
         return None
-    angle = _rotation(layout, vectors, max_rotation)
-    linear = _axis_columns(layout, vectors, angle)
+    angle = _rotation(layout, angles, max_rotation)
+    linear = _axis_columns(layout, angles, logs, angle)
     if linear is None:
         turn = np.radians(angle)
-        ratio = _typical_length(vectors) / _typical_length(layout.vectors)
+        ratio = _typical_length(logs) / _typical_length(layout.logs)
         linear = ratio * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
     if not np.all(np.isfinite(linear)) or np.linalg.det(linear) <= 0:
         return None
@@ -571,7 +656,7 @@ def _pair_guesses(
 
 
 def _grow(
-    layout: _Layout, detections: np.ndarray, start: np.ndarray, max_cost: float
+    layout: _Layout, detections: _Detections, start: np.ndarray, max_cost: float
 ) -> np.ndarray:
     """Refine a placement from the template's centre outwards (GROWTH_RADII spacings).
 
@@ -580,19 +665,19 @@ def _grow(
     a tight threshold, and is kept only when it explains at least as many pairs as the
     placement it replaces, so a pair matched to a neighbour's detection does not pull it.
     """
-    normalised = detections / layout.scale
     matrix = start
     spacing = _pitch(project(matrix, layout.points) / layout.scale)
     gate = min(max_cost, COARSE_GATE * spacing)
     threshold = GROWTH_INLIER * spacing * float(layout.scale.min())
     for radius in GROWTH_RADII:
         subset = np.flatnonzero(layout.reach <= radius)
-        placed = project(matrix, layout.points[subset]) / layout.scale
-        rows, cols = _assign(cdist(placed, normalised), gate)
-        if len(rows) < GROWTH_MIN_PAIRS:
+        placed = project(matrix, layout.points[subset])
+        pairs = _assign(detections.pairs(placed, gate), gate)
+        if len(pairs.costs) < GROWTH_MIN_PAIRS:
             continue
-        source, target = layout.points[subset[rows]], detections[cols]
-        homography = radius >= 3.0 and len(rows) >= GROWTH_HOMOGRAPHY_PAIRS
+        source = layout.points[subset[pairs.template_index]]
+        target = detections.pixels[pairs.detection_index]
+        homography = radius >= 3.0 and len(pairs.costs) >= GROWTH_HOMOGRAPHY_PAIRS
         fitted, inliers = _fit(source, target, homography, threshold)
         if not _valid(fitted, layout.points):
             continue
@@ -604,7 +689,7 @@ def _grow(
 
 
 def _best_shift(
-    layout: _Layout, detections: np.ndarray, matrix: np.ndarray, max_cost: float
+    layout: _Layout, detections: _Detections, matrix: np.ndarray, max_cost: float
 ) -> np.ndarray:
     """The placement moved by the template shift (one template point onto another, within
     SHIFT_REACH spacings) under which the most template points find a detection.
@@ -612,8 +697,7 @@ def _best_shift(
     A periodic template (the lattice) fits its detections as well one cell off in the middle;
     only its borders tell, judged here with a fit that is already accurate everywhere.
     """
-    placed = project(matrix, layout.shifted) / layout.scale
-    nearest = cdist(placed, detections / layout.scale).min(axis=1)
+    nearest = detections.nearest(project(matrix, layout.shifted))
     gate = min(max_cost, REFINE_GATE * _pitch(project(matrix, layout.points) / layout.scale))
     distance = nearest[layout.shifted_index]
     inliers = (distance <= gate).sum(axis=1)
@@ -627,7 +711,7 @@ def _best_shift(
 
 def _refine(
     layout: _Layout,
-    detections: np.ndarray,
+    detections: _Detections,
     start: np.ndarray,
     max_cost: float,
     max_iterations: int,
@@ -642,60 +726,55 @@ def _refine(
     spurious detections sitting near template points that have no true detection.
     """
     template, scale = layout.points, layout.scale
-    normalised = detections / scale
     spacing = _pitch(project(start, template) / scale)
     matrix, sigma = start, 0.0
     gate = min(max_cost, COARSE_GATE * spacing)
     previous: tuple[bytes, bytes] | None = None
     for iteration in range(max_iterations):
-        rows, cols = _assign(cdist(project(matrix, template) / scale, normalised), gate)
-        key = (rows.tobytes(), cols.tobytes())
-        if key == previous:
+        pairs = _assign(detections.pairs(project(matrix, template), gate), gate)
+        if pairs.key() == previous:
             break
-        previous = key
+        previous = pairs.key()
+        source = template[pairs.template_index]
+        target = detections.pixels[pairs.detection_index]
         homography = not (affine_first and iteration == 0)
-        threshold = gate * float(scale.min())
-        fitted, inliers = _fit(template[rows], detections[cols], homography, threshold)
+        fitted, inliers = _fit(source, target, homography, gate * float(scale.min()))
         if not _valid(fitted, template):
             break
         assert fitted is not None
         matrix = fitted
-        residual = np.linalg.norm(
-            (project(matrix, template[rows[inliers]]) - detections[cols[inliers]]) / scale, axis=1
-        )
-        sigma = float(np.median(residual)) / 1.1774 if residual.size else 0.0
+        residual = np.linalg.norm((project(matrix, source[inliers]) - target[inliers]) / scale, axis=1)
+        sigma = _median(residual) / 1.1774 if residual.size else 0.0
         gate = min(max_cost, REFINE_GATE * spacing)
     gate = min(gate, max(RESIDUAL_SIGMAS * sigma, FINAL_GATE_FLOOR * spacing))
     previous = None
     for _ in range(FINAL_ROUNDS):
-        cost = cdist(project(matrix, template) / scale, normalised)
-        rows, cols = _assign(cost, gate)
-        key = (rows.tobytes(), cols.tobytes())
-        if key == previous:
+        pairs = _assign(detections.pairs(project(matrix, template), gate), gate)
+        if pairs.key() == previous:
             break
-        previous = key
-        fitted, _ = _fit(template[rows], detections[cols], True, gate * float(scale.min()))
+        previous = pairs.key()
+        source = template[pairs.template_index]
+        target = detections.pixels[pairs.detection_index]
+        fitted, _ = _fit(source, target, True, gate * float(scale.min()))
         if not _valid(fitted, template):
             break
         assert fitted is not None
         matrix = fitted
     else:
-        cost = cdist(project(matrix, template) / scale, normalised)
-        rows, cols = _assign(cost, gate)
-    return _Fit(matrix, rows, cols, cost[rows, cols])
+        pairs = _assign(detections.pairs(project(matrix, template), gate), gate)
+    return _Fit(matrix, pairs.template_index, pairs.detection_index, pairs.costs)
 
 
 def _drop_duplicates(points: np.ndarray, order: np.ndarray, radius: float) -> np.ndarray:
     """``order`` (indices, best first) without detections within ``radius`` of a better one."""
-    ordered = points[order]
-    close = cdist(ordered, ordered) <= radius
-    np.fill_diagonal(close, False)
-    if not close.any():
+    close = cKDTree(points[order]).query_pairs(radius, output_type="ndarray")
+    if len(close) == 0:
         return order
     keep = np.ones(len(order), dtype=bool)
-    for rank in np.flatnonzero(close.any(axis=1)):
-        if keep[rank]:
-            keep[rank + 1 :] &= ~close[rank, rank + 1 :]
+    # pairs (better, worse) by the better rank: a better one's fate is settled before it counts
+    for better, worse in close[np.lexsort((close[:, 1], close[:, 0]))]:
+        if keep[better]:
+            keep[worse] = False
     return order[keep]
 
 
@@ -748,18 +827,19 @@ def match_points(
             f"{len(kept)} distinct detection(s), at least {needed} needed for a fit", total
         )
     points, ranked = dets[kept], values[kept]
+    targets = _Detections(points, layout.scale)
     best: _Fit | None = None
     if len(tmpl) <= SMALL_TEMPLATE:
         for start in [np.eye(3), *_pair_guesses(layout, points, max_rotation)]:
-            fit = _refine(layout, points, start, max_cost, max_iterations, True)
+            fit = _refine(layout, targets, start, max_cost, max_iterations, True)
             if best is None or fit.rank(ranked) > best.rank(ranked):
                 best = fit
     else:
         guess = _lattice_guess(layout, points, max_rotation)
         for start in ([] if guess is None else [guess]) + [np.eye(3)]:
-            placed = _grow(layout, points, start, max_cost)
-            placed = _best_shift(layout, points, placed, max_cost)
-            fit = _refine(layout, points, placed, max_cost, max_iterations, False)
+            placed = _grow(layout, targets, start, max_cost)
+            placed = _best_shift(layout, targets, placed, max_cost)
+            fit = _refine(layout, targets, placed, max_cost, max_iterations, False)
             if best is None or fit.rank(ranked) > best.rank(ranked):
                 best = fit
             if len(fit.costs) >= 0.5 * min(len(points), len(tmpl)):
