@@ -21,6 +21,7 @@ from quadratseg_handlers.cvat.shapes import (
     rectangle,
     skeleton,
     skeleton_element,
+    skeleton_elements,
     tag,
 )
 from quadratseg_handlers.cvat.spec import (
@@ -61,6 +62,7 @@ __all__ = [
     "rectangle",
     "skeleton",
     "skeleton_element",
+    "skeleton_elements",
     "skeleton_label_edges",
     "skeleton_spec",
     "skeleton_svg",

@@ -299,22 +299,12 @@ def skeleton_shape(
         & (match.points[:, 1] >= 0)
         & (match.points[:, 1] <= height)
     )
-    elements = [
-        cvat.skeleton_element(
-            name,
-            point,
-            float(score) if point_confidence else None,
-            outside=bool(filled and (filled_outside or not visible)),
-        )
-        for name, point, score, filled, visible in zip(
-            sublabels(len(match.points)),
-            match.points,
-            match.scores,
-            match.filled,
-            inside,
-            strict=True,
-        )
-    ]
+    elements = cvat.skeleton_elements(
+        sublabels(len(match.points)),
+        match.points,
+        match.scores.tolist() if point_confidence else None,
+        (match.filled & (filled_outside | ~inside)).tolist(),
+    )
     return cvat.skeleton(label, elements, skeleton_score(match))
 
 

@@ -296,6 +296,36 @@ def test_skeleton_edges_are_read_from_the_svg_by_sublabel_name():
     assert cvat.skeleton_label_edges({"name": "x", "type": "skeleton"}) == []
 
 
+def test_skeleton_elements_are_the_nodes_one_by_one():
+    # ties in the third decimal, whole and negative values, -0.0, beyond 1e6: one rounding
+    # pass must give each node the floats Python's round gives it alone
+    points = np.array(
+        [[0.125, 1.005], [12.0, -3.0], [-0.0, 2.675], [2_000_000.005, 7.5], [1919.999, 0.004]]
+    )
+    labels = ["1", "2", "3", "4", "5"]
+    scores = [0.9, 0.0, 0.55, 1.0, 0.3]
+    outside = [False, True, False, True, False]
+    nodes = cvat.skeleton_elements(labels, points, scores, outside)
+    assert nodes == [
+        cvat.skeleton_element(label, point, score, outside=flag)
+        for label, point, score, flag in zip(labels, points, scores, outside, strict=True)
+    ]
+    assert [node["points"] for node in nodes] == [[round(v, 2) for v in p] for p in points.tolist()]
+    assert json.dumps(nodes[1]) == (
+        '{"label": "2", "type": "points", "points": [12.0, -3.0], "confidence": "0", '
+        '"attributes": [{"name": "confidence", "value": "0"}], "outside": 1}'
+    )
+    bare = cvat.skeleton_elements(labels[:2], points[:2])
+    assert [set(node) for node in bare] == [
+        {"label", "type", "points", "attributes", "outside"}
+    ] * 2
+    assert [node["outside"] for node in bare] == [0, 0]
+    with pytest.raises(ValueError, match="finite"):
+        cvat.skeleton_elements(["1"], [[np.nan, 1.0]])
+    with pytest.raises(ValueError, match="2 labels for 1 points"):
+        cvat.skeleton_elements(["1", "2"], [[1.0, 1.0]])
+
+
 def test_skeleton_element_points_in_sublabel_order():
     elements = [cvat.skeleton_element(str(i), (i, 2 * i)) for i in (3, 1, 2)]
     assert cvat_shapes.skeleton_element_points(elements) == [[1, 2], [2, 4], [3, 6]]
