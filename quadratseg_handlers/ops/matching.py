@@ -101,6 +101,10 @@ DENSE_PAIRS = 5000
 """Matchings with at most this many (template point, detection) combinations compute them all;
 larger ones look up the detections near each point in a k-d tree."""
 
+CANDIDATE_REACH = 2.0
+"""A k-d tree look-up collects the detections within this many gates of each template point;
+the next matchings reuse them while the template moves by less than the difference."""
+
 MIN_SPREAD = 0.05
 """Matched points (template or detections) whose smaller/larger singular value ratio is below
 this are taken as a line: they cannot place the rest of the template."""
@@ -381,7 +385,8 @@ class _Detections:
 
     Distances are in normalised units (dx / width, dy / height), as ``cdist`` computes them.
     Against many detections a k-d tree finds the few near each template point, so no
-    template x detection matrix is built; small problems (the corners) take the matrix.
+    template x detection matrix is built, and its answer serves the next matchings as long as
+    the template has not moved too far; small problems (the corners) take the matrix.
     """
 
     def __init__(self, pixels: np.ndarray, scale: np.ndarray) -> None:
@@ -391,6 +396,9 @@ class _Detections:
         """(width, height): pixels per normalised unit."""
         self.normalised = pixels / scale
         """(M, 2) normalised units."""
+        self.lookup: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
+        """The last tree look-up: the template's normalised points, how far it reached, and
+        the (template point, detection) pairs it found."""
 
     @cached_property
     def tree(self) -> cKDTree:
@@ -398,18 +406,33 @@ class _Detections:
         return cKDTree(self.normalised)
 
     def pairs(self, placed: np.ndarray, gate: float) -> _Pairs:
-        """Every (template point, detection) pair within ``gate`` of ``placed`` (pixels)."""
+        """Every (template point, detection) pair within ``gate`` of the template placed at
+        ``placed`` (pixels, every template point in order)."""
         points = placed / self.scale
         if len(points) * len(self.normalised) <= DENSE_PAIRS:
             cost = cdist(points, self.normalised)
             rows, cols = np.nonzero(cost <= gate)
             return _Pairs(rows, cols, cost[rows, cols])
-        # the tree prunes on squared distances: a hair more keeps pairs exactly at the gate
-        found = cKDTree(points).sparse_distance_matrix(
-            self.tree, gate * (1.0 + 1e-9), output_type="ndarray"
-        )
-        near = found["v"] <= gate
-        return _Pairs(found["i"][near], found["j"][near], found["v"][near])
+        rows, cols = self._candidates(points, gate)
+        offset = points[rows] - self.normalised[cols]
+        costs = np.sqrt(offset[:, 0] * offset[:, 0] + offset[:, 1] * offset[:, 1])
+        near = costs <= gate
+        return _Pairs(rows[near], cols[near], costs[near])
+
+    def _candidates(self, points: np.ndarray, gate: float) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs among which are all those within ``gate``: the last look-up's while no point
+        has moved by more than its reach less the gate (a detection within the gate now was
+        within the gate plus the move then), else those of a new look-up reaching
+        CANDIDATE_REACH gates."""
+        if self.lookup is not None:
+            where, reach, rows, cols = self.lookup
+            moved = float(np.sqrt(((points - where) ** 2).sum(axis=1)).max())
+            if moved + gate < reach * (1.0 - 1e-9):
+                return rows, cols
+        reach = CANDIDATE_REACH * gate
+        found = cKDTree(points).sparse_distance_matrix(self.tree, reach, output_type="ndarray")
+        self.lookup = (points, reach, found["i"], found["j"])
+        return found["i"], found["j"]
 
     def nearest(self, placed: np.ndarray) -> np.ndarray:
         """(K,) distance from each of ``placed`` (pixels) to its nearest detection."""
@@ -428,6 +451,12 @@ class _Pairs:
     def take(self, which: np.ndarray) -> _Pairs:
         """The pairs ``which`` selects (a mask or indices)."""
         return _Pairs(self.template_index[which], self.detection_index[which], self.costs[which])
+
+    def among(self, subset: np.ndarray) -> _Pairs:
+        """The pairs of the template points ``subset`` (sorted indices), numbered in it."""
+        index = np.searchsorted(subset, self.template_index).clip(max=len(subset) - 1)
+        kept = subset[index] == self.template_index
+        return _Pairs(index[kept], self.detection_index[kept], self.costs[kept])
 
     def key(self) -> tuple[bytes, bytes]:
         """What tells two matchings apart: their pairs."""
@@ -573,6 +602,15 @@ def _axis_columns(
     return np.column_stack(columns)
 
 
+def _vote_bins(detected: np.ndarray, placed: np.ndarray, low: float, size: float) -> np.ndarray:
+    """(M, N) bin along one axis of each translation moving a placed point onto a detection:
+    ``((detected - placed - low) / size)`` truncated, computed in place (M x N is large)."""
+    offsets = np.subtract.outer(detected, placed)
+    offsets -= low
+    offsets /= size
+    return offsets.astype(np.int64)
+
+
 def _lattice_guess(
     layout: _Layout, detections: np.ndarray, max_rotation: float
 ) -> np.ndarray | None:
@@ -600,9 +638,9 @@ def _lattice_guess(
     low = detections.min(axis=0) - placed.max(axis=0)
     high = detections.max(axis=0) - placed.min(axis=0)
     extent = ((high - low) / size).astype(np.int64) + 1
-    bx = ((detections[:, None, 0] - placed[None, :, 0] - low[0]) / size).astype(np.int64)
-    by = ((detections[:, None, 1] - placed[None, :, 1] - low[1]) / size).astype(np.int64)
-    counts = np.bincount((bx * extent[1] + by).ravel(), minlength=int(extent.prod()))
+    cells = _vote_bins(detections[:, 0], placed[:, 0], low[0], size) * extent[1]
+    cells += _vote_bins(detections[:, 1], placed[:, 1], low[1], size)
+    counts = np.bincount(cells.ravel(), minlength=int(extent.prod()))
     grid = counts.reshape(extent).astype(np.float64)
     smoothed = uniform_filter(grid, size=3, mode="constant")
     px, py = (int(v) for v in np.unravel_index(int(np.argmax(smoothed)), grid.shape))
@@ -671,8 +709,8 @@ def _grow(
     threshold = GROWTH_INLIER * spacing * float(layout.scale.min())
     for radius in GROWTH_RADII:
         subset = np.flatnonzero(layout.reach <= radius)
-        placed = project(matrix, layout.points[subset])
-        pairs = _assign(detections.pairs(placed, gate), gate)
+        nearby = detections.pairs(project(matrix, layout.points), gate).among(subset)
+        pairs = _assign(nearby, gate)
         if len(pairs.costs) < GROWTH_MIN_PAIRS:
             continue
         source = layout.points[subset[pairs.template_index]]
@@ -743,7 +781,9 @@ def _refine(
             break
         assert fitted is not None
         matrix = fitted
-        residual = np.linalg.norm((project(matrix, source[inliers]) - target[inliers]) / scale, axis=1)
+        residual = np.linalg.norm(
+            (project(matrix, source[inliers]) - target[inliers]) / scale, axis=1
+        )
         sigma = _median(residual) / 1.1774 if residual.size else 0.0
         gate = min(max_cost, REFINE_GATE * spacing)
     gate = min(gate, max(RESIDUAL_SIGMAS * sigma, FINAL_GATE_FLOOR * spacing))
@@ -866,12 +906,14 @@ def match_points(
     residuals = np.full(len(tmpl), np.nan)
     residuals[best.template_index] = best.costs
     homography = best.matrix @ np.diag([size[0], size[1], 1.0])
+    used = np.zeros(total, dtype=bool)
+    used[kept[best.detection_index]] = True
     return Match(
         points=result_points,
         scores=result_scores,
         detection=detection,
         residuals=residuals,
         homography=homography / homography[2, 2],
-        dropped=np.setdiff1d(np.arange(total), detection[detection >= 0]),
+        dropped=np.flatnonzero(~used),
         reason="",
     )
