@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -370,6 +372,45 @@ def test_invalid_arguments_raise():
         match_points([[1, 2]], np.vstack([GRID, GRID[:1]]), SIZE)
     with pytest.raises(ValueError, match="at least 3 finite points"):
         match_points([[1, 2]], GRID[:2], SIZE)
+
+
+# --- recorded answers ---------------------------------------------------------------------
+
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "matching_cases.npz"
+"""Realistic inputs and the answers ``match_points`` gave them before its k-d tree rewrite
+(commit fba3a77): the demo models' detections (gridpose on the warped quadrat at 1024,
+1920 and 4000 x 3000, up to 300 points; gridcorners on the photo) and crowded synthetic
+views (``synthetic_detections``: 30 % missed, 152 false points, 30 % duplicated, sigma
+4 px; corners likewise)."""
+
+
+def recorded_cases() -> list[str]:
+    with np.load(RECORDED) as data:
+        return sorted({name.split(".")[0] for name in data.files})
+
+
+@pytest.mark.parametrize("case", recorded_cases())
+def test_answers_match_the_recorded_ones(case):
+    """Speed work must not change an answer: the same detection for every template point,
+    the same filled positions."""
+    with np.load(RECORDED) as data:
+        recorded = {
+            name.split(".")[1]: data[name] for name in data.files if name.startswith(case + ".")
+        }
+    width, height, max_cost, min_matches = recorded["options"].tolist()
+    result = match_points(
+        recorded["detections"],
+        recorded["template"],
+        (width, height),
+        scores=recorded["scores"],
+        max_cost=max_cost,
+        min_matches=int(min_matches),
+    )
+    assert result.ok, result.reason
+    assert result.detection.tolist() == recorded["detection"].tolist()
+    assert np.allclose(result.points, recorded["points"], rtol=0, atol=1e-6)
+    unused = np.setdiff1d(np.arange(len(recorded["detections"])), recorded["detection"])
+    assert result.dropped.tolist() == unused.tolist()
 
 
 # --- the synthetic generator the tests rely on -------------------------------------------
