@@ -10,7 +10,7 @@ problem raises :class:`RequestError` with the HTTP status the client should see.
 from __future__ import annotations
 
 import base64
-import binascii
+import contextlib
 import io
 import json
 import math
@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import cv2
 import numpy as np
+import pybase64
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 
@@ -190,7 +191,14 @@ def parse_choice(
 
 
 def decode_base64(data: Any, field_name: str = "image") -> bytes:
-    """Decode a base64 string (standard or URL-safe, a data: URL prefix allowed) to bytes."""
+    """Decode a base64 string (standard or URL-safe, a data: URL prefix allowed) to bytes.
+
+    Canonical base64, what clients send, is decoded as it is by pybase64 (SIMD, some 50 times
+    faster than the standard library for a photo). Other forms (URL-safe, unpadded,
+    line-wrapped) are normalised first. The standard library has the last word on anything
+    pybase64 refuses, so exactly the strings ``base64.b64decode(validate=True)`` accepts
+    are accepted (pybase64 also refuses padding after a complete group, which it allows).
+    """
     if not isinstance(data, str):
         raise RequestError(f"'{field_name}' must be a base64 string, got {type(data).__name__}")
     text = data.strip()
@@ -198,14 +206,16 @@ def decode_base64(data: Any, field_name: str = "image") -> bytes:
         text = text.split(",", 1)[1]
     if not text:
         raise RequestError(f"'{field_name}' is empty")
+    with contextlib.suppress(ValueError):
+        return pybase64.b64decode(text, validate=True)
     text = "".join(text.split())
     if "-" in text or "_" in text:
         text = text.replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(f"'{field_name}' is not valid base64") from None
+    for decode in (pybase64.b64decode, base64.b64decode):
+        with contextlib.suppress(ValueError):
+            return decode(text, validate=True)
+    raise RequestError(f"'{field_name}' is not valid base64")
 
 
 def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image.Image:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 
 import cv2
 import numpy as np
@@ -187,3 +188,34 @@ def test_base64_in_every_form_clients_send(text):
 def test_text_outside_the_base64_alphabet_is_refused(text):
     with pytest.raises(req.RequestError, match="'image' is not valid base64"):
         req.decode_base64(text)
+
+
+def standard_library_decoding(text: str) -> bytes | None:
+    """What decode_base64 accepted before pybase64: the standard library's strict decoding of
+    the normalised text (None where it refused)."""
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split()).replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True) if text else None
+    except ValueError:
+        return None
+
+
+def test_base64_accepts_exactly_what_the_standard_library_accepts():
+    # pybase64 refuses padding after a complete group ("QUJD===="), which the standard
+    # library decodes: such strings must still decode, and nothing else may change
+    pieces = ["QUJD", "QQ", "QUI", "w/+", "-_", "=", "==", "====", " ", "\n", "\u00a0", "é", "!"]
+    rng = random.Random(16)
+    texts = ["QUJD====", "QQ======", "QUJDQQ==QUJD", "QUJD\u00a0", "QU\u00a0JD"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 5))) for _ in range(3000)]
+    for text in texts:
+        expected = standard_library_decoding(text)
+        if expected is None:
+            with pytest.raises(req.RequestError, match="'image' is (not valid base64|empty)"):
+                req.decode_base64(text)
+        else:
+            assert req.decode_base64(text) == expected, repr(text)
+    assert req.decode_base64("QUJD====") == b"ABC"
