@@ -27,6 +27,11 @@ detection it is, or where it must be when none is:
 Too few matches, or matches on a line, give an empty :class:`Match` whose ``reason`` says
 why, never a guessed skeleton. Pure NumPy/SciPy/OpenCV: usable from a notebook on any
 detector's output. OpenCV's RANSAC is seeded, so the same input gives the same answer.
+
+Cost: a trained detector answers a few hundred points, so neighbours, duplicates and the
+(template point, detection) pairs within a gate come from k-d trees, never from a full
+distance matrix, with the distances ``cdist`` would give; what is left is mostly OpenCV's
+homography fits.
 """
 
 from __future__ import annotations
