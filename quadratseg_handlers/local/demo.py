@@ -59,6 +59,10 @@ STAGES = (CORNERS, GRID, LAMA, CORALS)
 WARP_SIDE = 1024
 """Side of the upright quadrat the demo warps the photo to (pixels)."""
 
+POINT_MARGIN = 6
+"""Pixels grid removal's line reaches past the string on each side: the 95th percentile of the
+grid points' error in the WARP_SIDE warp, measured on held-out photos (docs/demo.md)."""
+
 CORAL_MIN_AREA = 0.002
 """Colonies smaller than this share of the quadrat's area are not counted in recall."""
 
@@ -196,13 +200,14 @@ class Pipeline:
         run.reports[-1].passed = run.grid_hits >= 0.98
 
     def string_width(self, run: PipelineRun) -> int:
-        """Grid removal's line width: the string and its shadow in the warped image."""
+        """Grid removal's line width: the string's width in the warped image, plus the grid
+        points' typical error on each side (POINT_MARGIN), as a lab sets it for its frame."""
         if self.line_width:
             return self.line_width
         assert run.warped is not None
         side = run.warped.shape[0] * (1 - 2 * WARP_MARGIN)
         plane = run.scene.string_width / run.scene.side
-        return max(5, int(round(2.5 * plane * side + 4)))
+        return int(round(plane * side + 2 * POINT_MARGIN))
 
     def _grid_removal(self, run: PipelineRun) -> None:
         assert run.warped is not None and run.grid is not None and run.transform is not None

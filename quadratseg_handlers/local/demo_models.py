@@ -24,7 +24,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ class Refinement:
     """A further training run from a model's best weights so far.
 
     A low rate without mosaic sharpens where boxes sit (grid points); a larger image size with
-    mosaic teaches corners cut by the photo's edge and sees small colonies better.
+    mosaic teaches corners cut by the photo's edge and sees small colonies better; more photos
+    show more corners hidden under a colony or cut by the edge.
     """
 
     epochs: int
@@ -89,6 +90,13 @@ class Refinement:
     imgsz: int | None = None
     """Training size of this run; None: the model's. The weights then serve at it by default."""
     mosaic: float = 0.0
+    images: int | None = None
+    """Training photos of this run (the model's training seeds, continued); None: the model's.
+    The validation photos stay the model's."""
+
+    def data_model(self, model: DemoModel) -> DemoModel:
+        """``model`` with this run's training photos."""
+        return model if self.images is None else replace(model, train_images=self.images)
 
     def args(self, imgsz: int) -> dict[str, Any]:
         """The ultralytics arguments this run changes from TRAIN_ARGS."""
@@ -151,7 +159,12 @@ MODELS: dict[str, DemoModel] = {
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
             init_from="gridpose",
-            refinements=(Refinement(12, 0.001), Refinement(20, 0.001, imgsz=416, mosaic=1.0)),
+            refinements=(
+                Refinement(12, 0.001),
+                Refinement(20, 0.001, imgsz=416, mosaic=1.0),
+                Refinement(10, 0.0005, imgsz=416, mosaic=1.0, images=320),
+            ),
+            serve_env=("CONF_THRESHOLD=0.1",),
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",
@@ -417,7 +430,9 @@ def refine_model(
     args = refinement.args(model.imgsz)
     target = output / model.file
     entry: dict[str, Any] = read_manifest(output)["models"][model.name]
-    data = write_dataset(model, work / model.name / "data", log)
+    drawn = refinement.data_model(model)
+    folder = "data" if drawn is model else f"data-{drawn.train_images}"
+    data = write_dataset(drawn, work / model.name / folder, log)
     started = time.perf_counter()
     YOLO(CONFIGS[model.task]).train(
         data=str(data),
@@ -436,6 +451,7 @@ def refine_model(
     runs.append(
         {
             "epochs": refinement.epochs,
+            "train_images": drawn.train_images,
             "args": args,
             "minutes": round(seconds / 60, 1),
             "validation_before": entry["validation"],

@@ -9,13 +9,15 @@ from PIL import Image
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.local.demo import (
     CORNERS,
+    POINT_MARGIN,
     STAGES,
     Pipeline,
+    PipelineRun,
     run_demo,
     served_functions,
     summary,
 )
-from quadratseg_handlers.local.demo_models import MODELS, TEST_SEEDS
+from quadratseg_handlers.local.demo_models import MODELS, TEST_SEEDS, WARP_MARGIN
 from quadratseg_handlers.local.synthetic import quadrat_image
 
 pytestmark = pytest.mark.slow
@@ -60,3 +62,11 @@ def test_a_stage_that_fails_stops_the_pipeline_without_falling_back(tmp_path):
     assert run.failure
     assert not run.reports[-1].passed and run.reports[-1].result.startswith("FAILED")
     assert run.clean is None and not run.coral_shapes
+
+
+def test_grid_removal_line_is_the_string_plus_the_point_margin_each_side():
+    scene = quadrat_image(640, TEST_SEEDS + 2)
+    run = PipelineRun(scene, warped=np.zeros((1024, 1024, 3), np.uint8))
+    string = scene.string_width / scene.side * 1024 * (1 - 2 * WARP_MARGIN)
+    assert Pipeline({}).string_width(run) == round(string + 2 * POINT_MARGIN)
+    assert Pipeline({}, line_width=9).string_width(run) == 9

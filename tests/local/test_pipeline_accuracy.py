@@ -4,11 +4,10 @@ Every stage runs on the previous stage's answer (corners -> warp -> grid points 
 removal -> corals), as `make demo` does, and is scored against the drawn truth. The photos come
 from seeds never drawn for training.
 
-Where the committed models meet the bars of docs/demo.md (grid points, grid removal's other
-pixels, corals, the 4000 x 3000 photo's mappings) the tests assert those bars. Where they do not
-yet (corners: 13 of 16 photos within 2 %, bar 95 %; string coverage, bar 98 %: measured on
-these 16 photos, docs/demo.md) the tests hold the measured level, so that a change that makes
-them worse fails.
+Where the committed models meet the bars of docs/demo.md (grid points, grid removal, corals,
+the 4000 x 3000 photo's mappings) the tests assert those bars. Where they do not yet (corners:
+15 of 16 photos within 2 %, bar 95 %, docs/demo.md) the test holds the measured level, so that
+a change that makes it worse fails.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def runs(served) -> list[PipelineRun]:
 def test_corners_found_on_every_photo_most_within_2_percent(runs):
     assert not [run.failure for run in runs if run.failure]
     errors = [run.corner_error for run in runs]
-    assert np.mean([e <= accuracy.CORNER_TOLERANCE for e in errors]) >= 0.75, errors
+    assert sum(e <= accuracy.CORNER_TOLERANCE for e in errors) >= 15, errors
     assert np.median(errors) <= accuracy.CORNER_TOLERANCE
 
 
@@ -67,7 +66,7 @@ def test_grid_removal_repaints_the_string_and_nothing_else(runs):
     scores = [run.repaint for run in runs if run.repaint is not None]
     assert len(scores) >= 0.95 * len(runs)
     assert all(score.outside_untouched for score in scores)
-    assert np.mean([score.string_repainted for score in scores]) >= 0.9
+    assert np.mean([score.string_repainted for score in scores]) >= 0.98
 
 
 def test_corals_found_with_their_genus(runs):
@@ -80,17 +79,32 @@ def test_corals_found_with_their_genus(runs):
     assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
 
 
-def test_a_4000_by_3000_photo_in_its_own_pixels(served):
-    scene = quadrat_image((4000, 3000), TEST_SEEDS + 7)
-    run = Pipeline(served).run(scene)
-    assert not run.failure, run.failure
-    side = accuracy.quadrat_side(scene.corners)
-    assert run.corner_error <= accuracy.CORNER_TOLERANCE
-    assert run.grid is not None and run.transform is not None
-    in_photo = project(np.linalg.inv(run.transform), run.grid)
-    errors = accuracy.point_errors(in_photo, scene.grid_points, side)
-    assert (errors <= accuracy.GRID_TOLERANCE).mean() >= 0.98
-    assert run.photo_corals is not None and run.corals is not None
-    assert run.photo_corals.found >= 2 and run.photo_corals.precision >= 0.75, run.photo_corals
-    # the shapes carried back into the photo's pixels match as they do in the warped image
-    assert run.photo_corals.found == run.corals.found
+BIG_PHOTOS = 6
+"""4000 x 3000 photos run through the pipeline (seeds TEST_SEEDS + 7 on)."""
+
+
+def test_4000_by_3000_photos_in_their_own_pixels(served):
+    """Shapes carried back to the photo's pixels score as they do in the warped image: the
+    letterbox, the scaled decode and the warp map them right. Pooled over the photos, the
+    colonies' bar is met; the shapes' precision is held at its measured level (84.5 %, bar 85 %,
+    docs/demo.md)."""
+    pipeline = Pipeline(served)
+    found = colonies = true_shapes = shapes = 0
+    for offset in range(BIG_PHOTOS):
+        scene = quadrat_image((4000, 3000), TEST_SEEDS + 7 + offset)
+        run = pipeline.run(scene)
+        assert not run.failure, run.failure
+        side = accuracy.quadrat_side(scene.corners)
+        assert run.corner_error <= accuracy.CORNER_TOLERANCE
+        assert run.grid is not None and run.transform is not None
+        in_photo = project(np.linalg.inv(run.transform), run.grid)
+        errors = accuracy.point_errors(in_photo, scene.grid_points, side)
+        assert (errors <= accuracy.GRID_TOLERANCE).mean() >= 0.98
+        assert run.photo_corals is not None and run.corals is not None
+        assert run.photo_corals == run.corals
+        found += run.photo_corals.found
+        colonies += run.photo_corals.colonies
+        true_shapes += run.photo_corals.true_shapes
+        shapes += run.photo_corals.shapes
+    assert found / colonies >= 0.85, (found, colonies)
+    assert true_shapes / shapes >= 0.84, (true_shapes, shapes)
