@@ -510,7 +510,8 @@ def result_points(
     """The points of one ultralytics ``Results``: pose keypoints when there are any (those
     scoring >= ``threshold``), else box centres. ``image``: the array predicted on; a reduced
     decode's points are answered in its photo's pixels. ``restore_cut``: a box cut by the
-    image's edge gets its full size before its centre is taken (:func:`box_centres`)."""
+    image's edge along one axis is made square again before its centre is taken
+    (:func:`~quadratseg_handlers.ops.boxes.box_centres`)."""
     factor = 1 if image is None else reduction(image)
     names = result.names
     boxes = result.boxes

@@ -78,7 +78,19 @@ def _shape(
     group_id: int | None,
     extra: Mapping[str, str] | None,
 ) -> Shape:
-    shape: Shape = {"label": label, "type": kind, "points": _coords(points)}
+    return _shape_of(label, kind, _coords(points), score, group_id, extra)
+
+
+def _shape_of(
+    label: str,
+    kind: str,
+    coords: list[float],
+    score: float | None,
+    group_id: int | None,
+    extra: Mapping[str, str] | None,
+) -> Shape:
+    """A shape from coordinates already checked and rounded (:func:`_coords`)."""
+    shape: Shape = {"label": label, "type": kind, "points": coords}
     if score is not None:
         shape["confidence"] = confidence_value(score)
     shape["attributes"] = attributes(score, extra)
@@ -194,20 +206,11 @@ def skeleton_elements(
     coords = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(labels) != len(coords):
         raise ValueError(f"{len(labels)} labels for {len(coords)} points")
-    if not np.all(np.isfinite(coords)):
-        raise ValueError("shape points must be finite")
-    flat = rounded(coords.reshape(-1))
+    flat = _coords(coords)
     elements = []
     for index, label in enumerate(labels):
-        element: Shape = {
-            "label": label,
-            "type": "points",
-            "points": flat[2 * index : 2 * index + 2],
-        }
         score = None if scores is None else scores[index]
-        if score is not None:
-            element["confidence"] = confidence_value(score)
-        element["attributes"] = attributes(score)
+        element = _shape_of(label, "points", flat[2 * index : 2 * index + 2], score, None, None)
         element["outside"] = 1 if outside is not None and outside[index] else 0
         elements.append(element)
     return elements

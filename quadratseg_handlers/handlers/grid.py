@@ -94,9 +94,9 @@ GRID_SETTINGS: tuple[Setting, ...] = (
         "RESTORE_CUT_BOXES",
         cfg.boolean,
         True,
-        "Detect models: a box cut by the image's edge is given its full size (the median of "
-        "the uncut boxes, or its other side) before its centre becomes the point; `false`: the "
-        "cut box's centre, up to half a box inward of the point (see docs/grid.md).",
+        "Detect models: a box cut by the image's edge along one axis is made square again "
+        "(its uncut side) before its centre becomes the point; `false`: the cut box's centre, "
+        "up to half a box inward of the point (see docs/grid.md).",
         "boolean",
     ),
     Setting(

@@ -329,6 +329,22 @@ def disc(center, radius, shape=(HEIGHT, WIDTH), letterbox=SAME_PIXELS):
     return (x - center[0]) ** 2 + (y - center[1]) ** 2 <= radius**2
 
 
+def input_disc(image_shape, input_shape):
+    """A disc in the original image, drawn as the network input's mask sees it: the letterbox,
+    the disc's centre and radius, the input mask, and the disc's box (cut at the bottom)."""
+    letterbox = Letterbox.between(input_shape, image_shape)
+    height, width = image_shape
+    centre, radius = (width * 0.45, height * 0.5), min(height, width) * 0.3
+    mask = torch.from_numpy(disc(centre, radius, input_shape, letterbox).astype(np.uint8))
+    box = (
+        int(centre[0] - radius - 1),
+        int(centre[1] - radius - 1),
+        int(centre[0] + radius),
+        height,
+    )
+    return letterbox, centre, radius, mask, box
+
+
 def outline_distance(points, circles, border=False):
     """Distance of each (pixel-index) vertex to the nearest of the circles (or the left edge)."""
     centres = np.asarray(points).reshape(-1, 2) + 0.5
@@ -444,11 +460,7 @@ def test_results_become_cvat_masks_that_decode_to_the_truth(input_shape):
     ids=["a third, resized", "a third, warped", "twice, resized"],
 )
 def test_a_mask_comes_back_to_original_pixels_at_any_scale(image_shape, input_shape):
-    letterbox = Letterbox.between(input_shape, image_shape)
-    height, width = image_shape
-    centre, radius = (width * 0.45, height * 0.5), min(height, width) * 0.3
-    mask = torch.from_numpy(disc(centre, radius, input_shape, letterbox).astype(np.uint8))
-    box = (centre[0] - radius - 1, centre[1] - radius - 1, centre[0] + radius, height)
+    letterbox, centre, radius, mask, box = input_disc(image_shape, input_shape)
     bitmap, (x, y) = mask_in_image(mask, box, letterbox, image_shape)
     placed = np.zeros(image_shape, dtype=bool)
     placed[y : y + bitmap.shape[0], x : x + bitmap.shape[1]] = bitmap
@@ -578,16 +590,7 @@ def test_a_reduced_decode_gives_the_masks_of_a_full_one_to_the_pixel():
 )
 def test_masks_resampled_by_torch_equal_opencvs(image_shape, input_shape):
     """The device path (torch, used for CUDA masks) against the CPU one (OpenCV)."""
-    letterbox = Letterbox.between(input_shape, image_shape)
-    height, width = image_shape
-    centre, radius = (width * 0.45, height * 0.5), min(height, width) * 0.3
-    mask = torch.from_numpy(disc(centre, radius, input_shape, letterbox).astype(np.uint8))
-    box = (
-        int(centre[0] - radius - 1),
-        int(centre[1] - radius - 1),
-        int(centre[0] + radius),
-        height,
-    )
+    letterbox, centre, radius, mask, box = input_disc(image_shape, input_shape)
     opencv, origin = mask_in_image(mask, box, letterbox, image_shape)
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     for device in devices:
