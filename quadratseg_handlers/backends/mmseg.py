@@ -26,6 +26,7 @@ import numpy as np
 from quadratseg_handlers.backends.checkpoints import check_checkpoint
 from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.core.messages import describe_error
+from quadratseg_handlers.core.request import bgr_pixels
 
 CONFIG, WEIGHTS = "SEGFORMER_CONFIG", "SEGFORMER_WEIGHTS"
 DATALOADERS = ("test_dataloader", "val_dataloader", "train_dataloader")
@@ -96,7 +97,7 @@ class SemanticModel:
         from mmseg.apis import inference_model
 
         # The pipeline gets what LoadImageFromFile would give it: BGR, like mmcv.imread.
-        result = inference_model(self.model, np.ascontiguousarray(image[..., ::-1]))
+        result = inference_model(self.model, bgr_pixels(image))
         logits = result.seg_logits.data
         with torch.no_grad():
             if logits.shape[0] == 1:  # binary head: MMSegmentation already applied sigmoid

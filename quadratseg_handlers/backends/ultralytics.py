@@ -27,7 +27,7 @@ from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.messages import describe_error
-from quadratseg_handlers.core.request import photo_size, reduction
+from quadratseg_handlers.core.request import bgr_pixels, photo_size, reduction
 from quadratseg_handlers.ops.boxes import box_centres
 
 if TYPE_CHECKING:
@@ -56,6 +56,15 @@ YOLO_SETTINGS: tuple[Setting, ...] = (
         "Non-maximum suppression: of two detections overlapping by more than this IoU, the "
         "lower-scored one is dropped.",
         "number",
+    ),
+    Setting(
+        "AGNOSTIC_NMS",
+        cfg.boolean,
+        False,
+        "`true`: non-maximum suppression across classes, so that one object answered as two "
+        "classes (a colony as two genera) comes back once, as the higher-scored one. `false`: "
+        "per class, as ultralytics does by default.",
+        "boolean",
     ),
     Setting(
         "IMGSZ",
@@ -154,6 +163,7 @@ class YoloModel:
         self.options = {
             "imgsz": imgsz,
             "iou": float(config["IOU_THRESHOLD"]),
+            "agnostic_nms": bool(config["AGNOSTIC_NMS"]),
             "max_det": int(config["MAX_DET"]),
             "device": device,
             **precision_options(bool(config["HALF"]) and device.startswith("cuda")),
@@ -165,7 +175,7 @@ class YoloModel:
 
     def predict(self, images: Sequence[np.ndarray], conf: float) -> list[Results]:
         """One ultralytics result per RGB image, all images in one batch."""
-        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        bgr = [bgr_pixels(image) for image in images]
         results: list[Results] = self.model.predict(
             bgr, conf=conf, batch=len(bgr), verbose=False, **self.options
         )

@@ -169,7 +169,7 @@ MODELS: dict[str, DemoModel] = {
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",
             init_from="gridpose", refinements=(Refinement(25, 0.001, mosaic=1.0),),
-            serve_env=("CONF_THRESHOLD=0.3",),
+            serve_env=("CONF_THRESHOLD=0.35",),
         ),
     )
 }  # fmt: skip

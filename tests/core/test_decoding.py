@@ -219,3 +219,14 @@ def test_base64_accepts_exactly_what_the_standard_library_accepts():
         else:
             assert req.decode_base64(text) == expected, repr(text)
     assert req.decode_base64("QUJD====") == b"ABC"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_bgr_pixels_are_the_channels_reversed_in_a_contiguous_copy(dtype):
+    rgb = np.random.default_rng(3).integers(0, 255, (37, 53, 3)).astype(dtype)
+    reduced = req.ReducedImage.of(rgb, 4, (212, 148))
+    for image in (rgb, rgb[::2, 1:], reduced):
+        swapped = req.bgr_pixels(image)
+        assert swapped.flags.c_contiguous and swapped.dtype == image.dtype
+        assert np.array_equal(swapped, np.asarray(image)[..., ::-1])
+        assert not np.shares_memory(swapped, image)

@@ -269,10 +269,19 @@ def test_both_functions_are_catalogued_with_the_yolo_settings():
         assert settings["MODEL_PATH"] == "/opt/nuclio/best.pt"
         assert settings["CONF_THRESHOLD"] == 0.25
         assert settings["IOU_THRESHOLD"] == 0.5
+        assert settings["AGNOSTIC_NMS"] is False
         assert settings["IMGSZ"] is None
         assert settings["MAX_DET"] == 300
         assert settings["HALF"] is False
         assert settings["CONVERT_TO_POLYLINE"] is True
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_agnostic_nms_reaches_ultralytics_nms(models, flag):
+    handler = YoloSegHandler(model_path=models["segment"], device="cpu", agnostic_nms=flag)
+    handler.load()
+    handler.annotate(np.zeros((96, 128, 3), dtype=np.uint8))
+    assert handler.yolo.model.predictor.args.agnostic_nms is flag
 
 
 def bounding_boxes(shapes) -> np.ndarray:

@@ -85,9 +85,8 @@ BIG_PHOTOS = 6
 
 def test_4000_by_3000_photos_in_their_own_pixels(served):
     """Shapes carried back to the photo's pixels score as they do in the warped image: the
-    letterbox, the scaled decode and the warp map them right. Pooled over the photos, the
-    colonies' bar is met; the shapes' precision is held at its measured level (84.5 %, bar 85 %,
-    docs/demo.md)."""
+    letterbox, the scaled decode and the warp map them right; pooled over the photos, both
+    coral bars hold."""
     pipeline = Pipeline(served)
     found = colonies = true_shapes = shapes = 0
     for offset in range(BIG_PHOTOS):
@@ -107,4 +106,4 @@ def test_4000_by_3000_photos_in_their_own_pixels(served):
         true_shapes += run.photo_corals.true_shapes
         shapes += run.photo_corals.shapes
     assert found / colonies >= 0.85, (found, colonies)
-    assert true_shapes / shapes >= 0.84, (true_shapes, shapes)
+    assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
