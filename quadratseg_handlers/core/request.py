@@ -414,8 +414,9 @@ def load_image(source: Any, max_pixels: int = 10**9) -> np.ndarray:
 def bgr_pixels(image: np.ndarray) -> np.ndarray:
     """An RGB array's pixels in the BGR order OpenCV-based models read (a contiguous copy).
 
-    OpenCV swaps the channels some 30 times faster than numpy copies a reversed view (5 ms
-    against 0.1 for a 1000 x 750 photo), a copy every YOLO and SegFormer request makes.
+    OpenCV swaps the channels 14 to 50 times faster than numpy copies a reversed view (5 ms
+    against 0.1 for a 1000 x 750 photo, 35 against 2.5 at 1920 x 1920), a copy every YOLO
+    and SegFormer request makes.
     """
     if image.ndim == 3 and image.shape[2] == 3 and image.dtype in (np.uint8, np.uint16):
         return cast(np.ndarray, cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR))
