@@ -118,7 +118,7 @@ def steps(name: str, size: tuple[int, int], runs: int) -> str:
     handler = loaded(name)
     image = stage_input(name, size)
     text = base64.b64encode(jpeg_bytes(image)).decode()
-    full = np.ascontiguousarray(image[..., ::-1])
+    full = bgr_pixels(image)
     min_side = handler.decode_size()
     images = decode_images([(text, "image")], 10**9, 10**9, min_side)
     results = handler.yolo.predict(images, 0.25)

@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from quadratseg_handlers.core.request import image_bytes
+
 QUADRATS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quadrats"
 
 
@@ -59,13 +61,8 @@ def quadrat_photos(size: int = 1920) -> list[tuple[str, np.ndarray]]:
 
 
 def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
-    """An RGB array encoded as JPEG."""
-    ok, data = cv2.imencode(
-        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return data.tobytes()
+    """An RGB array encoded as JPEG (the library's encoder)."""
+    return image_bytes(image, "jpeg", quality)
 
 
 def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, Any]:
@@ -75,11 +72,11 @@ def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, 
     right after a bare call), which a busy shared machine disturbs less than a ratio of medians.
     Returns the medians in ms, the overhead in %, and the handler's answer.
     """
-    from quadratseg_handlers.core.request import decode_image
+    from quadratseg_handlers.core.request import bgr_pixels, decode_image
     from quadratseg_handlers.local.harness import make_context, make_event
 
     event, context = make_event(body), make_context()
-    bgr = np.ascontiguousarray(decode_image(body["image"], 10**9)[..., ::-1])
+    bgr = bgr_pixels(decode_image(body["image"], 10**9))
     options = handler.yolo.options
     times = interleaved(
         {

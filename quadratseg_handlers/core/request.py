@@ -425,7 +425,7 @@ def bgr_pixels(image: np.ndarray) -> np.ndarray:
 
 def image_bytes(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     """An RGB (or single-channel) uint8 array as PNG or JPEG (``fmt`` "png"/"jpeg") file bytes."""
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    pixels = bgr_pixels(image[..., :3]) if image.ndim == 3 else image
     if fmt == "jpeg":
         ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     else:
