@@ -31,12 +31,6 @@ MATCH_IOU = 0.5
 """A shape matches a colony at this mask IoU or more (and the right genus)."""
 
 
-def quadrat_side(corners: np.ndarray) -> float:
-    """The mean length of the quadrat's four sides, in pixels."""
-    quad = np.asarray(corners, dtype=np.float64)
-    return float(np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1).mean())
-
-
 def point_errors(found: np.ndarray, truth: np.ndarray, side: float) -> np.ndarray:
     """Each point's distance from its true position (same index), as a fraction of ``side``."""
     return np.asarray(np.linalg.norm(np.asarray(found) - np.asarray(truth), axis=1) / side)

@@ -48,6 +48,7 @@ from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.local.synthetic import SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
+from quadratseg_handlers.ops.quadrat import quadrat_side
 from quadratseg_handlers.ops.template import CORNER_POINTS, GRID_POINTS
 
 CORNERS = "pth-yolo-gridcorners"
@@ -158,7 +159,7 @@ class Pipeline:
         found = accuracy.skeleton_of(shapes, CORNER_POINTS)
         if found is None:
             raise StageFailed(f"no quadrat found ({len(shapes)} shapes, no 4-point skeleton)")
-        side = accuracy.quadrat_side(scene.corners)
+        side = quadrat_side(scene.corners)
         run.corners = found
         run.corner_error = float(accuracy.point_errors(found, scene.corners, side).max())
         run.reports[-1].result = (
@@ -188,7 +189,7 @@ class Pipeline:
         if found is None:
             raise StageFailed(f"no grid found ({len(shapes)} shapes, no 117-point skeleton)")
         truth = project(run.transform, run.scene.grid_points)
-        side = accuracy.quadrat_side(project(run.transform, run.scene.corners))
+        side = quadrat_side(project(run.transform, run.scene.corners))
         errors = accuracy.point_errors(found, truth, side)
         run.grid = found
         run.grid_hits = float((errors <= accuracy.GRID_TOLERANCE).mean())
@@ -242,7 +243,7 @@ class Pipeline:
         shapes = self.call(run, "5 corals", CORALS, {"image": encode_image(run.clean, "PNG")})
         run.coral_shapes = shapes
         height, width = run.clean.shape[:2]
-        side = accuracy.quadrat_side(project(run.transform, run.scene.corners))
+        side = quadrat_side(project(run.transform, run.scene.corners))
         truth = warped_masks(run.scene, run.transform, (width, height))
         found = accuracy.shape_instances(shapes, height, width)
         run.corals = accuracy.score_corals(found, truth, int(CORAL_MIN_AREA * side * side))
@@ -251,7 +252,7 @@ class Pipeline:
             shapes_to_photo(shapes, run.transform), photo_height, photo_width
         )
         photo_truth = [(coral.label, coral.mask) for coral in run.scene.corals]
-        photo_side = accuracy.quadrat_side(run.scene.corners)
+        photo_side = quadrat_side(run.scene.corners)
         run.photo_corals = accuracy.score_corals(
             in_photo, photo_truth, int(CORAL_MIN_AREA * photo_side * photo_side)
         )
@@ -340,7 +341,7 @@ def write_overlays(run: PipelineRun, labels: Mapping[str, list[cvat.LabelSpec]],
                 scene.image,
                 shapes_to_photo(run.coral_shapes, run.transform),
                 labels[CORALS],
-                title="6 corals in the photo's pixels",
+                title="6 coralsegv4, in the photo's pixels",
             ),
             out / "06-corals-on-photo.png",
         )

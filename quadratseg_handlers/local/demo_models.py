@@ -164,12 +164,16 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(20, 0.001, imgsz=416, mosaic=1.0),
                 Refinement(10, 0.0005, imgsz=416, mosaic=1.0, images=320),
             ),
-            serve_env=("CONF_THRESHOLD=0.1",),
+            serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true"),
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",
-            init_from="gridpose", refinements=(Refinement(25, 0.001, mosaic=1.0),),
-            serve_env=("CONF_THRESHOLD=0.35",),
+            init_from="gridpose",
+            refinements=(
+                Refinement(25, 0.001, mosaic=1.0),
+                Refinement(6, 0.0005, mosaic=1.0, images=320),
+            ),
+            serve_env=("CONF_THRESHOLD=0.4",),
         ),
     )
 }  # fmt: skip

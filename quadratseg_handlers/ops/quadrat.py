@@ -1,7 +1,9 @@
 """The quadrat's geometry between gridcorners and gridpose: the upright crop from 4 corners.
 
 The bridge (and the demo) call gridcorners on the photo, warp the quadrat upright with
-:func:`warp_quadrat`, then call gridpose on the warped image.
+:func:`warp_quadrat`, then call gridpose on the warped image. gridcorners' second pass
+(REFINE_CORNERS) predicts on that same upright crop and merges the two passes' corners with
+:func:`merge_corner_passes`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 
 from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.ops.template import CORNER_POINTS
+
+PASS_AGREEMENT = 0.03
+"""Two passes' corners closer than this fraction of the quadrat's side are the same corner."""
 
 
 def quadrat_transform(corners: Any, size: int | tuple[int, int], margin: int = 0) -> np.ndarray:
@@ -68,3 +73,38 @@ def warp_quadrat(
         flags=interpolation,
         borderMode=cv2.BORDER_CONSTANT,
     )
+
+
+def quadrat_side(corners: Any) -> float:
+    """The mean length of the quadrat's four sides, in pixels."""
+    quad = np.asarray(corners, dtype=np.float64)
+    return float(np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1).mean())
+
+
+def merge_corner_passes(
+    first: np.ndarray,
+    first_scores: np.ndarray,
+    second: np.ndarray,
+    second_scores: np.ndarray,
+    agreement: float = PASS_AGREEMENT,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each corner of two passes (TL, TR, BR, BL, in the same pixels) merged into one.
+
+    A score of 0 marks a corner its pass did not detect (placed from the other three). Two
+    detections within ``agreement`` of the side (the first pass's quadrilateral) are the same
+    corner seen twice: their mean, with the mean score. Otherwise the better scored one is
+    kept, so a corner one pass missed or took on a colony's edge comes from the other.
+    Returns (4, 2) points and (4,) scores; a corner neither pass detected keeps score 0.
+    """
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64)
+    first_scores = np.asarray(first_scores, dtype=np.float64)
+    second_scores = np.asarray(second_scores, dtype=np.float64)
+    apart = np.linalg.norm(second - first, axis=1) / max(quadrat_side(first), 1e-9)
+    both = (first_scores > 0) & (second_scores > 0) & (apart <= agreement)
+    better = second_scores > first_scores
+    points = np.where(both[:, None], (first + second) / 2, np.where(better[:, None], second, first))
+    scores = np.where(
+        both, (first_scores + second_scores) / 2, np.maximum(first_scores, second_scores)
+    )
+    return points, scores

@@ -346,6 +346,20 @@ def test_gridcorners_orders_the_four_corners(monkeypatch, corners_case):
 
 
 @pytest.mark.slow
+def test_a_second_pass_that_disagrees_at_the_same_score_keeps_the_first(monkeypatch, corners_case):
+    """The built model answers the same network positions on any input: on the quadrat
+    warped upright they map back far from the first pass's corners, scored alike, so the
+    first pass's answer comes back unchanged."""
+    path, _truth = corners_case
+    env = {"MODEL_PATH": str(path), "MAX_DET": "1", "IMGSZ": str(SIDE)}
+    plain = FunctionClient(GridCornersHandler, env)
+    refined = FunctionClient(GridCornersHandler, {**env, "REFINE_CORNERS": "true"})
+    body = png_body(frame())
+    assert response_json(refined.call(body)) == response_json(plain.call(body))
+    assert refined.start().decode_size() == 640 and plain.start().decode_size() == SIDE
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("restore_cut", ["true", "false"])
 def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model, restore_cut):
     """The box centres, boxes cut by the edge restored first unless RESTORE_CUT_BOXES=false
@@ -472,32 +486,51 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
 
 
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("handler_class", "env", "message"),
     [
         (
+            GridPoseHandler,
             {"MODEL_PATH": "/nonexistent/best.pt"},
             r"^MODEL_PATH='/nonexistent/best.pt': file not found: /nonexistent/best.pt$",
         ),
         (
+            GridPoseHandler,
             {"TEMPLATE_PATH": "/nonexistent/t.npy"},
             r"^TEMPLATE_PATH=/nonexistent/t.npy: file not found$",
         ),
-        ({"MIN_MATCHES": "118"}, r"^MIN_MATCHES=118: more than the 117 points of the template$"),
-        ({"HUNGARIAN_THRESH": "0"}, r"^HUNGARIAN_THRESH='0': must be >= 0.001$"),
         (
+            GridPoseHandler,
+            {"MIN_MATCHES": "118"},
+            r"^MIN_MATCHES=118: more than the 117 points of the template$",
+        ),
+        (GridPoseHandler, {"HUNGARIAN_THRESH": "0"}, r"^HUNGARIAN_THRESH='0': must be >= 0.001$"),
+        (
+            GridPoseHandler,
             {"USE_TEMPLATE_MATCHING": "maybe"},
             r"^USE_TEMPLATE_MATCHING='maybe': expected true or false$",
+        ),
+        (
+            GridCornersHandler,
+            {"REFINE_CORNERS": "maybe"},
+            r"^REFINE_CORNERS='maybe': expected true or false$",
+        ),
+        (
+            GridCornersHandler,
+            {"REFINE_CORNERS": "true", "USE_TEMPLATE_MATCHING": "false"},
+            r"^REFINE_CORNERS=true needs USE_TEMPLATE_MATCHING=true",
         ),
     ],
 )
 @pytest.mark.slow
-def test_bad_settings_stop_start_up_naming_the_variable(monkeypatch, grid_case, env, message):
+def test_bad_settings_stop_start_up_naming_the_variable(
+    monkeypatch, grid_case, handler_class, env, message
+):
     monkeypatch.setenv("MODEL_PATH", str(grid_case[0]))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     context = make_context()
     with pytest.raises(ConfigError, match=message):
-        GridPoseHandler.init_context(context)
+        handler_class.init_context(context)
     assert context.logger.messages("error") == ["start-up failed"]
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.local import accuracy
+from quadratseg_handlers.ops.quadrat import quadrat_side
 
 
 def square(x0: int, y0: int, side: int, size: int = 100) -> np.ndarray:
@@ -58,6 +59,6 @@ def test_repaint_score_sees_pixels_changed_outside_the_mask():
 
 def test_point_errors_are_shares_of_the_side():
     corners = np.array([[0, 0], [100, 0], [100, 100], [0, 100]], dtype=float)
-    assert accuracy.quadrat_side(corners) == 100
+    assert quadrat_side(corners) == 100
     found = corners + [[1, 0], [0, 0], [0, 2], [0, 0]]
     assert np.allclose(accuracy.point_errors(found, corners, 100), [0.01, 0, 0.02, 0])
