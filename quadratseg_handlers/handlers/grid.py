@@ -211,15 +211,7 @@ class GridHandler(BaseHandler[GridPrediction]):
 
     def order(self, found: PointDetections, image: np.ndarray) -> Match:
         """Match the points to the template; log why when there is no skeleton."""
-        height, width = photo_size(image)
-        match = match_points(
-            found.points,
-            self.template,
-            (width, height),
-            scores=found.scores,
-            max_cost=float(self.config["HUNGARIAN_THRESH"]),
-            min_matches=int(self.config["MIN_MATCHES"]),
-        )
+        match = self.matched(found, image)
         if not match.ok:
             self.warn(
                 "no skeleton: " + match.reason,
@@ -228,6 +220,18 @@ class GridHandler(BaseHandler[GridPrediction]):
                 HUNGARIAN_THRESH=float(self.config["HUNGARIAN_THRESH"]),
             )
         return match
+
+    def matched(self, found: PointDetections, image: np.ndarray) -> Match:
+        """The points matched to the template with this function's settings."""
+        height, width = photo_size(image)
+        return match_points(
+            found.points,
+            self.template,
+            (width, height),
+            scores=found.scores,
+            max_cost=float(self.config["HUNGARIAN_THRESH"]),
+            min_matches=int(self.config["MIN_MATCHES"]),
+        )
 
     def to_shapes(self, prediction: GridPrediction, image: np.ndarray) -> list[Shape]:
         """One skeleton in template order, or the raw points without template matching."""
@@ -320,7 +324,8 @@ class GridCornersHandler(GridHandler):
         self, images: Sequence[np.ndarray], first: list[GridPrediction], threshold: float
     ) -> list[GridPrediction]:
         """One batched predict on the quadrats warped upright from the first pass's corners;
-        each corner is then merged from both passes (:func:`merge_corner_passes`)."""
+        each corner is then merged from both passes (:func:`merge_corner_passes`). Where the
+        second pass finds no quadrat the first pass's answer stands, without a log line."""
         warps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for index, (image, prediction) in enumerate(zip(images, first, strict=True)):
             if prediction.match is not None and prediction.match.ok:
@@ -332,7 +337,7 @@ class GridCornersHandler(GridHandler):
         results = self.yolo.predict([warp for warp, _ in warps.values()], threshold)
         refined = list(first)
         for (index, (warp, to_photo)), result in zip(warps.items(), results, strict=True):
-            second = self.order(result_points(result, threshold, warp), warp)
+            second = self.matched(result_points(result, threshold, warp), warp)
             if second.ok:
                 refined[index] = self.merged(images[index], first[index], second, to_photo)
         return refined
@@ -352,7 +357,7 @@ class GridCornersHandler(GridHandler):
         detected = scores > 0
         labels = tuple(self.class_names[:1]) * int(detected.sum())
         found = PointDetections(points[detected], scores[detected], labels)
-        match = self.order(found, image)
+        match = self.matched(found, image)
         return GridPrediction(found, match) if match.ok else first
 
 
