@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from quadratseg_handlers import cvat
@@ -37,7 +36,7 @@ from quadratseg_handlers.core.request import photo_size, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.ops.matching import Match, match_points, project
-from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform
+from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform, warp_quadrat
 from quadratseg_handlers.ops.template import (
     CORNER_POINTS,
     GRID_POINTS,
@@ -373,15 +372,14 @@ def upright_quadrat(image: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray,
     the map from the warp's pixels back to the photo's; None when the corners are not a
     convex quadrilateral in template order."""
     factor = reduction(image)
+    in_image = np.asarray(corners) / factor
+    margin = round(REFINE_MARGIN * REFINE_WARP)
     try:
-        to_warp = quadrat_transform(
-            np.asarray(corners) / factor, REFINE_WARP, round(REFINE_MARGIN * REFINE_WARP)
-        )
+        to_warp = quadrat_transform(in_image, REFINE_WARP, margin)
     except ValueError:
         return None
-    warp = cv2.warpPerspective(np.asarray(image), to_warp, (REFINE_WARP, REFINE_WARP))
-    to_photo = np.diag([factor, factor, 1.0]) @ np.linalg.inv(to_warp)
-    return warp, to_photo
+    warp = warp_quadrat(np.asarray(image), in_image, REFINE_WARP, margin=margin)
+    return warp, np.diag([factor, factor, 1.0]) @ np.linalg.inv(to_warp)
 
 
 def skeleton_shape(
