@@ -13,7 +13,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo demo-models test test-fast lint format bench docs clean
+.PHONY: install demo demo-models test test-fast lint format bench bench-gpu docs clean
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ format: install
 
 bench: install
 	$(PY) -m benchmarks
+
+# On a CUDA machine: the deployment guide's table and the device-aware benchmarks, written as
+# their own "-gpu" sections of docs/performance.md beside the CPU figures.
+bench-gpu: install
+	BENCH_DEVICE=auto $(PY) -m benchmarks guide demo_models batching decode
 
 docs: install
 	$(PY) scripts/update_docs.py

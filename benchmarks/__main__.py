@@ -4,6 +4,11 @@
 runs only those. Each module has ``run() -> str`` returning a Markdown section; the section
 replaces the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` (appended when
 absent), so one benchmark can be re-run without touching the others' figures.
+
+``BENCH_DEVICE`` (``cpu`` by default, ``auto``, ``cuda``, ``cuda:N``) is where the benchmarks
+that name ``"cuda"`` in their module's ``DEVICES`` run their models; on a CUDA device their
+sections are written as ``NAME-gpu``, beside the CPU ones. The others always measure the CPU,
+and one whose ``DEVICES`` holds only ``"cuda"`` is skipped without a GPU.
 """
 
 from __future__ import annotations
@@ -68,11 +73,28 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    from quadratseg_handlers.core.config import ConfigError
+
+    from .timing import on_gpu
+
+    try:
+        gpu = on_gpu()
+    except ConfigError as error:
+        print(f"benchmarks: {error}", file=sys.stderr)
+        return 2
     report = REPORT.read_text() if REPORT.exists() else HEADER
     for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        devices = getattr(module, "DEVICES", ("cpu",))
+        if not gpu and "cpu" not in devices:
+            skipped = f"benchmarks: {name} skipped: it needs BENCH_DEVICE=auto on a GPU machine"
+            print(skipped, file=sys.stderr, flush=True)
+            continue
         started = time.perf_counter()
         print(f"benchmarks: running {name} ...", file=sys.stderr, flush=True)
-        section = importlib.import_module(f"benchmarks.bench_{name}").run()
+        section = module.run()
+        if gpu and "cuda" in devices:
+            name = f"{name}-gpu"
         stamp = (
             f"\n\n_Run on {time.strftime('%Y-%m-%d')}, {machine()}, "
             f"{time.perf_counter() - started:.0f} s._"

@@ -37,7 +37,9 @@ from quadratseg_handlers.local.demo_models import (
 from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.local.synthetic import quadrat_image
 
-from .timing import jpeg_bytes
+from .timing import bench_device, jpeg_bytes, on_gpu
+
+DEVICES = ("cpu", "cuda")
 
 CLIENTS = 8
 SIZE = 1024
@@ -56,7 +58,7 @@ MODES: dict[str, dict[str, int]] = {
 
 
 def write_bundle(folder: Path, weights: Path) -> Path:
-    """The coral function's main.py and a function.yaml serving the demo model on the CPU."""
+    """The coral function's main.py and a function.yaml serving the demo model on BENCH_DEVICE."""
     (folder / "main.py").write_text(render_main(FUNCTIONS[FUNCTION]))
     config = {
         "metadata": {"name": FUNCTION},
@@ -64,7 +66,7 @@ def write_bundle(folder: Path, weights: Path) -> Path:
             "handler": "main:handler",
             "env": [
                 {"name": "MODEL_PATH", "value": str(weights)},
-                {"name": "DEVICE", "value": "cpu"},
+                {"name": "DEVICE", "value": bench_device()},
                 {"name": "IMGSZ", "value": str(IMGSZ)},
             ],
             "triggers": {
@@ -146,9 +148,7 @@ def run() -> str:
 
 def cpu_note() -> str:
     """Why the figures above may show no gain, when they come from a CPU."""
-    import torch
-
-    if torch.cuda.is_available():
+    if on_gpu():
         return ""
     return (
         "\n\nOn a CPU a predict costs about as much per image in a batch as alone (torch "

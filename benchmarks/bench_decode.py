@@ -30,6 +30,8 @@ from quadratseg_handlers.local.synthetic import quadrat_image
 
 from .timing import interleaved, median_ms
 
+DEVICES = ("cpu", "cuda")
+"""On a GPU machine its section is written apart (``decode-gpu``): that machine's CPU decodes."""
 RUNS = 7
 INPUT_SIDE = 640
 """The network input a scaled decode must not go below (a YOLO function at imgsz 640)."""
@@ -169,7 +171,8 @@ def run() -> str:
         "A disc mask at the network input, its box (70 % of the photo's sides) resampled "
         "bilinearly to the photo and thresholded at one half; medians ms. OpenCV serves "
         "masks on the CPU; torch (index gathers on the mask's device, only the boolean crop "
-        "copied to the CPU) serves masks on a GPU: on a CPU it is the slower one.\n\n"
+        "copied to the CPU) serves the masks of large network inputs on a GPU (`COPY_PIXELS`): on "
+        "a CPU it is the slower one.\n\n"
         "| Photo | Input | Box megapixels | OpenCV (CPU) | torch (CPU) | torch / OpenCV "
         "| torch (CUDA) |\n| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(masks)
     )

@@ -10,14 +10,13 @@ GPU figures and the model-size notes of the other sections are the ones to plan 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from .timing import in_fresh_process, started_function, timed_requests
 
 SIZES = (1024, 1920)
 RUNS = 3
@@ -36,8 +35,8 @@ def measure(name: str) -> dict[str, object]:
     """One function's median request time per size, and the process's peak memory (MiB)."""
     from quadratseg_handlers.core.references import resolve
     from quadratseg_handlers.core.request import cvat_request, encode_image
-    from quadratseg_handlers.deploy.catalog import find, handler_class
-    from quadratseg_handlers.local.harness import FunctionClient, make_event
+    from quadratseg_handlers.deploy.catalog import find
+    from quadratseg_handlers.local.harness import make_event
     from quadratseg_handlers.local.synthetic import quadrat_image
 
     function = find(name)
@@ -49,10 +48,7 @@ def measure(name: str) -> dict[str, object]:
         env["DEVICE"] = "cpu"
         if function.model == "coralscopsegformer":
             env.update(SAM_PROMPTS)
-        started = time.perf_counter()
-        client = FunctionClient(handler_class(name), env)
-        client.start()
-        start_s = time.perf_counter() - started
+        client, start_s = started_function(name, env)
         seconds: dict[str, float] = {}
         for size in SIZES:
             drawn = quadrat_image(size, seed=1)
@@ -60,15 +56,8 @@ def measure(name: str) -> dict[str, object]:
                 body = {"image": encode_image(drawn.image), "keypoints": drawn.grid_points.tolist()}
             else:
                 body = cvat_request(drawn.image)
-            event = make_event(body)
-            times = []
-            for _ in range(RUNS + 1):
-                begun = time.perf_counter()
-                response = client.call(event)
-                times.append(time.perf_counter() - begun)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{name}: HTTP {response.status_code} {response.body!r}")
-            seconds[str(size)] = statistics.median(times[1:])
+            times, _ = timed_requests(client, make_event(body), RUNS)
+            seconds[str(size)] = statistics.median(times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"start_s": start_s, "seconds": seconds, "peak_mib": peak}
 
@@ -78,19 +67,11 @@ def run() -> str:
     from quadratseg_handlers.deploy.catalog import FUNCTIONS
 
     rows = []
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     for spec in FUNCTIONS.values():
         if spec.files and not (spec.tiny_model or spec.model in EXTRA_BUILDERS):
             continue
-        child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_functions", spec.model],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        result = json.loads(child.stdout.strip().splitlines()[-1])
+        result = in_fresh_process("bench_functions", spec.model)
+        assert result is not None
         times = " | ".join(f"{result['seconds'][str(size)]:.2f}" for size in SIZES)
         rows.append(
             f"| `{spec.name}` | {result['start_s']:.1f} | {times} | {result['peak_mib']:.0f} |"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +18,23 @@ import numpy as np
 from quadratseg_handlers.core.request import image_bytes
 
 QUADRATS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quadrats"
+
+
+def bench_device() -> str:
+    """The torch device the benchmarks run their models on: ``BENCH_DEVICE``, read as a
+    function's ``DEVICE`` setting (``cpu`` by default; ``auto`` is cuda:0 when present)."""
+    from quadratseg_handlers.core.config import ConfigError, device, resolve_device
+
+    value = os.environ.get("BENCH_DEVICE", "cpu")
+    try:
+        return resolve_device(device(value))
+    except ConfigError as error:
+        raise ConfigError(f"BENCH_DEVICE={value!r}: {error}") from None
+
+
+def on_gpu() -> bool:
+    """Whether :func:`bench_device` is a CUDA device."""
+    return bench_device().startswith("cuda")
 
 
 def measure(function: Callable[[], object], runs: int = 5, warmup: int = 1) -> list[float]:
@@ -92,3 +112,46 @@ def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, 
         "overhead": 100 * (statistics.median(ratios) - 1),
         "answer": json.loads(handler.handle(context, event).body),
     }
+
+
+def started_function(name: str, env: dict[str, str]) -> tuple[Any, float]:
+    """Function ``name`` started through real Nuclio objects with ``env`` (``init_context``
+    run), and the seconds its start took."""
+    from quadratseg_handlers.deploy.catalog import handler_class
+    from quadratseg_handlers.local.harness import FunctionClient
+
+    started = time.perf_counter()
+    client = FunctionClient(handler_class(name), env)
+    client.start()
+    return client, time.perf_counter() - started
+
+
+def timed_requests(client: Any, event: Any, runs: int) -> tuple[list[float], Any]:
+    """Seconds of ``runs`` requests after one uncounted, and the last response; any answer
+    but HTTP 200 is an error."""
+    times = []
+    for _ in range(runs + 1):
+        begun = time.perf_counter()
+        response = client.call(event)
+        times.append(time.perf_counter() - begun)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code} {response.body!r}")
+    return times[1:], response
+
+
+def in_fresh_process(module: str, name: str, check: bool = True) -> dict[str, Any] | None:
+    """``python -m benchmarks.MODULE NAME`` in a fresh process: the JSON of its last line, or
+    None when it failed and ``check`` is off (its error output then goes to stderr)."""
+    child = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", name],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    if child.returncode != 0:
+        print(child.stderr[-4000:], file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result

@@ -140,3 +140,15 @@ def test_a_served_worker_refuses_a_crafted_checkpoint(crafted, tmp_path):
     with pytest.raises(ServeError, match=r"failed to start: ConfigError: MODEL_PATH=.*refusing"):
         BackgroundServer(read_function_config(folder)).start()
     assert not marker.exists()
+
+
+def test_a_segformer_of_another_size_loads_through_the_same_checks(tmp_path):
+    """The benchmarks' SegFormer-B2 size is the tests' model with other widths and depths."""
+    from quadratseg_handlers.local.tinymodels.segformer import MiT
+
+    files = tiny_segformer(tmp_path / "mid", size=MiT(32, (2, 1, 1, 1), 64))
+    check_checkpoint(files.weights, "SEGFORMER_WEIGHTS")
+    network = load_semantic_model(files.config, files.weights, "cpu").model
+    assert network.backbone.embed_dims == 32 and len(network.backbone.layers[0][1]) == 2
+    assert network.decode_head.in_channels == [32, 64, 160, 256]
+    assert network.decode_head.channels == 64

@@ -17,11 +17,13 @@ from scipy.optimize import linear_sum_assignment
 from ultralytics.engine.results import Results
 
 from quadratseg_handlers import ConfigError, cvat
+from quadratseg_handlers.backends import ultralytics as backend
 from quadratseg_handlers.backends.ultralytics import (
     Letterbox,
     _sampled_on_device,
     load_yolo,
     mask_in_image,
+    masks_in_image,
     precision_options,
     result_instances,
 )
@@ -613,6 +615,45 @@ def test_masks_resampled_by_torch_equal_opencvs(image_shape, input_shape):
         origin[1] : origin[1] + on_device.shape[0], origin[0] : origin[0] + on_device.shape[1]
     ] = on_device
     assert iou(placed, disc(centre, radius, image_shape)) > 0.99
+
+
+@pytest.mark.parametrize(
+    "image_shape, input_shape",
+    [((1080, 1920), (384, 640)), ((3000, 4000), (480, 640)), ((480, 640), (480, 640))],
+    ids=["a third, resized", "4000 x 3000", "same size"],
+)
+@pytest.mark.parametrize("copy_pixels", [backend.COPY_PIXELS, 0], ids=["copied", "on device"])
+def test_a_results_masks_on_a_device_equal_each_mask_by_opencv(
+    monkeypatch, image_shape, input_shape, copy_pixels
+):
+    """A whole result's masks on a GPU, copied to the CPU first (small inputs) or resampled
+    box by box on the device (large ones, forced here by COPY_PIXELS=0), against OpenCV mask
+    by mask. Without CUDA, CPU tensors stand in for the device's."""
+    letterbox, _, _, mask, box = input_disc(image_shape, input_shape)
+    height, width = image_shape
+    masks = torch.stack([mask, mask.flip(1), torch.zeros_like(mask), mask])
+    boxes = np.array(
+        [box, (0, 0, width, height), (width + 5, 0, width + 50, 40), (10.5, 20.2, 200.7, 90.1)],
+        dtype=np.float64,
+    )
+    pairs = zip(masks, boxes, strict=True)
+    expected = [mask_in_image(m, b, letterbox, image_shape) for m, b in pairs]
+    assert expected[2] is None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":  # the result's masks count as a GPU's; copied ones as the CPU's
+        on_cpu = backend._on_cpu
+        copied = bool(copy_pixels)
+        monkeypatch.setattr(backend, "_on_cpu", lambda t: copied and t.ndim == 2 and on_cpu(t))
+    monkeypatch.setattr(backend, "COPY_PIXELS", copy_pixels)
+    placed = masks_in_image(masks.to(device), boxes, letterbox, image_shape)
+    assert len(placed) == len(expected)
+    for got, want in zip(placed, expected, strict=True):
+        if want is None:
+            assert got is None
+            continue
+        assert got[1] == want[1] and got[0].shape == want[0].shape and got[0].dtype == bool
+        # OpenCV interpolates in fixed point: a level a hair from one half may round apart.
+        assert (got[0] != want[0]).mean() < 1e-4
 
 
 def photo_jpeg(size, seed=7, orientation=1) -> str:

@@ -30,7 +30,7 @@ class TinyCoralMiT(MixVisionTransformer):
     """A Mix Transformer under a name MMSegmentation only knows through custom_imports."""
 '''
 
-CONFIG_SOURCE = '''"""Tiny SegFormer: MiT, embed_dims 16, one layer per stage; SegFormer head."""
+CONFIG_SOURCE = '''"""SegFormer: MiT {embed_dims} wide, layers {num_layers}; SegFormer head."""
 
 custom_imports = dict(imports=["{module}"], allow_failed_imports=False)
 norm_cfg = dict(type="BN", requires_grad=True)
@@ -48,9 +48,9 @@ model = dict(
     backbone=dict(
         type="TinyCoralMiT",
         in_channels=3,
-        embed_dims=16,
+        embed_dims={embed_dims},
         num_stages=4,
-        num_layers=[1, 1, 1, 1],
+        num_layers={num_layers},
         num_heads=[1, 2, 5, 8],
         patch_sizes=[7, 3, 3, 3],
         sr_ratios=[8, 4, 2, 1],
@@ -60,9 +60,9 @@ model = dict(
     ),
     decode_head=dict(
         type="SegformerHead",
-        in_channels=[16, 32, 80, 128],
+        in_channels={in_channels},
         in_index=[0, 1, 2, 3],
-        channels=32,
+        channels={channels},
         dropout_ratio=0.1,
         num_classes={num_classes},
         norm_cfg=norm_cfg,
@@ -79,6 +79,22 @@ test_pipeline = [
     dict(type="PackSegInputs"),
 ]
 '''
+
+
+class MiT(NamedTuple):
+    """A SegFormer's size: the Mix Transformer's first width and layers per stage, the head's
+    width. The stages' widths are 1, 2, 5 and 8 times the first, as in every MiT."""
+
+    embed_dims: int
+    num_layers: tuple[int, int, int, int]
+    channels: int
+
+
+TINY = MiT(16, (1, 1, 1, 1), 32)
+"""0.5 M parameters: the tests' SegFormer."""
+
+MIT_B2 = MiT(64, (3, 4, 6, 3), 768)
+"""SegFormer-B2's size (25 M parameters): a real model's cost, for the benchmarks."""
 
 
 class SegformerFiles(NamedTuple):
@@ -101,13 +117,14 @@ def tiny_segformer(
     dataset_meta: bool = True,
     scale: int = 512,
     seed: int = 0,
+    size: MiT = TINY,
 ) -> SegformerFiles:
     """Write ``best_segformer_config.py``, its custom module and ``best_segformer.pth``.
 
     ``class_bias`` makes the output deterministic: the classifier's weights are zeroed and its
     bias set to these logits, so every pixel's probabilities are ``softmax(class_bias)``.
     ``dataset_meta=False`` leaves the class names out of the checkpoint (as old or hand-made
-    checkpoints do). ``scale`` is the test pipeline's resize target.
+    checkpoints do). ``scale`` is the test pipeline's resize target; ``size`` the network's.
     """
     import torch
     from mmseg.apis import init_model
@@ -117,7 +134,15 @@ def tiny_segformer(
     (directory / f"{MODULE_NAME}.py").write_text(MODULE_SOURCE)
     config = directory / "best_segformer_config.py"
     config.write_text(
-        CONFIG_SOURCE.format(module=MODULE_NAME, num_classes=len(classes), scale=scale)
+        CONFIG_SOURCE.format(
+            module=MODULE_NAME,
+            num_classes=len(classes),
+            scale=scale,
+            embed_dims=size.embed_dims,
+            num_layers=list(size.num_layers),
+            in_channels=[size.embed_dims * k for k in (1, 2, 5, 8)],
+            channels=size.channels,
+        )
     )
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
