@@ -359,7 +359,7 @@ def mask_in_image(
     return levels >= 128, (x0, y0)
 
 
-COPY_PIXELS = 1_000_000
+COPY_PIXELS = 1024 * 1024
 """Masks on a GPU whose network input has at most this many pixels go to the CPU in one copy
 (as bytes) and are resampled there by OpenCV; larger ones are resampled box by box on the
 device. Measured on an H200 with the demo coral model (docs/performance.md): at a 640 x 640
