@@ -71,7 +71,8 @@ def run() -> str:
         if spec.files and not (spec.tiny_model or spec.model in EXTRA_BUILDERS):
             continue
         result = in_fresh_process("bench_functions", spec.model)
-        assert result is not None
+        if result is None:
+            raise RuntimeError(f"{spec.name} failed: its error output is above")
         times = " | ".join(f"{result['seconds'][str(size)]:.2f}" for size in SIZES)
         rows.append(
             f"| `{spec.name}` | {result['start_s']:.1f} | {times} | {result['peak_mib']:.0f} |"

@@ -14,7 +14,6 @@ what trained ones do per pass, but find nothing, so their answers hold few or no
 
 from __future__ import annotations
 
-import base64
 import json
 import statistics
 import sys
@@ -63,8 +62,8 @@ def demo_env(model: str) -> dict[str, str]:
     from quadratseg_handlers.local.demo_models import DEFAULT_FOLDER, MODELS, verified_models
 
     root = Path(__file__).resolve().parent.parent
-    settings = dict(item.split("=", 1) for item in MODELS[model].serve_env)
-    return {"MODEL_PATH": str(verified_models(root / DEFAULT_FOLDER)[model]), **settings}
+    weights = verified_models(root / DEFAULT_FOLDER)[model]
+    return {"MODEL_PATH": str(weights), **MODELS[model].settings}
 
 
 def yolo11m_env(folder: Path) -> dict[str, str]:
@@ -124,22 +123,22 @@ BUILDERS: dict[str, Callable[[Path], dict[str, str]]] = {
 def request_body(name: str) -> dict[str, Any]:
     """The 1920 x 1920 request of ``name``'s stage: the photo (corners), the warped quadrat
     (grid points; with its grid points, grid removal), the quadrat without its grid (corals)."""
-    from quadratseg_handlers.core.request import image_bytes
+    from quadratseg_handlers.core.request import encode_image
     from quadratseg_handlers.local.demo_models import TEST_SEEDS, remove_string, warped_view
     from quadratseg_handlers.local.synthetic import quadrat_image
 
     seed = TEST_SEEDS + 5000
     if name == "pth-yolo-gridcorners":
-        image = quadrat_image((SIZE, SIZE), seed).image
-        return {"image": base64.b64encode(image_bytes(image, "jpeg", 90)).decode()}
+        return {"image": encode_image(quadrat_image((SIZE, SIZE), seed).image, "JPEG", 90)}
     view = warped_view(quadrat_image((1600, 1200), seed), SIZE)
-    if name in ("pth-yolo-gridpose", "pth-lama"):
-        body: dict[str, Any] = {"image": base64.b64encode(image_bytes(view.image, "jpeg", 90))}
-        body["image"] = body["image"].decode()
-        if name == "pth-lama":
-            body["keypoints"] = view.grid_points.tolist()
-        return body
-    return {"image": base64.b64encode(image_bytes(remove_string(view), "jpeg", 90)).decode()}
+    if name == "pth-yolo-gridpose":
+        return {"image": encode_image(view.image, "JPEG", 90)}
+    if name == "pth-lama":
+        return {
+            "image": encode_image(view.image, "JPEG", 90),
+            "keypoints": view.grid_points.tolist(),
+        }
+    return {"image": encode_image(remove_string(view), "JPEG", 90)}
 
 
 def answer_size(body: Any) -> str:
@@ -181,7 +180,7 @@ def run() -> str:
 
     rows = []
     for name, row in GUIDE.items():
-        result = in_fresh_process("bench_guide", name, check=False)
+        result = in_fresh_process("bench_guide", name)
         if result is None:
             rows.append(f"| {row.guide} | `{name}` | {row.models} | {row.seconds} | failed |")
             continue

@@ -139,14 +139,14 @@ def timed_requests(client: Any, event: Any, runs: int) -> tuple[list[float], Any
     return times[1:], response
 
 
-def in_fresh_process(module: str, name: str, check: bool = True) -> dict[str, Any] | None:
+def in_fresh_process(module: str, name: str) -> dict[str, Any] | None:
     """``python -m benchmarks.MODULE NAME`` in a fresh process: the JSON of its last line, or
-    None when it failed and ``check`` is off (its error output then goes to stderr)."""
+    None when it failed (its error output then goes to stderr)."""
     child = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", name],
         capture_output=True,
         text=True,
-        check=check,
+        check=False,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         cwd=Path(__file__).resolve().parent.parent,
     )

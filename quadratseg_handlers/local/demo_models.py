@@ -132,6 +132,11 @@ class DemoModel:
     four corners a photo teach a network from scratch too slowly, 117 grid points do not."""
 
     @property
+    def settings(self) -> dict[str, str]:
+        """:attr:`serve_env` as a mapping of setting names to values."""
+        return dict(setting.split("=", 1) for setting in self.serve_env)
+
+    @property
     def train_seeds(self) -> range:
         """The seeds of the training photos."""
         start = SEED_BASE * (self.index + 1)

@@ -43,8 +43,7 @@ SIZE = (4000, 3000)
 
 def client(handler, model: str, device: str, **settings: str) -> FunctionClient:
     """``handler`` serving demo ``model`` with its demo settings on ``device``."""
-    env = dict(setting.split("=", 1) for setting in MODELS[model].serve_env)
-    return FunctionClient(handler, {**env, **settings, "DEVICE": device})
+    return FunctionClient(handler, {**MODELS[model].settings, **settings, "DEVICE": device})
 
 
 def answers(handler, model: str, image: np.ndarray, path, **settings: str) -> list:

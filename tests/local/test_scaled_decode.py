@@ -45,7 +45,7 @@ def clients(committed_models):
     """Each function twice: scaled decode and full decode."""
     made = {}
     for name, (handler, model) in FUNCTIONS.items():
-        env = dict(setting.split("=", 1) for setting in MODELS[model].serve_env)
+        env = MODELS[model].settings
         for scaled in ("true", "false"):
             settings = {"MODEL_PATH": committed_models / MODELS[model].file, "DEVICE": "cpu", **env}
             if handler is not CoralSegV4Handler:
