@@ -353,10 +353,10 @@ def mask_in_image(
     if not _on_cpu(mask):
         return _sampled_on_device(mask, letterbox, (x0, y0, x1, y1)), (x0, y0)
     if max(periods) <= ALIGNED_PERIOD:
-        levels = _resized(mask, letterbox, (x0, y0, x1, y1), letterbox.extent or image_shape)
+        inside = _resized(mask, letterbox, (x0, y0, x1, y1), letterbox.extent or image_shape)
     else:
-        levels = _warped(mask, letterbox, (x0, y0, x1, y1))
-    return levels >= 128, (x0, y0)
+        inside = _warped(mask, letterbox, (x0, y0, x1, y1))
+    return inside, (x0, y0)
 
 
 COPY_PIXELS = 1024 * 1024
@@ -401,11 +401,16 @@ def _resized(
     x0, y0, x1, y1 = box
     wx0, wx1 = _aligned(x0, x1, letterbox.scale_x, image_shape[1])
     wy0, wy1 = _aligned(y0, y1, letterbox.scale_y, image_shape[0])
-    u0, u1 = (int(letterbox.left + w * letterbox.scale_x) for w in (wx0, wx1))
-    v0, v1 = (int(letterbox.top + w * letterbox.scale_y) for w in (wy0, wy1))
+    u0, u1 = (letterbox.left + _whole(w, letterbox.scale_x) for w in (wx0, wx1))
+    v0, v1 = (letterbox.top + _whole(w, letterbox.scale_y) for w in (wy0, wy1))
     source = _levels(mask[v0:v1, u0:u1])
     window = cv2.resize(source, (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_LINEAR)
-    return window[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    return _halved(window)[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+
+
+def _whole(pixels: int, scale: Fraction) -> int:
+    """``pixels * scale`` rounded down, in integer arithmetic (a Fraction's is slower)."""
+    return pixels * scale.numerator // scale.denominator
 
 
 def _warped(mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -426,13 +431,14 @@ def _warped(mask: Any, letterbox: Letterbox, box: tuple[int, int, int, int]) -> 
             [0.0, sy, letterbox.top + (y0 + 0.5) * sy - 0.5 - v0],
         ]
     )
-    return cv2.warpAffine(
+    levels = cv2.warpAffine(
         source,
         to_source,
         (x1 - x0, y1 - y0),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    return _halved(levels)
 
 
 def _on_cpu(mask: Any) -> bool:
@@ -473,9 +479,19 @@ def _sampled_on_device(mask: Any, letterbox: Letterbox, box: tuple[int, int, int
     return (levels >= 0.5).cpu().numpy()
 
 
+def _halved(levels: np.ndarray) -> np.ndarray:
+    """Interpolated grey levels thresholded at one half (128), in place, as a boolean array
+    (OpenCV writes the 0/1 bytes, which read as booleans without a copy)."""
+    cv2.threshold(levels, 127, 1, cv2.THRESH_BINARY, dst=levels)
+    return levels.view(bool)
+
+
 def _levels(window: Any) -> np.ndarray:
     """A mask window as 0/255 grey levels: interpolated, then thresholded at 128 (one half)."""
-    return np.where(_as_array(window) > 0, np.uint8(255), np.uint8(0))
+    values = _as_array(window)
+    if values.dtype == np.uint8:
+        return cv2.threshold(values, 0, 255, cv2.THRESH_BINARY)[1]
+    return np.where(values > 0, np.uint8(255), np.uint8(0))
 
 
 def _as_array(data: Any) -> np.ndarray:

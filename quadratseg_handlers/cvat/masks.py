@@ -157,19 +157,19 @@ def mask_parts(
     ``mask`` may be a crop whose top-left pixel sits at ``origin`` = (x, y) in the image. Parts
     smaller than ``min_area`` pixels, or whose outline has fewer than 3 points, are dropped.
     """
-    box = bounding_box(mask)
-    if box is None:
-        return []
-    xtl, ytl, xbr, ybr = box
-    window = mask[ytl : ybr + 1, xtl : xbr + 1]
-    crop = window.astype(np.uint8) if window.dtype == bool else (window > 0).view(np.uint8)
+    crop = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).view(np.uint8)
     # Each connected part has exactly one outer border (a top-level contour of the two-level
     # hierarchy; an island inside a hole is top-level again). One border, the usual case, means
-    # the crop is the part: no labelling needed.
+    # the part is everything inside its bounding rectangle: no labelling needed. The borders
+    # give the parts' rectangles, so no pass over the pixels looks for the mask's extent.
     contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
     outers = [contours[int(i)] for i in np.flatnonzero(hierarchy[0, :, 3] < 0)]
     if len(outers) == 1:
-        regions = [(outers[0], crop.view(bool), 0, 0, int(np.count_nonzero(crop)))]
+        left, top, width, height = cv2.boundingRect(outers[0])
+        bitmap = crop[top : top + height, left : left + width]
+        regions = [(outers[0], bitmap.view(bool), left, top, cv2.countNonZero(bitmap))]
     else:
         _, labels = cv2.connectedComponents(crop, connectivity=8)
         areas = np.bincount(labels.ravel())
@@ -177,8 +177,8 @@ def mask_parts(
         for border in sorted(outers, key=lambda c: int(labels[c[0, 0, 1], c[0, 0, 0]])):
             index = labels[border[0, 0, 1], border[0, 0, 0]]
             left, top, width, height = cv2.boundingRect(border)
-            bitmap = labels[top : top + height, left : left + width] == index
-            regions.append((border, bitmap, left, top, int(areas[index])))
+            part = labels[top : top + height, left : left + width] == index
+            regions.append((border, part, left, top, int(areas[index])))
     parts: list[MaskPart] = []
     for border, bitmap, left, top, area in regions:
         if area < max(min_area, 1):
@@ -186,8 +186,8 @@ def mask_parts(
         ring = _simplified(border - (left, top), tolerance)
         if len(ring) < 3:
             continue
-        x0 = origin[0] + xtl + left
-        y0 = origin[1] + ytl + top
+        x0 = origin[0] + left
+        y0 = origin[1] + top
         parts.append(MaskPart(bitmap, x0, y0, ring + (x0, y0), area))
     parts.sort(key=lambda part: -part.area)
     return parts

@@ -87,3 +87,19 @@ def test_parts_are_exactly_the_connected_components():
         # A component holding a 2 x 2 block encloses an area: its outline has >= 3 points.
         block = mask[:-1, :-1] & mask[1:, :-1] & mask[:-1, 1:] & mask[1:, 1:]
         assert set(np.unique(labels[:-1, :-1][block]).tolist()) <= seen
+
+
+def test_a_strided_view_or_a_byte_mask_splits_as_its_boolean_copy():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        big = rng.random((40, 50)) < 0.5
+        view = big[3:37:2, 5:45]  # rows strided, columns offset: not contiguous
+        expected = mask_parts(np.ascontiguousarray(view), origin=(2, 3))
+        for mask in (view, view.astype(np.uint8) * 255):
+            parts = mask_parts(mask, origin=(2, 3))
+            assert [(p.x0, p.y0, p.area) for p in parts] == [(p.x0, p.y0, p.area) for p in expected]
+            for part, want in zip(parts, expected, strict=True):
+                assert part.bitmap.dtype == bool
+                assert np.array_equal(part.bitmap, want.bitmap)
+                assert np.array_equal(part.polygon, want.polygon)
+    assert big.sum() > 0 and mask_parts(np.zeros((5, 5), dtype=np.uint8)) == []
