@@ -9,17 +9,20 @@ With USE_TEMPLATE_MATCHING=false the raw detections come back as CVAT points.
 
 The step between the two functions, the upright crop of the quadrat from its 4 corners, is
 :func:`quadratseg_handlers.ops.quadrat.warp_quadrat`. With REFINE_CORNERS=true gridcorners
-predicts a second time on that crop and merges the two passes' corners (docs/grid.md).
+predicts a second time on that crop and merges the two passes' corners; with
+FIT_FRAME_BARS=true a corner off the frame's bars moves where they cross
+(:mod:`quadratseg_handlers.ops.frame_bars`; docs/grid.md).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
 from quadratseg_handlers import cvat
@@ -35,6 +38,7 @@ from quadratseg_handlers.core.handler import BaseHandler
 from quadratseg_handlers.core.request import photo_size, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
+from quadratseg_handlers.ops.frame_bars import corners_from_bars
 from quadratseg_handlers.ops.matching import Match, match_points, project
 from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform, warp_quadrat
 from quadratseg_handlers.ops.template import (
@@ -130,6 +134,16 @@ CORNER_SETTINGS: tuple[Setting, ...] = (
         "(640 px, 10 % margin); corners both passes detect within 3 % of the side are "
         "averaged, otherwise the better scored one is kept. Two predicts per image; see "
         "docs/grid.md.",
+        "boolean",
+    ),
+    Setting(
+        "FIT_FRAME_BARS",
+        cfg.boolean,
+        False,
+        "`true`: the frame's 4 bars are fitted as straight lines over their visible length, "
+        "and a corner whose two bars cross more than 2 % of the side away moves to the "
+        "crossing (a corner hidden under a colony); about 80 ms per image on a 2-core CPU. "
+        "See docs/grid.md.",
         "boolean",
     ),
 )
@@ -297,12 +311,14 @@ class GridCornersHandler(GridHandler):
     settings: ClassVar[tuple[Setting, ...]] = (*GridHandler.settings, *CORNER_SETTINGS)
 
     def load_model(self) -> None:
-        """The grid handler's start-up; REFINE_CORNERS needs the corners in template order."""
-        if self.config["REFINE_CORNERS"] and not self.config["USE_TEMPLATE_MATCHING"]:
-            raise ConfigError(
-                "REFINE_CORNERS=true needs USE_TEMPLATE_MATCHING=true: the second pass warps "
-                "the quadrat from its ordered corners"
-            )
+        """The grid handler's start-up; REFINE_CORNERS and FIT_FRAME_BARS need the corners in
+        template order."""
+        for name in ("REFINE_CORNERS", "FIT_FRAME_BARS"):
+            if self.config[name] and not self.config["USE_TEMPLATE_MATCHING"]:
+                raise ConfigError(
+                    f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
+                    "from its ordered corners"
+                )
         super().load_model()
 
     def decode_size(self) -> int | None:
@@ -313,11 +329,30 @@ class GridCornersHandler(GridHandler):
         return side
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
-        """The corners of each image, refined by a second pass when REFINE_CORNERS is true."""
-        first = super().predict(images, threshold)
-        if not self.config["REFINE_CORNERS"]:
-            return first
-        return self.refine(images, first, threshold)
+        """The corners of each image, refined by a second pass when REFINE_CORNERS is true,
+        then checked against the frame's bars when FIT_FRAME_BARS is true."""
+        found = super().predict(images, threshold)
+        if self.config["REFINE_CORNERS"]:
+            found = self.refine(images, found, threshold)
+        if self.config["FIT_FRAME_BARS"]:
+            found = [self.on_bars(image, each) for image, each in zip(images, found, strict=True)]
+        return found
+
+    def on_bars(self, image: np.ndarray, prediction: GridPrediction) -> GridPrediction:
+        """The prediction with its corners moved where the frame's bars cross
+        (:func:`corners_from_bars`, on the image as decoded); the match's homography follows
+        the moved corners, its scores and detections stay the detector's."""
+        match = prediction.match
+        if match is None or not match.ok:
+            return prediction
+        factor = reduction(image)
+        corners = corners_from_bars(image, match.points / factor) * factor
+        if np.array_equal(corners, match.points):
+            return prediction
+        homography, _ = cv2.findHomography(self.template, corners, 0)
+        return GridPrediction(
+            prediction.detections, replace(match, points=corners, homography=homography)
+        )
 
     def refine(
         self, images: Sequence[np.ndarray], first: list[GridPrediction], threshold: float

@@ -169,7 +169,7 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(20, 0.001, imgsz=416, mosaic=1.0),
                 Refinement(10, 0.0005, imgsz=416, mosaic=1.0, images=320),
             ),
-            serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true"),
+            serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",

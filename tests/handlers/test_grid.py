@@ -34,6 +34,7 @@ from quadratseg_handlers.local.harness import (
 from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.ops import template as tpl
 from quadratseg_handlers.ops.boxes import box_centres
+from quadratseg_handlers.ops.frame_bars import corners_from_bars
 from quadratseg_handlers.ops.matching import match_points
 from quadratseg_handlers.ops.quadrat import quadrat_transform, warp_quadrat
 
@@ -360,6 +361,30 @@ def test_a_second_pass_that_disagrees_at_the_same_score_keeps_the_first(monkeypa
 
 
 @pytest.mark.slow
+def test_a_corner_off_the_frames_bars_moves_where_they_cross(monkeypatch, corners_case):
+    """The built model answers the same corners whatever the image; the frame drawn in the
+    image has its bottom-right corner elsewhere (a colony's edge taken for the corner): with
+    FIT_FRAME_BARS that element alone moves, to where the drawn bars cross."""
+    path, truth = corners_case
+    drawn = truth.copy()
+    drawn[2] += [22.0, 18.0]
+    image = frame()
+    outline = np.round(drawn * 16).astype(np.int32)
+    cv2.polylines(image, [outline], True, (235, 235, 225), 6, cv2.LINE_AA, shift=4)
+    env = {"MODEL_PATH": str(path), "MAX_DET": "1", "IMGSZ": str(SIDE)}
+    plain = response_json(FunctionClient(GridCornersHandler, env).call(png_body(image)))
+    client = FunctionClient(GridCornersHandler, {**env, "FIT_FRAME_BARS": "true"})
+    shapes = response_json(client.call(png_body(image)))
+    crossing = corners_from_bars(image, [e["points"] for e in plain[0]["elements"]])[2]
+    moved = shapes[0]["elements"][2]["points"]
+    assert np.abs(np.subtract(moved, crossing)).max() <= 0.02
+    assert np.linalg.norm(np.subtract(moved, drawn[2])) <= 1.0
+    plain[0]["elements"][2]["points"] = moved
+    assert shapes == plain  # the same skeleton, but for the moved element
+    assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("restore_cut", ["true", "false"])
 def test_detect_model_raw_points_are_the_box_centres(monkeypatch, detect_model, restore_cut):
     """The box centres, boxes cut by the edge restored first unless RESTORE_CUT_BOXES=false
@@ -518,6 +543,16 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
             GridCornersHandler,
             {"REFINE_CORNERS": "true", "USE_TEMPLATE_MATCHING": "false"},
             r"^REFINE_CORNERS=true needs USE_TEMPLATE_MATCHING=true",
+        ),
+        (
+            GridCornersHandler,
+            {"FIT_FRAME_BARS": "yes please"},
+            r"^FIT_FRAME_BARS='yes please': expected true or false$",
+        ),
+        (
+            GridCornersHandler,
+            {"FIT_FRAME_BARS": "true", "USE_TEMPLATE_MATCHING": "false"},
+            r"^FIT_FRAME_BARS=true needs USE_TEMPLATE_MATCHING=true",
         ),
     ],
 )

@@ -4,11 +4,10 @@ Every stage runs on the previous stage's answer (corners -> warp -> grid points 
 removal -> corals), as `make demo` does, and is scored against the drawn truth. The photos come
 from seeds never drawn for training.
 
-Where the committed models meet the bars of docs/demo.md (grid points, grid removal, corals,
-the 4000 x 3000 photo's mappings) the tests assert those bars. Where they do not yet (corners:
-15 of 16 photos within 2 %, bar 95 %, docs/demo.md) the test holds the measured level, so that
-a change that makes it worse fails. The functions run with each model's demo settings
-(`serve_env`), the corners with their second pass (REFINE_CORNERS).
+The tests assert the bars of docs/demo.md: corners, grid points, grid removal, corals, and
+the 4000 x 3000 photo's mappings. The functions run with each model's demo settings
+(`serve_env`): the corners with their second pass (REFINE_CORNERS) and checked against the
+frame's bars (FIT_FRAME_BARS).
 """
 
 from __future__ import annotations
@@ -52,11 +51,11 @@ def runs(served) -> list[PipelineRun]:
     return results
 
 
-def test_corners_found_on_every_photo_most_within_2_percent(runs):
+def test_corners_found_on_every_photo_within_2_percent_on_95_percent(runs):
     assert not [run.failure for run in runs if run.failure]
     errors = [run.corner_error for run in runs]
-    assert sum(e <= accuracy.CORNER_TOLERANCE for e in errors) >= 15, errors
-    # Measured 0.63 % with the demo's REFINE_CORNERS (0.78 % with one pass).
+    assert sum(e <= accuracy.CORNER_TOLERANCE for e in errors) >= 0.95 * len(runs), errors
+    # Measured 0.63 % with the demo's settings (0.78 % with one pass).
     assert np.median(errors) <= 0.01, errors
 
 

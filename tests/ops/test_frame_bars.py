@@ -1,0 +1,114 @@
+"""The frame's bars as lines (FIT_FRAME_BARS): where they cross, and which corners move there.
+
+Photos from the synthetic generator, whose drawn corners are where the bars' centre lines
+cross; a corner taken on a colony's edge is simulated by moving a drawn corner inwards.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.ops.frame_bars import bar_crossings, corners_from_bars
+from quadratseg_handlers.ops.quadrat import quadrat_side
+
+SEEDS = range(77, 81)
+"""Photos whose quadrats, in perspective, have sides of 350 to 630 px in a 1200 x 900 frame."""
+
+
+def photo(seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    scene = quadrat_image((1200, 900), seed)
+    corners = np.asarray(scene.corners, dtype=np.float64)
+    return scene.image, corners, quadrat_side(corners)
+
+
+def inwards(corners: np.ndarray, which: int, distance: float) -> np.ndarray:
+    """``corners`` with corner ``which`` moved ``distance`` pixels towards the centre."""
+    moved = corners.copy()
+    towards = corners.mean(axis=0) - corners[which]
+    moved[which] += distance * towards / np.linalg.norm(towards)
+    return moved
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_corners_on_the_bars_stay_and_the_bars_cross_at_them(seed):
+    image, corners, side = photo(seed)
+    assert np.array_equal(corners_from_bars(image, corners), corners)
+    found = bar_crossings(image, corners)
+    assert found is not None
+    crossings, supported = found
+    assert supported.all()
+    # Measured at most 0.31 % of the side on these photos.
+    assert np.linalg.norm(crossings - corners, axis=1).max() <= 0.006 * side
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_corner_taken_inside_the_frame_moves_back_to_its_bars_crossing(seed):
+    image, corners, side = photo(seed)
+    which = seed % 4
+    wrong = inwards(corners, which, 0.08 * side)
+    found = corners_from_bars(image, wrong)
+    assert np.linalg.norm(found[which] - corners[which]) <= 0.01 * side
+    others = [index for index in range(4) if index != which]
+    assert np.array_equal(found[others], wrong[others])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_corner_under_a_colony_is_where_its_bars_cross(seed):
+    """A colony over the corner, and the corner given on its inner edge, as the detector
+    answers it: the bars leading to it are hidden near it, seen further on."""
+    image, corners, side = photo(seed)
+    which = (seed + 1) % 4
+    radius = round(0.06 * side)
+    hidden = image.copy()
+    centre = (round(corners[which, 0]), round(corners[which, 1]))
+    cv2.ellipse(hidden, centre, (radius, round(0.8 * radius)), 30, 0, 360, (150, 90, 60), -1)
+    found = corners_from_bars(hidden, inwards(corners, which, 1.1 * radius))
+    assert np.linalg.norm(found[which] - corners[which]) <= 0.01 * side
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_neighbours_off_their_bars_both_stay(seed):
+    """Two neighbouring corners both off is what a bar mistaken for the string beside it
+    looks like, not a colony over one corner: neither moves. Two opposite corners off both
+    move back, since each one's neighbours agree with their bars."""
+    image, corners, side = photo(seed)
+    which = seed % 4
+    wrong = inwards(inwards(corners, which, 0.08 * side), (which + 1) % 4, 0.08 * side)
+    assert np.array_equal(corners_from_bars(image, wrong), wrong)
+    opposite = inwards(inwards(corners, which, 0.08 * side), (which + 2) % 4, 0.08 * side)
+    found = corners_from_bars(image, opposite)
+    for index in (which, (which + 2) % 4):
+        assert np.linalg.norm(found[index] - corners[index]) <= 0.01 * side
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((600, 800, 3), 120, dtype=np.uint8),
+        np.random.default_rng(3).integers(0, 256, (600, 800, 3), dtype=np.uint8),
+    ],
+    ids=["flat", "noise"],
+)
+def test_without_a_frame_no_corner_moves(image):
+    corners = np.array([[200.0, 100.0], [600.0, 120.0], [580.0, 500.0], [210.0, 480.0]])
+    assert np.array_equal(corners_from_bars(image, corners), corners)
+
+
+@pytest.mark.parametrize(
+    "corners",
+    [
+        [[0, 0], [100, 0], [100, 100]],
+        [[0, 0], [100, 0], [0, 100], [100, 100]],
+        [[0, 0], [0, 100], [100, 100], [100, 0]],
+        [[0, 0], [100, 0], [100, np.nan], [0, 100]],
+    ],
+    ids=["three", "crossed", "anticlockwise", "nan"],
+)
+def test_corners_that_are_no_quadrat_come_back_unchanged(corners):
+    image = np.zeros((120, 120, 3), dtype=np.uint8)
+    given = np.asarray(corners, dtype=np.float64)
+    assert np.array_equal(corners_from_bars(image, given), given, equal_nan=True)
+    assert bar_crossings(image, given) is None
