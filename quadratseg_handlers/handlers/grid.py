@@ -322,9 +322,10 @@ class GridCornersHandler(GridHandler):
         super().load_model()
 
     def decode_size(self) -> int | None:
-        """The network input, or the refining warp's side when that is larger."""
+        """The network input, or the refining warp's side when that is larger: the second
+        pass and the frame's bars look at the quadrat closer than the first pass does."""
         side = super().decode_size()
-        if side is not None and self.config["REFINE_CORNERS"]:
+        if side is not None and (self.config["REFINE_CORNERS"] or self.config["FIT_FRAME_BARS"]):
             return max(side, REFINE_WARP)
         return side
 

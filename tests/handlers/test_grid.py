@@ -381,6 +381,7 @@ def test_a_corner_off_the_frames_bars_moves_where_they_cross(monkeypatch, corner
     assert np.linalg.norm(np.subtract(moved, drawn[2])) <= 1.0
     plain[0]["elements"][2]["points"] = moved
     assert shapes == plain  # the same skeleton, but for the moved element
+    assert client.start().decode_size() == 640  # the bars are fitted at the second pass's size
     assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
 
 
