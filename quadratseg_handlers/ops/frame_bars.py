@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform
+from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform, warp_quadrat
 
 WARP_SIDE = 320
 """Side of the quadrat in the upright warp the bars are fitted in."""
@@ -128,8 +128,7 @@ def corners_from_bars(
     if found is None:
         return given
     crossings, supported = found
-    with np.errstate(invalid="ignore"):
-        agrees = np.linalg.norm(crossings - given, axis=1) <= agree * quadrat_side(given)
+    agrees = np.linalg.norm(crossings - given, axis=1) <= agree * quadrat_side(given)
     moves = supported & ~agrees & np.roll(agrees, 1) & np.roll(agrees, -1)
     moved = np.where(moves[:, None], crossings, given)
     return moved if _convex(moved) else given
@@ -150,7 +149,7 @@ def bar_crossings(
         return None
     size = WARP_SIDE + 2 * MARGIN
     to_warp = quadrat_transform(given, size, MARGIN)
-    warp = cv2.warpPerspective(np.asarray(image), to_warp, (size, size), flags=cv2.INTER_LINEAR)
+    warp = warp_quadrat(image, given, size, margin=MARGIN)
     bars = frame_bars(warp)
     median = max(float(np.median([bar.score for bar in bars])), 1e-6)
     to_image = np.linalg.inv(to_warp)
