@@ -16,23 +16,21 @@ import base64
 import copy
 from typing import Any
 
-import cv2
-import numpy as np
-
 from quadratseg_handlers.core.request import bgr_pixels, decode_base64, decode_images
 from quadratseg_handlers.cvat.answer import answer_json
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
-from quadratseg_handlers.local.demo_models import (
-    DEFAULT_FOLDER,
-    TEST_SEEDS,
-    remove_string,
-    verified_models,
-    warped_view,
-)
-from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.local.demo_models import DEFAULT_FOLDER, verified_models
 
-from .timing import bare_vs_handler, bench_device, interleaved, jpeg_bytes, median_ms, on_gpu
+from .timing import (
+    bare_vs_handler,
+    bench_device,
+    interleaved,
+    jpeg_bytes,
+    median_ms,
+    on_gpu,
+    stage_input,
+)
 
 DEVICES = ("cpu", "cuda")
 
@@ -62,21 +60,6 @@ HANDLERS = {
     "gridpose": GridPoseHandler,
     "coralseg": CoralSegV4Handler,
 }
-
-
-def stage_input(name: str, size: tuple[int, int]) -> np.ndarray:
-    """The ``size`` (width, height) image the model's stage sees, from a held-out seed.
-
-    The warped quadrat is square; for a non-square size it is stretched to fill the frame.
-    """
-    if name == "gridcorners":
-        return quadrat_image(size, TEST_SEEDS + 5000).image
-    scene = quadrat_image((1600, 1200), TEST_SEEDS + 5000)
-    view = warped_view(scene, max(size))
-    image = view.image if name == "gridpose" else remove_string(view)
-    if size[0] == size[1]:
-        return image
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def loaded(name: str, imgsz: int = IMGSZ) -> Any:

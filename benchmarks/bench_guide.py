@@ -22,7 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .timing import bench_device, in_fresh_process, started_function, timed_requests
+from .timing import (
+    bench_device,
+    in_fresh_process,
+    stage_input,
+    stage_view,
+    started_function,
+    timed_requests,
+)
 
 DEVICES = ("cuda",)
 SIZE = 1920
@@ -55,6 +62,9 @@ DEMO = {
     "pth-yolo-gridpose": "gridpose",
 }
 """Functions served with a trained demo model."""
+
+STAGES = {"pth-yolo-gridcorners": "gridcorners", "pth-yolo-gridpose": "gridpose"}
+"""The stage each grid function sees; the coral functions see the quadrat without its grid."""
 
 
 def demo_env(model: str) -> dict[str, str]:
@@ -124,21 +134,15 @@ def request_body(name: str) -> dict[str, Any]:
     """The 1920 x 1920 request of ``name``'s stage: the photo (corners), the warped quadrat
     (grid points; with its grid points, grid removal), the quadrat without its grid (corals)."""
     from quadratseg_handlers.core.request import encode_image
-    from quadratseg_handlers.local.demo_models import TEST_SEEDS, remove_string, warped_view
-    from quadratseg_handlers.local.synthetic import quadrat_image
 
-    seed = TEST_SEEDS + 5000
-    if name == "pth-yolo-gridcorners":
-        return {"image": encode_image(quadrat_image((SIZE, SIZE), seed).image, "JPEG", 90)}
-    view = warped_view(quadrat_image((1600, 1200), seed), SIZE)
-    if name == "pth-yolo-gridpose":
-        return {"image": encode_image(view.image, "JPEG", 90)}
     if name == "pth-lama":
+        view = stage_view(SIZE)
         return {
             "image": encode_image(view.image, "JPEG", 90),
             "keypoints": view.grid_points.tolist(),
         }
-    return {"image": encode_image(remove_string(view), "JPEG", 90)}
+    stage = STAGES.get(name, "coralseg")
+    return {"image": encode_image(stage_input(stage, (SIZE, SIZE)), "JPEG", 90)}
 
 
 def answer_size(body: Any) -> str:
