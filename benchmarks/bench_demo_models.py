@@ -16,9 +16,6 @@ import base64
 import copy
 from typing import Any
 
-import cv2
-import numpy as np
-
 from quadratseg_handlers.core.request import (
     bgr_pixels,
     decode_base64,
@@ -115,7 +112,6 @@ def steps(name: str, size: tuple[int, int], runs: int) -> str:
     text = base64.b64encode(raw).decode()
     full = bgr_pixels(image)
     min_side = handler.decode_size()
-    coded = np.frombuffer(raw, dtype=np.uint8)
     images = decode_images([(text, "image")], 10**9, 10**9, min_side)
     results = handler.yolo.predict(images, 0.25)
     stored = copy.copy(handler)
@@ -129,7 +125,7 @@ def steps(name: str, size: tuple[int, int], runs: int) -> str:
     steps = {
         "base64": lambda: decode_base64(text),
         "decode": lambda: decode_opened(open_image(raw, 10**9), raw, min_side=min_side),
-        "eighth": lambda: cv2.imdecode(coded, cv2.IMREAD_REDUCED_COLOR_8),
+        "eighth": lambda: decode_opened(open_image(raw, 10**9), raw, min_side=1),
         "bare": lambda: handler.yolo.model.predict(full, verbose=False, **handler.yolo.options),
         "predict": lambda: handler.yolo.predict(images, 0.25),
         "swap": lambda: bgr_pixels(images[0]),
@@ -186,9 +182,9 @@ def run() -> str:
         f"The same requests step by step (medians of {STEP_RUNS} interleaved runs, ms), steadier "
         "than the end-to-end pairs on a shared machine: base64; decoding the JPEG's bytes "
         "(header checks and OpenCV at the DCT reduction whose long side stays >= the model's "
-        "input: the decoded width is given); the same bytes decoded at 1/8, the least any "
-        "decode of the file costs, since libjpeg entropy-decodes every coefficient whatever the "
-        "reduction; the "
+        "input: the decoded width is given); the same bytes by the same path at 1/8 (the "
+        "least any decode of the file costs, since libjpeg entropy-decodes every coefficient "
+        "whatever the reduction); the "
         "bare predict on the full image and the handler's predict on the decoded one; the "
         "handler's RGB to BGR swap for ultralytics; the answer, from a stored result (template "
         "matching and the skeleton, or masks to photo pixels and polygons); the JSON. Own "

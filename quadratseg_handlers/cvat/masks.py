@@ -156,6 +156,7 @@ def mask_parts(
 
     ``mask`` may be a crop whose top-left pixel sits at ``origin`` = (x, y) in the image. Parts
     smaller than ``min_area`` pixels, or whose outline has fewer than 3 points, are dropped.
+    A boolean mask of one part is not copied: that part's bitmap is a view into ``mask``.
     """
     crop = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).view(np.uint8)
     # Each connected part has exactly one outer border (a top-level contour of the two-level

@@ -102,4 +102,4 @@ def test_a_strided_view_or_a_byte_mask_splits_as_its_boolean_copy():
                 assert part.bitmap.dtype == bool
                 assert np.array_equal(part.bitmap, want.bitmap)
                 assert np.array_equal(part.polygon, want.polygon)
-    assert big.sum() > 0 and mask_parts(np.zeros((5, 5), dtype=np.uint8)) == []
+    assert mask_parts(np.zeros((5, 5), dtype=np.uint8)) == []
