@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from quadratseg_handlers import cvat
-from quadratseg_handlers.backends.ultralytics import result_instances
+from quadratseg_handlers.backends.ultralytics_results import result_instances
 from quadratseg_handlers.cvat.masks import MaskValues
 from quadratseg_handlers.handlers.yolo import YoloSegHandler
 

@@ -17,7 +17,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from quadratseg_handlers.backends.ultralytics import Letterbox, _sampled_on_device, mask_in_image
+from quadratseg_handlers.backends.ultralytics_results import (
+    Letterbox,
+    _sampled_on_device,
+    mask_in_image,
+)
 from quadratseg_handlers.core.request import (
     OPENCV_FORMATS,
     decode_images,

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from quadratseg_handlers.backends.ultralytics import result_points
+from quadratseg_handlers.backends.ultralytics_results import result_points
 from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.grid import GridPoseHandler

@@ -91,7 +91,7 @@ RETAINED = """
 import gc, json, sys
 from pathlib import Path
 from quadratseg_handlers.backends import ultralytics
-from quadratseg_handlers.core import handler
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient
@@ -103,7 +103,7 @@ def rss():
             return int(line.split()[1]) / 1024
 
 if sys.argv[2] == "off":
-    handler.LARGE_REQUEST_PIXELS = 10**12
+    runtime.LARGE_REQUEST_PIXELS = 10**12
     ultralytics.YoloModel.forget_last_batch = lambda self: None
 client = FunctionClient(CoralSegV4Handler, {"MODEL_PATH": sys.argv[1], "DEVICE": "cpu"})
 client.start()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from quadratseg_handlers.backends.ultralytics import Letterbox, result_instances
+from quadratseg_handlers.backends.ultralytics_results import Letterbox, result_instances
 from quadratseg_handlers.core.request import decode_image
 from quadratseg_handlers.handlers.yolo import YoloSegHandler
 from quadratseg_handlers.local.synthetic import blobs_image

@@ -92,6 +92,7 @@ def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, 
     right after a bare call), which a busy shared machine disturbs less than a ratio of medians.
     Returns the medians in ms, the overhead in %, and the handler's answer.
     """
+    from quadratseg_handlers.core import runtime
     from quadratseg_handlers.core.request import bgr_pixels, decode_image
     from quadratseg_handlers.local.harness import make_context, make_event
 
@@ -101,7 +102,7 @@ def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, 
     times = interleaved(
         {
             "bare": lambda: handler.yolo.model.predict(bgr, conf=0.25, verbose=False, **options),
-            "handler": lambda: handler.handle(context, event),
+            "handler": lambda: runtime.respond(handler, context, event),
         },
         runs=runs,
     )
@@ -110,7 +111,7 @@ def bare_vs_handler(handler: Any, body: dict[str, str], runs: int) -> dict[str, 
         "bare": median_ms(times["bare"]),
         "handler": median_ms(times["handler"]),
         "overhead": 100 * (statistics.median(ratios) - 1),
-        "answer": json.loads(handler.handle(context, event).body),
+        "answer": json.loads(runtime.respond(handler, context, event).body),
     }
 
 

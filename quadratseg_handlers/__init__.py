@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from quadratseg_handlers import _legacy
-from quadratseg_handlers.core.config import ConfigError, Setting
-from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.core.config import ConfigError, Setting, Settings, setting
+from quadratseg_handlers.core.contract import BaseHandler, ImageHandler, ModelHandler
 from quadratseg_handlers.core.instances import Instance, InstanceHandler
 from quadratseg_handlers.core.references import resolve
 from quadratseg_handlers.core.request import Request, RequestError
@@ -66,12 +66,16 @@ __all__ = [
     "GridCornersHandler",
     "GridHandler",
     "GridPoseHandler",
+    "ImageHandler",
     "Instance",
     "InstanceHandler",
     "LamaHandler",
+    "ModelHandler",
     "Request",
     "RequestError",
     "Setting",
+    "Settings",
     "YoloSegHandler",
     "__version__",
+    "setting",
 ]

@@ -17,15 +17,16 @@ import yaml
 from quadratseg_handlers import cvat
 
 BLOB_MAIN = """\
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.handlers.blobs import BlobHandler
 
 
 def init_context(context):
-    BlobHandler.init_context(context)
+    runtime.init_context(BlobHandler, context)
 
 
 def handler(context, event):
-    return BlobHandler.handle_event(context, event)
+    return runtime.handle_event(context, event)
 """
 
 SLOW_MAIN = """\
@@ -51,15 +52,16 @@ def handler(context, event):
 FLOAT_CONFIDENCE_MAIN = """\
 import json
 
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.handlers.blobs import BlobHandler
 
 
 def init_context(context):
-    BlobHandler.init_context(context)
+    runtime.init_context(BlobHandler, context)
 
 
 def handler(context, event):
-    response = BlobHandler.handle_event(context, event)
+    response = runtime.handle_event(context, event)
     if response.status_code != 200:
         return response
     shapes = json.loads(response.body)

@@ -11,14 +11,17 @@ import json
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
 
-from quadratseg_handlers import BaseHandler, ConfigError, Setting, cvat
+from quadratseg_handlers import BaseHandler, ConfigError, ImageHandler, Settings, cvat, setting
 from quadratseg_handlers.core import config as cfg
+from quadratseg_handlers.core.config import retuned
+from quadratseg_handlers.core.contract import DetectorSettings, ImageSettings
 from quadratseg_handlers.core.request import Request, RequestError, decode_image, encode_image
 
 Box = tuple[int, int, int, int, float]
@@ -43,26 +46,30 @@ RECT_IMAGE_BOXES = [
 """BrightBoxHandler's exact CVAT answer for the ``rect_image`` fixture (tests/conftest.py)."""
 
 
+@dataclass(frozen=True)
+class BrightBoxSettings(DetectorSettings):
+    conf_threshold: float = retuned(DetectorSettings, "conf_threshold", 0.5)
+    level: int = setting(128, "grey level", low=0, high=255)
+    fail_with: Literal["", "error", "oom"] = setting("", "make predict fail")
+
+
 class BrightBoxHandler(BaseHandler[list[Box]]):
     """Regions brighter than LEVEL become rectangles scored by mean brightness / 255."""
 
     function_name = "test-bright-boxes"
     uses_torch = False
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("LEVEL", cfg.number(0, 255, integer=True), 128, "grey level", "integer"),
-        Setting("FAIL_WITH", cfg.choice("", "error", "oom"), "", "make predict fail"),
-    )
-    setting_defaults = {"CONF_THRESHOLD": 0.5}
+    settings_class: ClassVar[type[Settings]] = BrightBoxSettings
+    settings: BrightBoxSettings
     loads = 0
 
     def load_model(self) -> None:
         type(self).loads += 1
-        self.level = int(self.config["LEVEL"])
+        self.level = self.settings.level
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[list[Box]]:
-        if self.config["FAIL_WITH"] == "error":
+        if self.settings.fail_with == "error":
             raise ValueError("weights are corrupt\nsecond line")
-        if self.config["FAIL_WITH"] == "oom":
+        if self.settings.fail_with == "oom":
             import torch  # the real class CUDA raises; it exists in every torch build
 
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -88,6 +95,17 @@ class BrightBoxHandler(BaseHandler[list[Box]]):
         return [cvat.label_spec("bright", "rectangle")]
 
 
+@dataclass(frozen=True)
+class LevelBoxSettings(DetectorSettings):
+    levels_path: Path = setting(
+        Path("/opt/nuclio/levels.npy"), "grey levels", parse=cfg.existing_file
+    )
+    names_path: Path = setting(
+        Path("/opt/nuclio/names.json"), "label names", parse=cfg.existing_file
+    )
+    names_module: str = setting("", "module holding NAMES")
+
+
 class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
     """A handler with real 'weights' for the packaging tests, no model library needed.
 
@@ -99,23 +117,20 @@ class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
 
     function_name = "test-level-boxes"
     uses_torch = False
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("LEVELS_PATH", cfg.existing_file, "/opt/nuclio/levels.npy", "grey levels", "path"),
-        Setting("NAMES_PATH", cfg.existing_file, "/opt/nuclio/names.json", "label names", "path"),
-        Setting("NAMES_MODULE", cfg.text, "", "module holding NAMES", "string"),
-    )
+    settings_class: ClassVar[type[Settings]] = LevelBoxSettings
+    settings: LevelBoxSettings
 
     def load_model(self) -> None:
-        path = self.config["LEVELS_PATH"]
+        path = self.settings.levels_path
         levels = np.load(path, allow_pickle=False)
         if levels.ndim != 1 or not 1 <= len(levels) <= 8 or not np.all(levels < 255):
             raise ConfigError(
                 f"LEVELS_PATH={path}: expected 1 to 8 grey levels below 255, got shape "
                 f"{levels.shape}"
             )
-        names = json.loads(self.config["NAMES_PATH"].read_text())
-        if self.config["NAMES_MODULE"]:
-            names = importlib.import_module(self.config["NAMES_MODULE"]).NAMES
+        names = json.loads(self.settings.names_path.read_text())
+        if self.settings.names_module:
+            names = importlib.import_module(self.settings.names_module).NAMES
         if len(names) < len(levels):
             raise ConfigError(f"NAMES_PATH: {len(names)} names for {len(levels)} levels")
         self.levels = [(str(names[i]), float(level)) for i, level in enumerate(levels)]
@@ -153,7 +168,14 @@ def level_box_files(folder: Path) -> dict[str, Path]:
     return {"levels": path}
 
 
-class MaskFillHandler(BaseHandler[np.ndarray]):
+@dataclass(frozen=True)
+class MaskFillSettings(ImageSettings):
+    fill_path: Path = setting(
+        Path("/opt/nuclio/fill.npy"), "RGB fill colour", parse=cfg.existing_file
+    )
+
+
+class MaskFillHandler(ImageHandler):
     """An inpainter for the packaging tests: masked pixels take the colour in FILL_PATH.
 
     Request ``{"image": b64, "mask": b64}`` (mask > 0 = fill); answer ``{"image": b64 PNG}``,
@@ -162,28 +184,27 @@ class MaskFillHandler(BaseHandler[np.ndarray]):
 
     function_name = "test-mask-fill"
     uses_torch = False
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("FILL_PATH", cfg.existing_file, "/opt/nuclio/fill.npy", "RGB fill colour", "path"),
-    )
+    settings_class: ClassVar[type[Settings]] = MaskFillSettings
+    settings: MaskFillSettings
 
     def load_model(self) -> None:
-        fill = np.load(self.config["FILL_PATH"], allow_pickle=False)
+        fill = np.load(self.settings.fill_path, allow_pickle=False)
         if fill.shape != (3,):
             raise ConfigError(f"FILL_PATH: expected an RGB colour, got shape {fill.shape}")
         self.fill = fill.astype(np.uint8)
 
-    def infer(self, request: Request) -> dict[str, str]:
+    def to_image(self, request: Request) -> np.ndarray:
         if "mask" not in request.body:
             raise RequestError("missing 'mask'")
-        mask = decode_image(request.body["mask"], int(self.config["MAX_IMAGE_PIXELS"]), "mask")
+        mask = decode_image(request.body["mask"], self.settings.max_image_pixels, "mask")
         image = request.images[0].copy()
         if mask.shape != image.shape:
             raise RequestError(f"mask is {mask.shape[:2]}, image {image.shape[:2]}")
         image[mask[..., 0] > 0] = self.fill
-        return {"image": encode_image(image, fmt="PNG")}
+        return image
 
-    def labels(self) -> list[cvat.LabelSpec]:
-        return []
+    def answer(self, request: Request, image: np.ndarray) -> dict[str, str]:
+        return {"image": encode_image(image, fmt="PNG")}
 
 
 def mask_fill_files(folder: Path) -> dict[str, Path]:

@@ -4,15 +4,16 @@ Nuclio calls init_context once per worker and handler once per event. Outside Nu
 `python main.py IMAGE [--threshold T]` runs the function once and prints its JSON answer.
 """
 
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.handlers.coralscop import CoralScopSegformerHandler as Handler
 
 
 def init_context(context):
-    Handler.init_context(context)
+    runtime.init_context(Handler, context)
 
 
 def handler(context, event):
-    return Handler.handle_event(context, event)
+    return runtime.handle_event(context, event)
 
 
 if __name__ == "__main__":

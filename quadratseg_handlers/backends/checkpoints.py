@@ -16,21 +16,24 @@ import logging
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
-from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Setting
+from quadratseg_handlers.core.config import ConfigError, setting
 
-TRUST_WEIGHTS = Setting(
-    "TRUST_WEIGHTS",
-    cfg.boolean,
-    False,
-    "Load pickled weights (`.pt`, `.pth`) without checking their globals first. Off: a "
-    "checkpoint naming anything but the torch, NumPy, ultralytics and MMEngine globals real "
-    "checkpoints use is refused before it is loaded (docs/security.md). Only for weights "
-    "you trust: loading a pickle can run any code.",
-    "boolean",
-)
+TRUST_WEIGHTS = "TRUST_WEIGHTS"
 """The opt-out of :func:`check_checkpoint`, read by every function that loads a pickle."""
+
+
+def trust_weights_setting() -> Any:
+    """The TRUST_WEIGHTS field of a settings dataclass (``trust_weights: bool = ...``)."""
+    return setting(
+        False,
+        "Load pickled weights (`.pt`, `.pth`) without checking their globals first. Off: a "
+        "checkpoint naming anything but the torch, NumPy, ultralytics and MMEngine globals real "
+        "checkpoints use is refused before it is loaded (docs/security.md). Only for weights "
+        "you trust: loading a pickle can run any code.",
+    )
+
 
 ALLOWED_GLOBALS = frozenset(
     {
@@ -86,7 +89,7 @@ def trust_setting(
     """TRUST_WEIGHTS as the caller's environment sets it, for a handler that declares it
     (``TRUST_WEIGHTS=true quadratseg package ...`` loads the weights unchecked)."""
     env = os.environ if environ is None else environ
-    name = TRUST_WEIGHTS.name
+    name = TRUST_WEIGHTS
     return {name: env[name]} if name in declared and name in env else {}
 
 
@@ -147,7 +150,7 @@ def check_checkpoint(path: Path, variable: str, *, trusted: bool = False) -> Non
     except Exception as exc:
         raise ConfigError(
             f"{variable}={path}: cannot check the checkpoint's pickle ({exc}); "
-            f"{TRUST_WEIGHTS.name}=true loads it unchecked"
+            f"{TRUST_WEIGHTS}=true loads it unchecked"
         ) from None
     refused = [f"{module}.{name}" for module, name in found if not is_allowed(module, name)]
     if refused:
@@ -155,10 +158,10 @@ def check_checkpoint(path: Path, variable: str, *, trusted: bool = False) -> Non
         raise ConfigError(
             f"{variable}={path}: refusing to load: its pickle calls {refused[0]}{more}, which "
             "no torch, NumPy, ultralytics or MMEngine checkpoint uses; set "
-            f"{TRUST_WEIGHTS.name}=true only if you trust this file"
+            f"{TRUST_WEIGHTS}=true only if you trust this file"
         )
     if broken:
         raise ConfigError(
             f"{variable}={path}: refusing to load: its pickle is malformed (cut short or "
-            f"crafted); set {TRUST_WEIGHTS.name}=true only if you trust this file"
+            f"crafted); set {TRUST_WEIGHTS}=true only if you trust this file"
         )

@@ -1,9 +1,12 @@
 """Configuration from environment variables, parsed and validated once at start-up.
 
-Every handler declares the variables it reads as :class:`Setting` objects. They are read
-together when the handler is constructed; an invalid value raises :class:`ConfigError`
-naming the variable, so a misconfigured function fails at start-up, not on the first request.
-The same declarations generate the environment-variable table in ``docs/configuration.md``.
+Every handler declares the variables it reads as one frozen dataclass, a :class:`Settings`
+subclass whose fields are made by :func:`setting`: the field's type says how its value is
+parsed (bool, int, float, str, Path, ``Literal[...]``). They are read together when the
+handler is constructed; an invalid value raises :class:`ConfigError` naming the variable, so a
+misconfigured function fails at start-up, not on the first request. The handler then reads
+typed attributes (``self.settings.min_area``). The same declarations, seen as
+:class:`Setting` rows, generate the environment-variable table in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 Parser = Callable[[Any], Any]
 
@@ -197,33 +200,108 @@ def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-class Config(Mapping[str, Any]):
-    """Parsed settings, looked up by environment-variable name: ``config["CONF_THRESHOLD"]``."""
+SETTING_INFO = "quadratseg.setting"
+"""The key of a settings field's metadata that holds its :class:`SettingInfo`."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self._values = dict(values)
 
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise KeyError(f"{name} is not a setting of this handler") from None
+@dataclass(frozen=True)
+class SettingInfo:
+    """What a settings field says beyond its name, type and default: its meaning, the bounds
+    of a number, and a parser where the type's own is not enough."""
 
-    def __iter__(self) -> Any:
-        return iter(self._values)
+    help: str
+    low: float | None = None
+    high: float | None = None
+    parse: Parser | None = None
 
-    def __len__(self) -> int:
-        return len(self._values)
 
-    def __repr__(self) -> str:
-        return f"Config({self._values!r})"
+def setting(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    parse: Parser | None = None,
+) -> Any:
+    """A field of a :class:`Settings` dataclass: one environment variable (the field's name in
+    upper case), its default and its meaning. Its parser and kind come from the field's type
+    (:func:`type_parser`); ``low``/``high`` bound a number, ``parse`` replaces the parser."""
+    return field(default=default, metadata={SETTING_INFO: SettingInfo(help, low, high, parse)})
+
+
+def retuned(settings: type[Settings], name: str, default: Any) -> Any:
+    """The field ``name`` of ``settings`` with another default: how a subclass tunes an
+    inherited setting without repeating its meaning."""
+    for inherited in fields(settings):
+        if inherited.name == name:
+            return field(default=default, metadata=inherited.metadata)
+    raise TypeError(f"{settings.__name__} has no setting {name}")
+
+
+KINDS: dict[Any, tuple[str, Callable[[SettingInfo], Parser]]] = {
+    bool: ("boolean", lambda info: boolean),
+    int: ("integer", lambda info: number(info.low, info.high, integer=True)),
+    float: ("number", lambda info: number(info.low, info.high)),
+    str: ("string", lambda info: text),
+    Path: ("path", lambda info: file_path),
+}
+"""A settings field's type -> its kind (in messages) and the parser of its values."""
+
+
+def type_parser(annotation: Any, info: SettingInfo) -> tuple[str, Parser]:
+    """The kind and parser of a field of type ``annotation``: bool, int, float, str, Path,
+    ``Literal[...]`` (a choice), or one of them ``| None`` (the default may be None)."""
+    arguments = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal:
+        kind, parser = "choice", choice(*(str(a) for a in get_args(annotation)))
+    elif len(arguments) == 1 and type(None) in get_args(annotation):
+        return type_parser(arguments[0], info)
+    elif annotation in KINDS:
+        kind, make = KINDS[annotation]
+        parser = make(info)
+    else:
+        raise TypeError(f"settings field of type {annotation!r}: no parser for it")
+    return kind, info.parse or parser
+
+
+SettingsT = TypeVar("SettingsT", bound="Settings")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A handler's settings: a frozen dataclass whose fields (made by :func:`setting`) are its
+    environment variables, read once at start-up and then used as typed attributes
+    (``settings.conf_threshold``). Subclasses add fields; :func:`retuned` changes a default."""
+
+    @classmethod
+    def declared(cls) -> list[Setting]:
+        """Every field as a :class:`Setting` (name, parser, default, meaning, kind), in order:
+        what the docs table, ``quadratseg settings`` and ``package --env`` read."""
+        hints = get_type_hints(cls)
+        declared = []
+        for each in fields(cls):
+            info: SettingInfo = each.metadata[SETTING_INFO]
+            kind, parser = type_parser(hints[each.name], info)
+            declared.append(Setting(each.name.upper(), parser, each.default, info.help, kind))
+        return declared
+
+    @classmethod
+    def load(
+        cls: type[SettingsT],
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> SettingsT:
+        """Read every field from ``overrides`` (keyword names, any case) or else the
+        environment (:func:`load_config`); ConfigError names the variable."""
+        values = load_config(cls.declared(), overrides, environ)
+        return cls(**{name.lower(): value for name, value in values.items()})
 
 
 def load_config(
     settings: Iterable[Setting],
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> Config:
+) -> dict[str, Any]:
     """Read every setting from ``overrides`` (keyword names, any case) or else the environment.
 
     Empty environment values count as unset. Unknown override names raise ConfigError so a
@@ -246,7 +324,7 @@ def load_config(
             if raw is not None and raw.strip() == "":
                 raw = None
         values[name] = setting.read(raw)
-    return Config(values)
+    return values
 
 
 def combined_table(declared: Mapping[str, Iterable[Setting]]) -> str:

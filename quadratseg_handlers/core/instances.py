@@ -14,9 +14,8 @@ from typing import ClassVar
 import numpy as np
 
 from quadratseg_handlers import cvat
-from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import Setting
-from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.core.config import Settings, setting
+from quadratseg_handlers.core.contract import BaseHandler, DetectorSettings
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 
@@ -34,37 +33,30 @@ class Instance:
     """Further attributes for the shape (declared in the label spec)."""
 
 
-SEGMENTATION_SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "CONVERT_TO_POLYLINE",
-        cfg.boolean,
+@dataclass(frozen=True)
+class SegmentationSettings(DetectorSettings):
+    """How instances become shapes: every instance segmentation function reads these."""
+
+    convert_to_polyline: bool = setting(
         True,
         "`true`: one CVAT polygon per connected part of each instance; `false`: CVAT mask "
         "shapes (holes kept) that also carry the outline polygon.",
-        "boolean",
-    ),
-    Setting(
-        "POLYGON_TOLERANCE",
-        cfg.number(0.0, 100.0),
+    )
+    polygon_tolerance: float = setting(
         1.0,
         "Polygon simplification tolerance in pixels (Douglas-Peucker); 0 keeps every contour "
         "point.",
-        "number",
-    ),
-    Setting(
-        "MIN_AREA",
-        cfg.number(0, integer=True),
-        10,
-        "Connected parts smaller than this many pixels are dropped.",
-        "integer",
-    ),
-)
+        low=0.0,
+        high=100.0,
+    )
+    min_area: int = setting(10, "Connected parts smaller than this many pixels are dropped.", low=0)
 
 
 class InstanceHandler(BaseHandler[list[Instance]]):
     """A handler whose predictions are lists of :class:`Instance`; labels are ``class_names``."""
 
-    settings: ClassVar[tuple[Setting, ...]] = SEGMENTATION_SETTINGS
+    settings_class: ClassVar[type[Settings]] = SegmentationSettings
+    settings: SegmentationSettings
     extra_attributes: ClassVar[tuple[Mapping[str, object], ...]] = ()
     """Attribute specs added to every label after the confidence attribute."""
 
@@ -74,7 +66,7 @@ class InstanceHandler(BaseHandler[list[Instance]]):
     @property
     def as_mask(self) -> bool:
         """Whether shapes are CVAT masks (CONVERT_TO_POLYLINE=false) rather than polygons."""
-        return not self.config["CONVERT_TO_POLYLINE"]
+        return not self.settings.convert_to_polyline
 
     def to_shapes(self, prediction: list[Instance], image: np.ndarray) -> list[Shape]:
         """One shape per connected part of each instance; parts of one instance share a group."""
@@ -86,8 +78,8 @@ class InstanceHandler(BaseHandler[list[Instance]]):
                 instance.score,
                 as_mask=self.as_mask,
                 origin=instance.origin,
-                tolerance=float(self.config["POLYGON_TOLERANCE"]),
-                min_area=int(self.config["MIN_AREA"]),
+                tolerance=self.settings.polygon_tolerance,
+                min_area=self.settings.min_area,
                 group_id=group,
                 extra=instance.extra,
             )

@@ -1,4 +1,4 @@
-"""Giving memory back after a large request.
+"""Memory: recognising a request that ran out of it, and giving it back after a large one.
 
 Decoding a 100-megapixel image and running a model on it grows the worker's heap by gigabytes;
 CPython and glibc keep most of those pages after the arrays are freed, so one large request
@@ -36,3 +36,21 @@ def release_memory() -> bool:
     gc.collect()
     trim = _malloc_trim()
     return trim is not None and bool(trim(0))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for host or CUDA out-of-memory errors (without importing torch)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def empty_cuda_cache() -> None:
+    """Return the CUDA allocator's cached blocks after running out of memory (no-op without
+    torch or CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

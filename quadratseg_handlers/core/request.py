@@ -74,7 +74,7 @@ class Request:
     """A decoded request: RGB images, the effective threshold, and the rest of the body.
 
     An image may be a :class:`ReducedImage` when the handler asked for a smaller decode
-    (:meth:`~quadratseg_handlers.core.handler.BaseHandler.decode_size`): shapes are still
+    (:meth:`~quadratseg_handlers.core.contract.BaseHandler.decode_size`): shapes are still
     answered in the pixels of its photo (:func:`photo_size`).
     """
 

@@ -280,6 +280,20 @@ def instance_shapes(
     ]
 
 
+def skeleton_elements_by_label(elements: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+    """A skeleton's elements by sublabel, in their order; ValueError for an element that is
+    not a mapping with a string ``label``, or a sublabel given twice."""
+    by_label: dict[str, Mapping[str, Any]] = {}
+    for position, element in enumerate(elements):
+        if not isinstance(element, Mapping) or not isinstance(element.get("label"), str):
+            raise ValueError(f"element {position} must be a skeleton element with a 'label'")
+        label = element["label"]
+        if label in by_label:
+            raise ValueError(f"sublabel {label!r} appears twice")
+        by_label[label] = element
+    return by_label
+
+
 def skeleton_element_points(
     skeleton: Mapping[str, Any] | Sequence[Any], sublabels: Sequence[str] | None = None
 ) -> list[Any]:
@@ -291,14 +305,10 @@ def skeleton_element_points(
     elements = skeleton.get("elements") if isinstance(skeleton, Mapping) else skeleton
     if not isinstance(elements, list):
         raise ValueError("a skeleton needs an 'elements' list")
-    by_label: dict[str, Any] = {}
-    for position, element in enumerate(elements):
-        if not isinstance(element, Mapping) or not isinstance(element.get("label"), str):
-            raise ValueError(f"element {position} must be a skeleton element with a 'label'")
-        label = element["label"]
-        if label in by_label:
-            raise ValueError(f"sublabel {label!r} appears twice")
-        by_label[label] = element.get("points")
+    by_label = {
+        label: element.get("points")
+        for label, element in skeleton_elements_by_label(elements).items()
+    }
     if sublabels is None:
         if not all(label.isdigit() for label in by_label):
             raise ValueError('skeleton sublabels must be numbers "1".."N"')

@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from quadratseg_handlers.core.references import module_file, resolve, split_reference
 from quadratseg_handlers.deploy.function_yaml import EVENT_TIMEOUT
 
 if TYPE_CHECKING:
     from quadratseg_handlers.core.config import Setting
-    from quadratseg_handlers.core.handler import BaseHandler
+    from quadratseg_handlers.core.contract import ModelHandler
 
 FunctionKind = Literal["detector", "inpainter"]
 """``detector``: CVAT's request (an image) and a shape list back, the spec from the weights.
@@ -391,9 +391,9 @@ def find(name: str) -> FunctionSpec:
     )
 
 
-def handler_class(name: str) -> type[BaseHandler[Any]]:
+def handler_class(name: str) -> type[ModelHandler]:
     """Import the handler class of a function, by short or full name (KeyError lists both)."""
-    handler: type[BaseHandler[Any]] = resolve(find(name).handler)
+    handler: type[ModelHandler] = resolve(find(name).handler)
     return handler
 
 

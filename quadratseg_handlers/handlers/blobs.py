@@ -7,14 +7,27 @@ foundation's demo and tests. Score = the region's mean brightness scaled to [0, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import Setting
-from quadratseg_handlers.core.instances import Instance, InstanceHandler
+from quadratseg_handlers.core.config import Settings, setting
+from quadratseg_handlers.core.instances import Instance, InstanceHandler, SegmentationSettings
+
+
+@dataclass(frozen=True)
+class BlobSettings(SegmentationSettings):
+    """The blob label and the grey level that makes a blob."""
+
+    blob_label: str = setting("blob", "Label name of the example blob handler.")
+    blob_level: int = setting(
+        200,
+        "Grey level (1..255) at or above which a pixel belongs to a blob (example handler).",
+        low=1,
+        high=255,
+    )
 
 
 class BlobHandler(InstanceHandler):
@@ -22,24 +35,16 @@ class BlobHandler(InstanceHandler):
 
     function_name = "example-blobs"
     uses_torch = False
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("BLOB_LABEL", cfg.text, "blob", "Label name of the example blob handler."),
-        Setting(
-            "BLOB_LEVEL",
-            cfg.number(1, 255, integer=True),
-            200,
-            "Grey level (1..255) at or above which a pixel belongs to a blob (example handler).",
-            "integer",
-        ),
-    )
+    settings_class: ClassVar[type[Settings]] = BlobSettings
+    settings: BlobSettings
 
     def load_model(self) -> None:
         """Nothing to load: the label is the only 'class'."""
-        self.class_names = [self.config["BLOB_LABEL"]]
+        self.class_names = [self.settings.blob_label]
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[list[Instance]]:
         """Threshold each image's grey levels and score each connected region by brightness."""
-        level = int(self.config["BLOB_LEVEL"])
+        level = self.settings.blob_level
         results = []
         for image in images:
             gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -20,21 +20,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from quadratseg_handlers import cvat
-from quadratseg_handlers.backends.ultralytics import (
-    YOLO_SETTINGS,
-    PointDetections,
-    load_configured_yolo,
-    result_points,
-)
-from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Setting
-from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.backends.ultralytics import YoloSettings, load_configured_yolo
+from quadratseg_handlers.backends.ultralytics_results import PointDetections, result_points
+from quadratseg_handlers.core.config import ConfigError, Settings, retuned, setting
+from quadratseg_handlers.core.contract import BaseHandler
 from quadratseg_handlers.core.request import photo_size, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
@@ -56,97 +51,81 @@ POINT_TASKS = ("detect", "pose")
 """YOLO tasks whose output can be read as points."""
 
 
-GRID_SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "TEMPLATE_PATH",
-        cfg.file_path,
-        "/opt/nuclio/kp_template.npy",
+@dataclass(frozen=True)
+class GridSettings(YoloSettings):
+    """The YOLO settings, then how detections become one skeleton in template order."""
+
+    template_path: Path = setting(
+        Path("/opt/nuclio/kp_template.npy"),
         "Template `.npy`: (N, 2) normalised (x, y) of the points in skeleton order. When it "
         "is the default path and that file is absent, the template shipped in the package is "
         "used (logged at start-up).",
-        "path",
-    ),
-    Setting(
-        "SKELETON_LABEL",
-        cfg.text,
-        "grid",
-        'Name of the skeleton label; its sublabels are "1".."N" in template order.',
-    ),
-    Setting(
-        "USE_TEMPLATE_MATCHING",
-        cfg.boolean,
+    )
+    skeleton_label: str = setting(
+        "grid", 'Name of the skeleton label; its sublabels are "1".."N" in template order.'
+    )
+    use_template_matching: bool = setting(
         True,
         "`true`: one skeleton per image in template order (Hungarian matching); `false`: "
         "the raw detections as CVAT points, labelled with the model's class names.",
-        "boolean",
-    ),
-    Setting(
-        "HUNGARIAN_THRESH",
-        cfg.number(0.001, 2.0),
+    )
+    hungarian_thresh: float = setting(
         0.12,
         "Largest distance between a detection and its template point after alignment, in "
         "normalised image units (fraction of the width / height); farther pairs are rejected.",
-        "number",
-    ),
-    Setting(
-        "MIN_MATCHES",
-        cfg.number(2, integer=True),
+        low=0.001,
+        high=2.0,
+    )
+    min_matches: int = setting(
         20,
         "Fewest template points that must get a detection; below it the answer is empty and "
         "the log says why (a fit from fewer would guess the skeleton).",
-        "integer",
-    ),
-    Setting(
-        "RESTORE_CUT_BOXES",
-        cfg.boolean,
+        low=2,
+    )
+    restore_cut_boxes: bool = setting(
         True,
         "Detect models: a box cut by the image's edge along one axis is made square again "
         "(its uncut side) before its centre becomes the point; `false`: the cut box's centre, "
         "up to half a box inward of the point (see docs/grid.md).",
-        "boolean",
-    ),
-    Setting(
-        "POINT_CONFIDENCE",
-        cfg.boolean,
+    )
+    point_confidence: bool = setting(
         False,
         "`false`: the confidence is the skeleton's only (declared on the skeleton label, as "
         "QUADRATSEG's projects have it); `true`: every element also carries its point's "
         "confidence, declared on each sublabel (projects that declare it on sublabels).",
-        "boolean",
-    ),
-    Setting(
-        "FILLED_POINTS_OUTSIDE",
-        cfg.boolean,
+    )
+    filled_points_outside: bool = setting(
         False,
         "How template points without a detection are answered: `false`: visible at the "
         "homography's position with confidence 0; `true`: flagged `outside` (hidden in CVAT).",
-        "boolean",
-    ),
-)
+    )
 
 
-CORNER_SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "REFINE_CORNERS",
-        cfg.boolean,
+@dataclass(frozen=True)
+class CornerSettings(GridSettings):
+    """The grid settings with the corners' defaults, then the corners' two checks."""
+
+    template_path: Path = retuned(
+        GridSettings, "template_path", Path("/opt/nuclio/kp_template_corners.npy")
+    )
+    skeleton_label: str = retuned(GridSettings, "skeleton_label", "quadrat_corner")
+    hungarian_thresh: float = retuned(GridSettings, "hungarian_thresh", 0.3)
+    min_matches: int = retuned(GridSettings, "min_matches", 3)
+    refine_corners: bool = setting(
         False,
         "`true`: a second predict on the quadrat warped upright from the first pass's corners "
         "(640 px, 10 % margin); corners both passes detect within 3 % of the side are "
         "averaged, otherwise the better scored one is kept. Two predicts per image; see "
         "docs/grid.md.",
-        "boolean",
-    ),
-    Setting(
-        "FIT_FRAME_BARS",
-        cfg.boolean,
+    )
+    fit_frame_bars: bool = setting(
         False,
         "`true`: the frame's 4 bars are fitted as straight lines over their visible length, "
         "and a corner whose two bars cross more than 2 % of the side away moves to the "
         "crossing (a corner hidden under a colony); about 80 ms per image on a 2-core CPU. "
         "See docs/grid.md.",
-        "boolean",
-    ),
-)
+    )
+
 
 REFINE_WARP = 640
 """Side of the upright warp the corners' second pass predicts on (pixels)."""
@@ -170,7 +149,8 @@ class GridHandler(BaseHandler[GridPrediction]):
     template_points: ClassVar[int] = GRID_POINTS
     """Points of the skeleton (and of a valid template)."""
 
-    settings: ClassVar[tuple[Setting, ...]] = (*YOLO_SETTINGS, *GRID_SETTINGS)
+    settings_class: ClassVar[type[Settings]] = GridSettings
+    settings: GridSettings
 
     template: np.ndarray
     """(N, 2) the normalised template, read at start-up."""
@@ -183,19 +163,18 @@ class GridHandler(BaseHandler[GridPrediction]):
         """Read and check the template, then load the model and check its task."""
         self.template_source = self._template_file()
         self.template = load_template(self.template_source, self.template_points)
-        if int(self.config["MIN_MATCHES"]) > self.template_points:
+        if self.settings.min_matches > self.template_points:
             raise ConfigError(
-                f"MIN_MATCHES={self.config['MIN_MATCHES']}: more than the "
+                f"MIN_MATCHES={self.settings.min_matches}: more than the "
                 f"{self.template_points} points of the template"
             )
-        self.yolo = load_configured_yolo(self.config, POINT_TASKS, self.device)
+        self.yolo = load_configured_yolo(self.settings, POINT_TASKS, self.device)
         self.class_names = self.yolo.names
 
     def _template_file(self) -> Path:
         """TEMPLATE_PATH, or the packaged template when it is the default path and absent."""
-        path = Path(self.config["TEMPLATE_PATH"])
-        default = next(s.default for s in self.declared_settings() if s.name == "TEMPLATE_PATH")
-        if not path.exists() and path == Path(default):
+        path = self.settings.template_path
+        if not path.exists() and path == type(self.settings).template_path:
             packaged = packaged_template_path(self.template_points)
             log.warning(
                 "%s: template file %s absent, using the packaged default %s",
@@ -216,9 +195,9 @@ class GridHandler(BaseHandler[GridPrediction]):
         predictions = []
         for image, result in zip(images, results, strict=True):
             found = result_points(
-                result, threshold, image, restore_cut=bool(self.config["RESTORE_CUT_BOXES"])
+                result, threshold, image, restore_cut=self.settings.restore_cut_boxes
             )
-            match = self.order(found, image) if self.config["USE_TEMPLATE_MATCHING"] else None
+            match = self.order(found, image) if self.settings.use_template_matching else None
             predictions.append(GridPrediction(found, match))
         return predictions
 
@@ -229,8 +208,8 @@ class GridHandler(BaseHandler[GridPrediction]):
             self.warn(
                 "no skeleton: " + match.reason,
                 detections=len(found.points),
-                MIN_MATCHES=int(self.config["MIN_MATCHES"]),
-                HUNGARIAN_THRESH=float(self.config["HUNGARIAN_THRESH"]),
+                MIN_MATCHES=self.settings.min_matches,
+                HUNGARIAN_THRESH=self.settings.hungarian_thresh,
             )
         return match
 
@@ -242,8 +221,8 @@ class GridHandler(BaseHandler[GridPrediction]):
             self.template,
             (width, height),
             scores=found.scores,
-            max_cost=float(self.config["HUNGARIAN_THRESH"]),
-            min_matches=int(self.config["MIN_MATCHES"]),
+            max_cost=self.settings.hungarian_thresh,
+            min_matches=self.settings.min_matches,
         )
 
     def to_shapes(self, prediction: GridPrediction, image: np.ndarray) -> list[Shape]:
@@ -258,25 +237,25 @@ class GridHandler(BaseHandler[GridPrediction]):
         height, width = photo_size(image)
         return [
             skeleton_shape(
-                self.config["SKELETON_LABEL"],
+                self.settings.skeleton_label,
                 match,
                 width,
                 height,
-                filled_outside=bool(self.config["FILLED_POINTS_OUTSIDE"]),
-                point_confidence=bool(self.config["POINT_CONFIDENCE"]),
+                filled_outside=self.settings.filled_points_outside,
+                point_confidence=self.settings.point_confidence,
             )
         ]
 
     def labels(self) -> list[LabelSpec]:
         """The skeleton (sublabels and svg from the template), or the class names as points."""
-        if not self.config["USE_TEMPLATE_MATCHING"]:
+        if not self.settings.use_template_matching:
             return [cvat.label_spec(name, "points") for name in self.class_names]
         return self.template_labels()
 
     def template_labels(self) -> list[LabelSpec]:
         """The skeleton label, read from the template alone (no weights needed): what
         ``quadratseg labels`` prints for a grid function."""
-        if not self.config["USE_TEMPLATE_MATCHING"]:
+        if not self.settings.use_template_matching:
             raise ConfigError(
                 "USE_TEMPLATE_MATCHING=false: the labels are the model's class names; "
                 "give the packaged bundle instead"
@@ -286,12 +265,12 @@ class GridHandler(BaseHandler[GridPrediction]):
             template = load_template(self._template_file(), self.template_points)
         return [
             cvat.skeleton_spec(
-                self.config["SKELETON_LABEL"],
+                self.settings.skeleton_label,
                 sublabels(self.template_points),
                 template,
                 skeleton_edges(self.template_points),
                 sublabel_attributes=[cvat.CONFIDENCE_SPEC]
-                if self.config["POINT_CONFIDENCE"]
+                if self.settings.point_confidence
                 else [],
             )
         ]
@@ -302,19 +281,19 @@ class GridCornersHandler(GridHandler):
 
     function_name = "pth-yolo-gridcorners"
     template_points = CORNER_POINTS
-    setting_defaults: ClassVar[dict[str, Any]] = {
-        "TEMPLATE_PATH": "/opt/nuclio/kp_template_corners.npy",
-        "SKELETON_LABEL": "quadrat_corner",
-        "HUNGARIAN_THRESH": 0.3,
-        "MIN_MATCHES": 3,
-    }
-    settings: ClassVar[tuple[Setting, ...]] = (*GridHandler.settings, *CORNER_SETTINGS)
+    settings_class: ClassVar[type[Settings]] = CornerSettings
+    settings: CornerSettings
 
     def load_model(self) -> None:
         """The grid handler's start-up; REFINE_CORNERS and FIT_FRAME_BARS need the corners in
         template order."""
-        for name in ("REFINE_CORNERS", "FIT_FRAME_BARS"):
-            if self.config[name] and not self.config["USE_TEMPLATE_MATCHING"]:
+        settings = self.settings
+        checks = (
+            ("REFINE_CORNERS", settings.refine_corners),
+            ("FIT_FRAME_BARS", settings.fit_frame_bars),
+        )
+        for name, on in checks:
+            if on and not settings.use_template_matching:
                 raise ConfigError(
                     f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
                     "from its ordered corners"
@@ -325,7 +304,7 @@ class GridCornersHandler(GridHandler):
         """The network input, or the refining warp's side when that is larger: the second
         pass and the frame's bars look at the quadrat closer than the first pass does."""
         side = super().decode_size()
-        if side is not None and (self.config["REFINE_CORNERS"] or self.config["FIT_FRAME_BARS"]):
+        if side is not None and (self.settings.refine_corners or self.settings.fit_frame_bars):
             return max(side, REFINE_WARP)
         return side
 
@@ -333,9 +312,9 @@ class GridCornersHandler(GridHandler):
         """The corners of each image, refined by a second pass when REFINE_CORNERS is true,
         then checked against the frame's bars when FIT_FRAME_BARS is true."""
         found = super().predict(images, threshold)
-        if self.config["REFINE_CORNERS"]:
+        if self.settings.refine_corners:
             found = self.refine(images, found, threshold)
-        if self.config["FIT_FRAME_BARS"]:
+        if self.settings.fit_frame_bars:
             found = [self.on_bars(image, each) for image, each in zip(images, found, strict=True)]
         return found
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import ImageOps
 
 from quadratseg_handlers.backends.inpainting import Backend, LamaBackend, OpenCvBackend, inpaint
 from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Setting
-from quadratseg_handlers.core.handler import BaseHandler, RawAnswer
+from quadratseg_handlers.core.config import ConfigError, Settings, setting
+from quadratseg_handlers.core.contract import ImageHandler, ImageSettings, RawAnswer
 from quadratseg_handlers.core.request import (
     Request,
     RequestError,
@@ -34,7 +35,7 @@ from quadratseg_handlers.core.request import (
     parse_integer,
     to_rgb_array,
 )
-from quadratseg_handlers.cvat.spec import LabelSpec
+from quadratseg_handlers.cvat.shapes import skeleton_elements_by_label
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
 from quadratseg_handlers.ops.matching import fill_from_template
 from quadratseg_handlers.ops.template import GRID_POINTS, grid_sublabels, grid_template
@@ -109,24 +110,18 @@ def parse_keypoints(value: Any) -> np.ndarray:
 def _element_pairs(elements: list[Any]) -> list[Any]:
     """The points of CVAT skeleton elements in sublabel order; None for an absent or
     ``outside`` element."""
-    names = grid_sublabels()
-    position = {name: index for index, name in enumerate(names)}
+    try:
+        by_label = skeleton_elements_by_label(elements)
+    except ValueError as exc:
+        raise RequestError(f"'keypoints': {exc}") from None
+    position = {name: index for index, name in enumerate(grid_sublabels())}
     pairs: list[Any] = [None] * GRID_POINTS
-    seen: set[str] = set()
-    for index, element in enumerate(elements):
-        if not isinstance(element, Mapping) or not isinstance(element.get("label"), str):
-            raise RequestError(
-                f"'keypoints': element {index} must be a skeleton element with a 'label'"
-            )
-        label = element["label"]
+    for index, (label, element) in enumerate(by_label.items()):
         if label not in position:
             raise RequestError(
                 f"'keypoints': element {index} has sublabel {label!r}; the grid's are "
                 f'"1".."{GRID_POINTS}"'
             )
-        if label in seen:
-            raise RequestError(f"'keypoints': sublabel {label!r} appears twice")
-        seen.add(label)
         if not element.get("outside"):
             pairs[position[label]] = element.get("points", "missing")
     return pairs
@@ -150,7 +145,7 @@ def complete_keypoints(points: np.ndarray, minimum: int) -> np.ndarray:
         raise RequestError(f"'keypoints': {exc}") from None
 
 
-def decode_mask(data: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+def decode_mask(data: Any, size_wh: tuple[int, int], max_pixels: int) -> np.ndarray:
     """A request's base64 mask image as a bool array; non-zero grey = paint (as SimpleLama)."""
     mask_image = open_image(decode_base64(data, "mask"), max_pixels, "mask")
     try:
@@ -158,7 +153,7 @@ def decode_mask(data: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray
         grey = np.asarray(ImageOps.exif_transpose(mask_image).convert("L"))
     except (OSError, ValueError, SyntaxError) as exc:
         raise RequestError(f"'mask' could not be decoded: {exc}") from None
-    width, height = size
+    width, height = size_wh
     if grey.shape != (height, width):
         raise RequestError(
             f"'mask' is {grey.shape[1]}x{grey.shape[0]} but 'image' is {width}x{height}; "
@@ -225,113 +220,92 @@ class InpaintRequest(Request):
     return_mask: bool
 
 
-class LamaHandler(BaseHandler[np.ndarray]):
-    """Grid removal: draw the string mask from the grid points, inpaint it, composite back."""
+@dataclass(frozen=True)
+class LamaSettings(ImageSettings):
+    """The device and image limit, the backend, how the string is drawn, and the answer."""
+
+    inpaint_backend: Literal["lama", "opencv"] = setting(
+        "lama",
+        "`lama`: big-lama (LAMA_MODEL) through simple-lama-inpainting; `opencv`: "
+        "`cv2.inpaint` (Telea), no weights and no torch. Chosen explicitly, never a fallback.",
+    )
+    lama_model: Path = setting(
+        Path("/opt/nuclio/big-lama.pt"),
+        "big-lama TorchScript file (INPAINT_BACKEND=lama); missing or unusable stops start-up.",
+    )
+    grid_line_width: int = setting(
+        8,
+        "Width in pixels of the grid-string lines painted out; a request's `line_width` "
+        "overrides it.",
+        low=1,
+        high=MAX_LINE_WIDTH,
+    )
+    grid_frame_lines: bool = setting(
+        False,
+        "Also paint the segments along the frame between its grid points (rows and columns "
+        "0 and 10); by default only the 18 strings are painted.",
+    )
+    min_keypoints: int = setting(
+        20,
+        "Fewest grid points a request must give (not outside, v != 0); the others are "
+        "placed by the homography from the grid lattice to the given ones.",
+        low=4,
+        high=GRID_POINTS,
+    )
+    mask_dilation: int = setting(
+        0,
+        "Grow every mask (drawn or sent) by this many pixels before inpainting.",
+        low=0,
+        high=256,
+    )
+    output_format: Literal["same", "png", "jpeg"] = setting(
+        "same",
+        "Answer image format: `same` (JPEG for a JPEG input, PNG otherwise), `png` "
+        "(lossless: unmasked pixels bit-identical) or `jpeg`; a request's `format` overrides.",
+    )
+    jpeg_quality: int = setting(95, "Quality (1..100) of JPEG answers.", low=1, high=100)
+    opencv_inpaint_radius: int = setting(
+        3,
+        "Neighbourhood radius in pixels of `cv2.inpaint` (INPAINT_BACKEND=opencv).",
+        low=1,
+        high=100,
+    )
+    inpaint_tile_size: int = setting(
+        0,
+        "0: inpaint the whole image in one model call. N >= 64: only the N x N cells "
+        "holding masked pixels, each with INPAINT_TILE_MARGIN pixels of context (bounds "
+        "memory on large images).",
+        parse=_tile_size,
+    )
+    inpaint_tile_margin: int = setting(
+        128, "Context in pixels around each cell when INPAINT_TILE_SIZE > 0.", low=0, high=4096
+    )
+
+
+class LamaHandler(ImageHandler):
+    """Grid removal: draw the string mask from the grid points, inpaint it, composite back.
+
+    No scores to threshold, and batches are refused whatever their size: one image and its
+    mask, each within MAX_IMAGE_PIXELS.
+    """
 
     function_name = "pth-lama"
-    unused_settings = frozenset({"CONF_THRESHOLD", "MAX_BATCH_SIZE", "MAX_REQUEST_PIXELS"})
-    """No scores to threshold, and batches are refused whatever their size (one image and
-    its mask, each within MAX_IMAGE_PIXELS)."""
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting(
-            "INPAINT_BACKEND",
-            cfg.choice("lama", "opencv"),
-            "lama",
-            "`lama`: big-lama (LAMA_MODEL) through simple-lama-inpainting; `opencv`: "
-            "`cv2.inpaint` (Telea), no weights and no torch. Chosen explicitly, never a fallback.",
-            "choice",
-        ),
-        Setting(
-            "LAMA_MODEL",
-            cfg.file_path,
-            "/opt/nuclio/big-lama.pt",
-            "big-lama TorchScript file (INPAINT_BACKEND=lama); missing or unusable stops start-up.",
-            "path",
-        ),
-        Setting(
-            "GRID_LINE_WIDTH",
-            cfg.number(1, MAX_LINE_WIDTH, integer=True),
-            8,
-            "Width in pixels of the grid-string lines painted out; a request's `line_width` "
-            "overrides it.",
-            "integer",
-        ),
-        Setting(
-            "GRID_FRAME_LINES",
-            cfg.boolean,
-            False,
-            "Also paint the segments along the frame between its grid points (rows and columns "
-            "0 and 10); by default only the 18 strings are painted.",
-            "boolean",
-        ),
-        Setting(
-            "MIN_KEYPOINTS",
-            cfg.number(4, GRID_POINTS, integer=True),
-            20,
-            "Fewest grid points a request must give (not outside, v != 0); the others are "
-            "placed by the homography from the grid lattice to the given ones.",
-            "integer",
-        ),
-        Setting(
-            "MASK_DILATION",
-            cfg.number(0, 256, integer=True),
-            0,
-            "Grow every mask (drawn or sent) by this many pixels before inpainting.",
-            "integer",
-        ),
-        Setting(
-            "OUTPUT_FORMAT",
-            cfg.choice(*OUTPUT_FORMATS),
-            "same",
-            "Answer image format: `same` (JPEG for a JPEG input, PNG otherwise), `png` "
-            "(lossless: unmasked pixels bit-identical) or `jpeg`; a request's `format` overrides.",
-            "choice",
-        ),
-        Setting(
-            "JPEG_QUALITY",
-            cfg.number(1, 100, integer=True),
-            95,
-            "Quality (1..100) of JPEG answers.",
-            "integer",
-        ),
-        Setting(
-            "OPENCV_INPAINT_RADIUS",
-            cfg.number(1, 100, integer=True),
-            3,
-            "Neighbourhood radius in pixels of `cv2.inpaint` (INPAINT_BACKEND=opencv).",
-            "integer",
-        ),
-        Setting(
-            "INPAINT_TILE_SIZE",
-            _tile_size,
-            0,
-            "0: inpaint the whole image in one model call. N >= 64: only the N x N cells "
-            "holding masked pixels, each with INPAINT_TILE_MARGIN pixels of context (bounds "
-            "memory on large images).",
-            "integer",
-        ),
-        Setting(
-            "INPAINT_TILE_MARGIN",
-            cfg.number(0, 4096, integer=True),
-            128,
-            "Context in pixels around each cell when INPAINT_TILE_SIZE > 0.",
-            "integer",
-        ),
-    )
+    settings_class: ClassVar[type[Settings]] = LamaSettings
+    settings: LamaSettings
 
     def torch_needed(self) -> bool:
         """Only the LaMa backend runs on torch."""
-        return bool(self.config["INPAINT_BACKEND"] == "lama")
+        return self.settings.inpaint_backend == "lama"
 
     def load_model(self) -> None:
         """Load the chosen backend; a LaMa model is test-run once on a small image."""
         self.backend: Backend
-        if self.config["INPAINT_BACKEND"] == "opencv":
-            self.backend = OpenCvBackend(int(self.config["OPENCV_INPAINT_RADIUS"]))
+        if self.settings.inpaint_backend == "opencv":
+            self.backend = OpenCvBackend(self.settings.opencv_inpaint_radius)
             return
         path = cfg.required_file(
             "LAMA_MODEL",
-            self.config["LAMA_MODEL"],
+            self.settings.lama_model,
             "the function image fetches big-lama.pt at build time (docs/lama.md), or set "
             "INPAINT_BACKEND=opencv to inpaint without weights",
         )
@@ -340,32 +314,28 @@ class LamaHandler(BaseHandler[np.ndarray]):
         except ValueError as exc:
             raise ConfigError(f"LAMA_MODEL={path}: {exc}") from None
 
-    def labels(self) -> list[LabelSpec]:
-        """None: pth-lama answers with an image, not with CVAT shapes."""
-        return []
-
-    def grid_mask(self, points: np.ndarray, size: tuple[int, int], line_width: int) -> np.ndarray:
-        """The string mask of 117 grid points on an image of ``size`` (width, height), undilated."""
-        return draw_grid_mask(points, size, line_width, frame=bool(self.config["GRID_FRAME_LINES"]))
+    def grid_mask(
+        self, points: np.ndarray, size_wh: tuple[int, int], line_width: int
+    ) -> np.ndarray:
+        """The string mask of 117 grid points on an image of ``size_wh``, undilated."""
+        return draw_grid_mask(points, size_wh, line_width, frame=self.settings.grid_frame_lines)
 
     def dilated(self, mask: np.ndarray) -> np.ndarray:
         """A drawn or sent mask grown by MASK_DILATION pixels: what gets painted."""
-        return dilate(mask, int(self.config["MASK_DILATION"]))
+        return dilate(mask, self.settings.mask_dilation)
 
     def paint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Inpaint the masked pixels (whole image or tiles); unmasked pixels stay as they are."""
+        settings = self.settings
         return inpaint(
-            self.backend,
-            image,
-            mask,
-            int(self.config["INPAINT_TILE_SIZE"]),
-            int(self.config["INPAINT_TILE_MARGIN"]),
+            self.backend, image, mask, settings.inpaint_tile_size, settings.inpaint_tile_margin
         )
 
-    def remove_grid(
+    def annotate(
         self, image: Any, keypoints: Any = None, *, mask: Any = None, line_width: int | None = None
     ) -> np.ndarray:
-        """Notebook entry: the RGB image with the grid (or a given bool mask) painted out.
+        """Notebook entry: the RGB image (path, bytes, PIL image or array) with the grid, or
+        a given bool mask, painted out.
 
         ``keypoints``: a (117, 2) array or anything a request's ``keypoints`` may hold.
         """
@@ -374,34 +344,32 @@ class LamaHandler(BaseHandler[np.ndarray]):
         if (keypoints is None) == (mask is None):
             raise ValueError("give either keypoints or mask")
         if mask is None:
-            width = int(self.config["GRID_LINE_WIDTH"]) if line_width is None else line_width
+            width = self.settings.grid_line_width if line_width is None else line_width
             points = keypoints if isinstance(keypoints, np.ndarray) else parse_keypoints(keypoints)
-            points = complete_keypoints(points, int(self.config["MIN_KEYPOINTS"]))
+            points = complete_keypoints(points, self.settings.min_keypoints)
             mask = self.grid_mask(points, (rgb.shape[1], rgb.shape[0]), width)
         return self.paint(rgb, self.dilated(np.asarray(mask, dtype=bool)))
 
     def parse_request(self, body: Mapping[str, Any]) -> Request:
         """One image plus its keypoints or mask; every problem answered 4xx before inpainting."""
-        fields = inpaint_fields(
-            body, self.config["OUTPUT_FORMAT"], int(self.config["GRID_LINE_WIDTH"])
-        )
-        max_pixels = int(self.config["MAX_IMAGE_PIXELS"])
-        opened = open_image(decode_base64(body["image"]), max_pixels)
+        settings = self.settings
+        fields = inpaint_fields(body, settings.output_format, settings.grid_line_width)
+        opened = open_image(decode_base64(body["image"]), settings.max_image_pixels)
         output_format = fields.output_format
         if output_format == "same":
             output_format = "jpeg" if opened.format == "JPEG" else "png"
         image = to_rgb_array(opened)
-        size = (image.shape[1], image.shape[0])
-        if min(size) <= MIN_SIDE:
+        size_wh = (image.shape[1], image.shape[0])
+        if min(size_wh) <= MIN_SIDE:
             raise RequestError(
-                f"'image' is {size[0]}x{size[1]}; grid removal needs more than {MIN_SIDE} "
+                f"'image' is {size_wh[0]}x{size_wh[1]}; grid removal needs more than {MIN_SIDE} "
                 "pixels per side"
             )
         if fields.points is not None:
-            points = complete_keypoints(fields.points, int(self.config["MIN_KEYPOINTS"]))
-            mask = self.grid_mask(points, size, fields.line_width)
+            points = complete_keypoints(fields.points, settings.min_keypoints)
+            mask = self.grid_mask(points, size_wh, fields.line_width)
         else:
-            mask = decode_mask(body["mask"], size, max_pixels)
+            mask = decode_mask(body["mask"], size_wh, settings.max_image_pixels)
         return InpaintRequest(
             images=[image],
             threshold=0.0,
@@ -412,19 +380,30 @@ class LamaHandler(BaseHandler[np.ndarray]):
             return_mask=fields.return_mask,
         )
 
-    def infer(self, request: Request) -> Any:
-        """Inpaint and answer ``{"image": b64}`` (plus ``"mask"`` when asked), or the image
-        file itself when the request accepts only ``image/jpeg`` or ``image/png``."""
-        if not isinstance(request, InpaintRequest):
-            raise TypeError("LamaHandler.infer needs the InpaintRequest of its parse_request")
-        raw = accepted_image_type(request.accept)
-        if raw is not None and request.return_mask:
+    def to_image(self, request: Request) -> np.ndarray:
+        """The request's image with its mask inpainted; a request asking for the image file
+        and the mask together is refused first (the mask needs the JSON answer)."""
+        request = inpaint_request(request)
+        if request.return_mask and accepted_image_type(request.accept) is not None:
             raise RequestError("'return_mask' needs the JSON answer: Accept application/json")
-        painted = self.paint(request.images[0], request.mask)
-        quality = int(self.config["JPEG_QUALITY"])
+        return self.paint(request.images[0], request.mask)
+
+    def answer(self, request: Request, image: np.ndarray) -> Any:
+        """``{"image": b64}`` (plus ``"mask"`` when asked), or the image file itself when the
+        request accepts only ``image/jpeg`` or ``image/png``."""
+        request = inpaint_request(request)
+        raw = accepted_image_type(request.accept)
+        quality = self.settings.jpeg_quality
         if raw is not None:
-            return RawAnswer(image_bytes(painted, IMAGE_TYPES[raw], quality), raw)
-        payload = {"image": b64(image_bytes(painted, request.output_format, quality))}
+            return RawAnswer(image_bytes(image, IMAGE_TYPES[raw], quality), raw)
+        payload = {"image": b64(image_bytes(image, request.output_format, quality))}
         if request.return_mask:
             payload["mask"] = b64(image_bytes(request.mask.astype(np.uint8) * 255, "png"))
         return payload
+
+
+def inpaint_request(request: Request) -> InpaintRequest:
+    """The :class:`InpaintRequest` that :meth:`LamaHandler.parse_request` made."""
+    if not isinstance(request, InpaintRequest):
+        raise TypeError("LamaHandler needs the InpaintRequest of its parse_request")
+    return request

@@ -8,29 +8,33 @@ detection's mask comes back in original-image pixels and the shapes are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from quadratseg_handlers.backends.ultralytics import (
-    YOLO_SETTINGS,
-    load_configured_yolo,
-    result_instances,
-)
-from quadratseg_handlers.core.config import Setting
-from quadratseg_handlers.core.instances import Instance, InstanceHandler
+from quadratseg_handlers.backends.ultralytics import YoloSettings, load_configured_yolo
+from quadratseg_handlers.backends.ultralytics_results import result_instances
+from quadratseg_handlers.core.config import Settings
+from quadratseg_handlers.core.instances import Instance, InstanceHandler, SegmentationSettings
+
+
+@dataclass(frozen=True)
+class YoloSegSettings(YoloSettings, SegmentationSettings):
+    """The common settings, then how instances become shapes, then the YOLO model's."""
 
 
 class YoloSegHandler(InstanceHandler):
     """A YOLO instance segmentation model (task ``segment``): one instance per detection."""
 
     function_name = "pth-yolo-coralseg"
-    settings: ClassVar[tuple[Setting, ...]] = YOLO_SETTINGS
+    settings_class: ClassVar[type[Settings]] = YoloSegSettings
+    settings: YoloSegSettings
     tasks: ClassVar[tuple[str, ...]] = ("segment",)
 
     def load_model(self) -> None:
         """Load MODEL_PATH, check it segments, fix the predict settings and warm it up."""
-        self.yolo = load_configured_yolo(self.config, self.tasks, self.device)
+        self.yolo = load_configured_yolo(self.settings, self.tasks, self.device)
         self.class_names = self.yolo.names
 
     def decode_size(self) -> int | None:

@@ -19,8 +19,9 @@ from typing import Any
 import nuclio_sdk
 import nuclio_sdk.test
 
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.config import temporary_environment
-from quadratseg_handlers.core.handler import BaseHandler
+from quadratseg_handlers.core.contract import ModelHandler
 from quadratseg_handlers.core.request import cvat_request as cvat_request
 from quadratseg_handlers.core.request import encode_image as encode_image
 
@@ -95,15 +96,15 @@ def make_context(logger: Any = None, worker_id: str = "0") -> nuclio_sdk.Context
 _module_ids = itertools.count()
 
 
-def handler_module(handler_class: type[BaseHandler[Any]]) -> types.ModuleType:
+def handler_module(handler_class: type[ModelHandler]) -> types.ModuleType:
     """A module shaped like a generated ``main.py`` (``init_context`` and ``handler``)."""
     module = types.ModuleType(f"quadratseg_main_{next(_module_ids)}")
 
     def init_context(context: Any) -> None:
-        handler_class.init_context(context)
+        runtime.init_context(handler_class, context)
 
     def handler(context: Any, event: Any) -> Any:
-        return handler_class.handle_event(context, event)
+        return runtime.handle_event(context, event)
 
     for function in (init_context, handler):
         function.__module__ = module.__name__
@@ -135,7 +136,7 @@ class FunctionClient:
 
     def __init__(
         self,
-        target: type[BaseHandler[Any]] | types.ModuleType | str | Path,
+        target: type[ModelHandler] | types.ModuleType | str | Path,
         env: Mapping[str, Any] | None = None,
     ) -> None:
         """A client of a handler class, a ``main.py``-shaped module or a bundle's ``main.py``.
@@ -171,12 +172,11 @@ class FunctionClient:
                 self.module.handler, event, self._with_logger
             )
 
-    def start(self) -> BaseHandler[Any]:
+    def start(self) -> Any:
         """Run ``init_context`` now (it otherwise runs on the first call); return the handler."""
         with temporary_environment(self.env):
             context = self.platform._get_handler_context(self.module.handler)
-        instance: BaseHandler[Any] = context.user_data.handler
-        return instance
+        return context.user_data.handler
 
 
 def response_json(response: nuclio_sdk.Response) -> Any:

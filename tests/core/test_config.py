@@ -2,31 +2,59 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import FrozenInstanceError, dataclass
+from pathlib import Path
+from typing import Literal
+
 import pytest
 
 from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Setting, load_config
+from quadratseg_handlers.core.config import ConfigError, Setting, Settings, retuned, setting
 from quadratseg_handlers.handlers.blobs import BlobHandler
 
-SETTINGS = [
-    Setting("RATIO", cfg.number(0.0, 1.0), 0.25, "a ratio", "number"),
-    Setting("COUNT", cfg.number(1, integer=True), 3, "a count", "integer"),
-    Setting("FLAG", cfg.boolean, True, "a flag", "boolean"),
-    Setting("MODE", cfg.choice("fast", "slow"), "fast", "a mode"),
-]
+
+@dataclass(frozen=True)
+class ExampleSettings(Settings):
+    ratio: float = setting(0.25, "a ratio", low=0.0, high=1.0)
+    count: int = setting(3, "a count", low=1)
+    flag: bool = setting(True, "a flag")
+    mode: Literal["fast", "slow"] = setting("fast", "a mode")
+    limit: int | None = setting(None, "an optional limit", low=1)
+
+
+@dataclass(frozen=True)
+class TunedSettings(ExampleSettings):
+    count: int = retuned(ExampleSettings, "count", 5)
+    path: Path = setting(Path("/opt/nuclio/t.npy"), "a file")
+
+
+SETTINGS = ExampleSettings.declared()
+
+
+def test_the_kind_and_parser_come_from_the_type():
+    assert [(s.name, s.kind, s.default) for s in SETTINGS] == [
+        ("RATIO", "number", 0.25),
+        ("COUNT", "integer", 3),
+        ("FLAG", "boolean", True),
+        ("MODE", "choice", "fast"),
+        ("LIMIT", "integer", None),
+    ]
+    tuned = TunedSettings.declared()
+    assert [s.name for s in tuned] == ["RATIO", "COUNT", "FLAG", "MODE", "LIMIT", "PATH"]
+    assert tuned[1].default == 5 and tuned[1].help == "a count"
+    assert (tuned[5].kind, tuned[5].default_text) == ("path", "/opt/nuclio/t.npy")
+    with pytest.raises(TypeError, match="no setting nope"):
+        retuned(ExampleSettings, "nope", 1)
 
 
 def test_defaults_and_environment():
-    values = load_config(
-        SETTINGS, environ={"RATIO": "0.5", "COUNT": "7", "FLAG": "off", "MODE": "SLOW"}
+    values = ExampleSettings.load(
+        environ={"RATIO": "0.5", "COUNT": "7", "FLAG": "off", "MODE": "SLOW", "LIMIT": "9"}
     )
-    assert dict(values) == {"RATIO": 0.5, "COUNT": 7, "FLAG": False, "MODE": "slow"}
-    assert dict(load_config(SETTINGS, environ={"RATIO": " "})) == {
-        "RATIO": 0.25,
-        "COUNT": 3,
-        "FLAG": True,
-        "MODE": "fast",
-    }
+    assert values == ExampleSettings(ratio=0.5, count=7, flag=False, mode="slow", limit=9)
+    assert isinstance(values.count, int) and isinstance(values.ratio, float)
+    assert ExampleSettings.load(environ={"RATIO": " "}) == ExampleSettings()
 
 
 @pytest.mark.parametrize(
@@ -39,23 +67,40 @@ def test_defaults_and_environment():
         ({"COUNT": "0"}, "COUNT='0': must be >= 1"),
         ({"FLAG": "maybe"}, "FLAG='maybe': expected true or false"),
         ({"MODE": "warp"}, "MODE='warp': expected one of fast, slow"),
+        ({"LIMIT": "0"}, "LIMIT='0': must be >= 1"),
     ],
 )
 def test_invalid_values_name_the_variable(env, message):
     with pytest.raises(ConfigError) as info:
-        load_config(SETTINGS, environ=env)
+        ExampleSettings.load(environ=env)
     assert str(info.value).startswith(message)
 
 
 def test_keyword_overrides_any_case_and_typed_values():
-    values = load_config(SETTINGS, {"ratio": 0.75, "Count": 2, "flag": False}, environ={})
-    assert values["RATIO"] == 0.75 and values["COUNT"] == 2 and values["FLAG"] is False
+    values = ExampleSettings.load({"ratio": 0.75, "Count": 2, "flag": False}, environ={})
+    assert values.ratio == 0.75 and values.count == 2 and values.flag is False
     with pytest.raises(ConfigError, match="COUNT=2.5"):
-        load_config(SETTINGS, {"count": 2.5}, environ={})
+        ExampleSettings.load({"count": 2.5}, environ={})
     with pytest.raises(ConfigError, match="unknown setting"):
-        load_config(SETTINGS, {"ratoi": 1}, environ={})
-    with pytest.raises(KeyError, match="not a setting"):
-        values["NOPE"]
+        ExampleSettings.load({"ratoi": 1}, environ={})
+    with pytest.raises(FrozenInstanceError):
+        values.ratio = 0.5  # type: ignore[misc]
+
+
+def test_settings_are_read_without_casts():
+    """No handler, backend or demo module reads a setting by name or through a cast: each
+    is a typed attribute of its settings dataclass."""
+    package = Path(__file__).resolve().parents[2] / "quadratseg_handlers"
+    offending = []
+    for path in sorted(package.rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if (
+                "config[" in line
+                and ".config[" in line
+                or re.search(r"\b(int|float|bool|str)\(self\.settings\.", line)
+            ):
+                offending.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert offending == []
 
 
 def test_files_and_devices(tmp_path):
@@ -76,7 +121,7 @@ def test_subclass_settings_and_defaults_are_merged():
     assert names[:4] == ["DEVICE", "CONF_THRESHOLD", "MAX_IMAGE_PIXELS", "MAX_BATCH_SIZE"]
     assert {"CONVERT_TO_POLYLINE", "MIN_AREA", "BLOB_LEVEL"} <= set(names)
     handler = BlobHandler(environ={"BLOB_LEVEL": "180"})
-    assert handler.config["BLOB_LEVEL"] == 180 and handler.device == "cpu"
+    assert handler.settings.blob_level == 180 and handler.device == "cpu"
 
 
 def test_combined_table_lists_each_variable_once():

@@ -14,7 +14,7 @@ from handlers_for_tests import RECT_IMAGE_BOXES, BrightBoxHandler, huge_png_head
 from PIL import Image
 
 from quadratseg_handlers import ConfigError
-from quadratseg_handlers.core import handler as handler_module
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.memory import release_memory
 from quadratseg_handlers.core.request import cvat_request, encode_image
 from quadratseg_handlers.local.harness import (
@@ -74,7 +74,7 @@ def test_client_settings_hold_while_the_function_runs_and_only_then(monkeypatch,
     monkeypatch.delenv("CONF_THRESHOLD", raising=False)
     client = FunctionClient(BrightBoxHandler, {"conf_threshold": 0.95})
     assert response_json(client.call({"image": png_b64(rect_image)})) == RECT_IMAGE_BOXES[:1]
-    assert client.start().config["CONF_THRESHOLD"] == 0.95
+    assert client.start().settings.conf_threshold == 0.95
     assert "CONF_THRESHOLD" not in os.environ
 
 
@@ -177,8 +177,8 @@ def test_a_json_string_holding_an_object_is_not_parsed_twice(client, rect_image)
 
 def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, rect_image):
     released = []
-    monkeypatch.setattr(handler_module, "LARGE_REQUEST_PIXELS", 200 * 120)
-    monkeypatch.setattr(handler_module, "release_memory", lambda: released.append(True))
+    monkeypatch.setattr(runtime, "LARGE_REQUEST_PIXELS", 200 * 120)
+    monkeypatch.setattr(runtime, "release_memory", lambda: released.append(True))
     small = np.ascontiguousarray(rect_image[:60])
     assert client.call({"image": png_b64(small)}).status_code == 200
     assert released == []
@@ -243,14 +243,14 @@ def test_invalid_setting_stops_start_up_naming_the_variable(monkeypatch, rect_im
     monkeypatch.setenv("LEVEL", "bright")
     context = make_context()
     with pytest.raises(ConfigError, match="LEVEL='bright'"):
-        BrightBoxHandler.init_context(context)
+        runtime.init_context(BrightBoxHandler, context)
     assert context.logger.messages("error") == ["start-up failed"]
 
 
 def test_init_context_and_handle_event_with_a_plain_context(rect_image):
     context = make_context(worker_id="3")
-    BrightBoxHandler.init_context(context)
-    response = BrightBoxHandler.handle_event(context, make_event({"image": png_b64(rect_image)}))
+    runtime.init_context(BrightBoxHandler, context)
+    response = runtime.handle_event(context, make_event({"image": png_b64(rect_image)}))
     assert response_json(response) == RECT_IMAGE_BOXES
     assert context.logger.records[-1][2]["worker"] == "3"
 

@@ -137,11 +137,12 @@ def test_requirements_expand_the_extras_an_extra_includes(source):
     assert source.requirements(None) == list(source.dependencies)
 
 
-def test_main_py_only_imports_the_handler():
+def test_main_py_imports_the_handler_and_hands_it_to_the_runtime():
     text = folder_files(FUNCTIONS["pth-yolo-gridpose"], SourceTree.of_library())["main.py"]
+    assert "from quadratseg_handlers.core import runtime" in text
     assert "from quadratseg_handlers.handlers.grid import GridPoseHandler as Handler" in text
-    assert "    Handler.init_context(context)" in text
-    assert "    return Handler.handle_event(context, event)" in text
+    assert "    runtime.init_context(Handler, context)" in text
+    assert "    return runtime.handle_event(context, event)" in text
 
 
 def test_a_gpu_bundle_of_an_onnx_model_runs_onnxruntime_gpu():

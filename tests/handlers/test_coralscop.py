@@ -304,7 +304,7 @@ def test_shipped_sam_crop_layer_answers_200_when_no_mask_survives(random_segform
     }
     client = FunctionClient(CoralScopSegformerHandler, variables)
     handler = client.start()
-    assert handler.config["SAM_CROP_N_LAYERS"] == 1
+    assert handler.settings.sam_crop_n_layers == 1
     uniform = np.full((size[1], size[0], 3), 120, dtype=np.uint8)
     assert handler.mask_proposals(uniform) == []
     response = client.call(cvat_request(uniform))

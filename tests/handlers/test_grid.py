@@ -21,6 +21,7 @@ from ultralytics import YOLO
 from ultralytics.utils import ROOT as ULTRALYTICS_ROOT
 
 from quadratseg_handlers import ConfigError, cvat
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.deploy import catalog
@@ -301,7 +302,7 @@ def test_gridpose_in_nuclio_batch_mode_answers_each_event_as_alone(grid_case):
     ]
     for index, event in enumerate(events):
         event.id = f"event-{index}"
-    responses = client.start().handle_batch(make_context(), events)
+    responses = runtime.respond_batch(client.start(), make_context(), events)
     assert [r.event_id for r in responses] == ["event-0", "event-1", "event-2"]
     assert [r.status_code for r in responses] == [200, 400, 200]
     assert response_json(responses[0]) == alone == response_json(responses[2])
@@ -476,13 +477,13 @@ def _loaded(handler_class):
 
 
 def test_settings_defaults_per_function():
-    corners = {s.name: s.default for s in GridCornersHandler.declared_settings()}
-    pose = {s.name: s.default for s in GridPoseHandler.declared_settings()}
+    corners = {s.name: s.default_text for s in GridCornersHandler.declared_settings()}
+    pose = {s.name: s.default_text for s in GridPoseHandler.declared_settings()}
     assert corners["TEMPLATE_PATH"] == "/opt/nuclio/kp_template_corners.npy"
     assert pose["TEMPLATE_PATH"] == "/opt/nuclio/kp_template.npy"
-    assert (corners["HUNGARIAN_THRESH"], pose["HUNGARIAN_THRESH"]) == (0.3, 0.12)
+    assert (corners["HUNGARIAN_THRESH"], pose["HUNGARIAN_THRESH"]) == ("0.3", "0.12")
     assert (corners["SKELETON_LABEL"], pose["SKELETON_LABEL"]) == ("quadrat_corner", "grid")
-    assert (corners["MIN_MATCHES"], pose["MIN_MATCHES"]) == (3, 20)
+    assert (corners["MIN_MATCHES"], pose["MIN_MATCHES"]) == ("3", "20")
     assert corners["MODEL_PATH"] == pose["MODEL_PATH"] == "/opt/nuclio/best.pt"
     assert catalog.handler_class("pth-yolo-gridcorners") is GridCornersHandler
     assert catalog.handler_class("pth-yolo-gridpose") is GridPoseHandler
@@ -566,7 +567,7 @@ def test_bad_settings_stop_start_up_naming_the_variable(
         monkeypatch.setenv(name, value)
     context = make_context()
     with pytest.raises(ConfigError, match=message):
-        handler_class.init_context(context)
+        runtime.init_context(handler_class, context)
     assert context.logger.messages("error") == ["start-up failed"]
 
 

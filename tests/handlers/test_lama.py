@@ -333,7 +333,7 @@ def test_opencv_backend_never_imports_torch(tmp_path):
         f"h = LamaHandler(inpaint_backend='opencv', lama_model={str(tmp_path / 'x.pt')!r})\n"
         "image = np.zeros((64, 64, 3), np.uint8)\n"
         "mask = np.zeros((64, 64), bool); mask[30:34] = True\n"
-        "h.remove_grid(image, mask=mask)\n"
+        "h.annotate(image, mask=mask)\n"
         "print('torch' in sys.modules)\n"
     )
     result = subprocess.run(

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +18,13 @@ from scipy.optimize import linear_sum_assignment
 from ultralytics.engine.results import Results
 
 from quadratseg_handlers import ConfigError, cvat
-from quadratseg_handlers.backends import ultralytics as backend
-from quadratseg_handlers.backends.ultralytics import (
+from quadratseg_handlers.backends import ultralytics_results as backend
+from quadratseg_handlers.backends.ultralytics import load_yolo, precision_options
+from quadratseg_handlers.backends.ultralytics_results import (
     Letterbox,
     _sampled_on_device,
-    load_yolo,
     mask_in_image,
     masks_in_image,
-    precision_options,
     result_instances,
 )
 from quadratseg_handlers.core.request import ReducedImage, cvat_request, encode_image
@@ -268,7 +268,7 @@ def test_both_functions_are_catalogued_with_the_yolo_settings():
         assert handler_class(name) is handler
         assert handler.function_name == name
         settings = {s.name: s.default for s in handler.declared_settings()}
-        assert settings["MODEL_PATH"] == "/opt/nuclio/best.pt"
+        assert settings["MODEL_PATH"] == Path("/opt/nuclio/best.pt")
         assert settings["CONF_THRESHOLD"] == 0.25
         assert settings["IOU_THRESHOLD"] == 0.5
         assert settings["AGNOSTIC_NMS"] is False

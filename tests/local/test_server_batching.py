@@ -19,15 +19,16 @@ from quadratseg_handlers.local.server import BackgroundServer, FunctionServer, S
 from quadratseg_handlers.local.workers import EventMessage, make_event, run_batch
 
 COUNTING_MAIN = """\
+from quadratseg_handlers.core import runtime
 from quadratseg_handlers.handlers.blobs import BlobHandler
 
 
 def init_context(context):
-    BlobHandler.init_context(context)
+    runtime.init_context(BlobHandler, context)
 
 
 def handler(context, event):
-    answer = BlobHandler.handle_event(context, event)
+    answer = runtime.handle_event(context, event)
     size = str(len(event)) if isinstance(event, list) else "single"
     for response in answer if isinstance(answer, list) else [answer]:
         response.headers["X-Events"] = size
