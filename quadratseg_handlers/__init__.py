@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quadratseg_handlers import _legacy
 from quadratseg_handlers.core.config import ConfigError, Setting, Settings, setting
 from quadratseg_handlers.core.contract import BaseHandler, ImageHandler, ModelHandler
 from quadratseg_handlers.core.instances import Instance, InstanceHandler
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
         YoloSegHandler,
     )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 HANDLER_CLASSES: dict[str, str] = {
     "YoloSegHandler": "quadratseg_handlers.handlers.yolo",
@@ -42,8 +41,6 @@ HANDLER_CLASSES: dict[str, str] = {
     "BlobHandler": "quadratseg_handlers.handlers.blobs",
 }
 """Handler class name -> the module of :mod:`quadratseg_handlers.handlers` that defines it."""
-
-_legacy.install()
 
 
 def __getattr__(name: str) -> Any:

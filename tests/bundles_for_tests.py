@@ -4,11 +4,13 @@
 sleeps before answering (to keep workers busy); ``FLOAT_CONFIDENCE_MAIN`` answers shapes whose
 confidences are floats, which CVAT drops (``quadratseg check`` must fail it); ``ECHO_MAIN``
 answers what it received (body type, path, fields, worker, pid) and can be told to raise, to
-exit, or to return a list.
+exit, or to return a list. :func:`as_packaged_by_0_1` turns any of them into a bundle of the
+flat 0.1 layout, which ``validate`` and ``serve`` must ask to be packaged again.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,32 @@ def handler(context, event):
         content_type="application/json", status_code=200,
     )
 """
+
+
+OLD_MODULE = "quadratseg_handlers.blobs"
+"""Where the flat 0.1 layout kept BlobHandler (now quadratseg_handlers.handlers.blobs)."""
+
+
+def as_packaged_by_0_1(
+    folder: Path, *, through: str | None = None, function: str | None = None
+) -> Path:
+    """Make the bundle in ``folder`` one that 0.1 packaged: function.yaml says 0.1.0 (and
+    names the catalogue's ``function`` when given) and the handler is imported from the flat
+    layout's module name, by main.py's first import or, with ``through`` (a file name), by
+    that file of the bundle, which main.py imports instead (an import only running it finds).
+    Return the folder."""
+    main = folder / "main.py"
+    first_import = re.compile(r"^from \S+ import (\w+)", re.MULTILINE)
+    old_import = first_import.sub(rf"from {OLD_MODULE} import \1", main.read_text(), count=1)
+    if through is None:
+        main.write_text(old_import)
+    else:
+        (folder / through).write_text(old_import)
+        main.write_text(f"from {Path(through).stem} import handler, init_context\n")
+    path = folder / "function.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["metadata"]["annotations"]["quadratseg.version"] = "0.1.0"
+    if function is not None:
+        config["metadata"]["annotations"]["quadratseg.function"] = function
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "cli")
 """Bottom to top: a module may import its own layer and the layers before it."""
 
-FACADE = {PACKAGE, f"{PACKAGE}.__main__", f"{PACKAGE}._legacy"}
-"""Top-level modules: the public names, ``python -m`` and the old module names."""
+FACADE = {PACKAGE, f"{PACKAGE}.__main__"}
+"""Top-level modules: the public names and ``python -m``."""
 
 
 def module_name(path: Path) -> str:

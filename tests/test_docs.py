@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from docs_for_tests import PAGES, blocks, make_stand_ins, run_page
 
-from quadratseg_handlers._legacy import LEGACY_MODULES
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,9 +39,6 @@ def test_every_module_the_docs_name_exists():
     for page in pages:
         text = page.read_text()
         for dotted in re.findall(r"quadratseg_handlers(?:\.[a-z_]+)+", text):
-            if any(dotted == old or dotted.startswith(old + ".") for old in LEGACY_MODULES):
-                missing.append(f"{page.name}: {dotted} (a 0.1 module name)")
-                continue
             parts = dotted.split(".")
             # the longest prefix that is a module; the rest must be its attributes
             while len(parts) > 1 and not _is_module(".".join(parts)):

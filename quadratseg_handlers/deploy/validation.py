@@ -26,6 +26,7 @@ from quadratseg_handlers import cvat
 from quadratseg_handlers.core.messages import plural
 from quadratseg_handlers.deploy import extraction
 from quadratseg_handlers.deploy.catalog import FUNCTIONS, FunctionKind
+from quadratseg_handlers.deploy.compatibility import OutdatedBundle, outdated_bundle
 from quadratseg_handlers.deploy.function_yaml import (
     NUCLIO_DIR,
     BundleError,
@@ -119,12 +120,14 @@ def answer_problems(result: Mapping[str, Any], kind: FunctionKind, labels: Any) 
 
 Probe = Callable[[Path, FunctionKind, float], dict[str, Any]]
 """Runs a bundle folder's main.py once (a function kind, a timeout) and reports the answer:
-:func:`quadratseg_handlers.local.bundle.run_probe` in a subprocess."""
+:func:`quadratseg_handlers.local.bundle.run_probe` in a subprocess. Its result holds
+``outdated`` (the one-line message) when the bundle imports what this version lacks."""
 
 
 def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) -> Report:
     """Check a bundle (zip or folder), and run it once with ``probe`` when one is given;
-    FileNotFoundError / ValueError when ``path`` is not a bundle."""
+    FileNotFoundError / ValueError when ``path`` is not a bundle, OutdatedBundle when it was
+    packaged by a version whose modules this one lacks (found in main.py or by the probe)."""
     report = Report()
     with tempfile.TemporaryDirectory(prefix="quadratseg-validate-") as workdir:
         if extraction.is_archive(path):
@@ -153,6 +156,9 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
                 report.problems += [f"spec: {p}" for p in cvat.spec_problems(labels)]
         if not isinstance(config, Mapping):
             return report
+        outdated = outdated_bundle(folder, config)
+        if outdated is not None:
+            raise OutdatedBundle(outdated)
         missing, fetched = file_problems(config, folder)
         report.problems += missing
         name = get(config, "metadata", "name")
@@ -169,6 +175,8 @@ def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) 
             report.summary = f"{name}: configuration valid"
             return report
         result = probe(folder, kind, timeout)
+        if "outdated" in result:
+            raise OutdatedBundle(result["outdated"])
         report.problems += answer_problems(result, kind, labels)
         if report.ok:
             shapes = len(result["answer"])

@@ -28,6 +28,7 @@ from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.core.messages import describe_error, last_line
 from quadratseg_handlers.core.request import cvat_request, encode_image
 from quadratseg_handlers.deploy.catalog import FunctionKind
+from quadratseg_handlers.deploy.compatibility import outdated_import
 from quadratseg_handlers.deploy.function_yaml import BundleError, environment, load_function_yaml
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.local.synthetic import blobs_image
@@ -172,7 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = probe(Path.cwd(), args.kind, args.width, args.height)
         code = 0
     except Exception as exc:
-        result = {"error": describe_error(exc, 300), "traceback": traceback.format_exc()}
+        outdated = outdated_import(exc, Path.cwd())
+        if outdated is not None:
+            result = {"outdated": outdated}
+        else:
+            result = {"error": describe_error(exc, 300), "traceback": traceback.format_exc()}
         code = 1
     args.result.write_text(json.dumps(result))
     return code

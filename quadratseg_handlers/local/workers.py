@@ -26,6 +26,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import nuclio_sdk
@@ -33,6 +34,7 @@ import nuclio_sdk.json_encoder
 import nuclio_sdk.logger
 
 from quadratseg_handlers.core.messages import describe_error
+from quadratseg_handlers.deploy.compatibility import outdated_import
 
 
 class WorkerError(Exception):
@@ -211,9 +213,13 @@ def worker_main(spec: WorkerSpec, worker_id: int, conn: Connection) -> None:
         if init_context is not None:
             init_context(context)
     except BaseException as exc:
-        if not isinstance(exc, WorkerError):
-            logger.error_with("init_context failed", traceback=traceback.format_exc())
-        conn.send(("failed", describe_error(exc, 300)))
+        outdated = outdated_import(exc, Path(spec.module_path).parent)
+        if outdated is not None:
+            conn.send(("outdated", outdated))
+        else:
+            if not isinstance(exc, WorkerError):
+                logger.error_with("init_context failed", traceback=traceback.format_exc())
+            conn.send(("failed", describe_error(exc, 300)))
         conn.close()
         return
     conn.send(("ready", os.getpid()))
@@ -264,6 +270,8 @@ class WorkerProcess:
             state, detail = self.conn.recv()
         except (EOFError, OSError):
             raise self._died("during start-up") from None
+        if state == "outdated":  # the bundle's own one-line message: package it again
+            raise WorkerError(detail)
         if state != "ready":
             raise WorkerError(f"worker {self.worker_id} failed to start: {detail}")
 

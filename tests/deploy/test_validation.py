@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from bundles_for_tests import as_packaged_by_0_1
 from packaging_for_tests import cli
 
 from quadratseg_handlers import cvat
@@ -85,6 +86,29 @@ def test_validate_reports_a_broken_main_py(bundle):
     (bundle / "main.py").write_text("raise RuntimeError('broken\\nsecond line')\n")
     assert validate(bundle, probe=run_probe).problems == ["main.py: RuntimeError: broken"]
     assert validate(bundle).ok
+
+
+def packaged_by_0_1(importer: str, usage: str) -> str:
+    """The line validate ends with for the test bundle made a 0.1 bundle (exit 2)."""
+    return (
+        "quadratseg validate: error: test-level-boxes: packaged with quadratseg-handlers 0.1.0 "
+        f"({importer} imports quadratseg_handlers.blobs, which this version does not have); "
+        f"package it again with `quadratseg package {usage}`"
+    )
+
+
+def test_validate_asks_to_package_a_0_1_bundle_again_before_running_it(bundle, capsys):
+    as_packaged_by_0_1(bundle)
+    expected = packaged_by_0_1("main.py", "levelboxes LEVELS [NAMES]")
+    assert cli(capsys, "validate", str(bundle)) == (2, [expected])
+    assert cli(capsys, "validate", "--no-run", str(bundle)) == (2, [expected])
+
+
+def test_validate_finds_a_0_1_import_when_it_runs_the_bundle(bundle, capsys):
+    # the probe's process knows the real catalogue only: the bundle says it is example-blobs
+    as_packaged_by_0_1(bundle, through="handler_of_0_1.py", function="example-blobs")
+    expected = packaged_by_0_1("handler_of_0_1.py", "blobs")
+    assert cli(capsys, "validate", str(bundle)) == (2, [expected])
 
 
 def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle):

@@ -329,7 +329,7 @@ def test_opencv_backend_end_to_end(opencv_client, photo):
 def test_opencv_backend_never_imports_torch(tmp_path):
     script = (
         "import sys, numpy as np\n"
-        "from quadratseg_handlers.lama import LamaHandler\n"
+        "from quadratseg_handlers.handlers.lama import LamaHandler\n"
         f"h = LamaHandler(inpaint_backend='opencv', lama_model={str(tmp_path / 'x.pt')!r})\n"
         "image = np.zeros((64, 64, 3), np.uint8)\n"
         "mask = np.zeros((64, 64), bool); mask[30:34] = True\n"

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from bundles_for_tests import BLOB_MAIN, ECHO_MAIN, SLOW_MAIN, write_bundle
+from bundles_for_tests import BLOB_MAIN, ECHO_MAIN, SLOW_MAIN, as_packaged_by_0_1, write_bundle
 
 from quadratseg_handlers.core.request import cvat_request
 from quadratseg_handlers.deploy.function_yaml import read_function_config
@@ -257,6 +257,22 @@ def test_a_function_that_cannot_start_is_one_line(tmp_path):
         BackgroundServer(read_function_config(folder)).start()
     assert str(info.value).startswith("worker 0 failed to start: ConfigError: BLOB_LEVEL='bright'")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("through", "importer"), [(None, "main.py"), ("old.py", "old.py")])
+def test_serve_asks_to_package_a_0_1_bundle_again(tmp_path, capfd, through, importer):
+    """Found in main.py before any worker starts, or when a worker fails to import: the same
+    one line and exit code as `quadratseg validate`, no traceback from the worker."""
+    from quadratseg_handlers.cli.main import main
+
+    folder = write_bundle(tmp_path / "old", BLOB_MAIN, name="example-blobs")
+    as_packaged_by_0_1(folder, through=through, function="example-blobs")
+    assert main(["serve", str(folder), "--port", "0"]) == 2
+    assert capfd.readouterr().err.splitlines() == [
+        "quadratseg serve: error: example-blobs: packaged with quadratseg-handlers 0.1.0 "
+        f"({importer} imports quadratseg_handlers.blobs, which this version does not have); "
+        "package it again with `quadratseg package blobs`"
+    ]
 
 
 def free_port() -> int:
