@@ -10,8 +10,8 @@ import yaml
 from packaging_for_tests import cli
 
 from quadratseg_handlers import cvat
+from quadratseg_handlers.deploy.bundle_checks import validate
 from quadratseg_handlers.deploy.function_yaml import MIN_REQUEST_BODY
-from quadratseg_handlers.deploy.validation import validate
 from quadratseg_handlers.local.bundle import run_probe
 
 # --- validate finds what is wrong ---------------------------------------------------------------
