@@ -27,7 +27,7 @@ from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, Setting
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.messages import describe_error
-from quadratseg_handlers.core.request import bgr_pixels, photo_size, reduction
+from quadratseg_handlers.core.request import bgr_pixels, photo_size_hw, reduction
 from quadratseg_handlers.ops.boxes import box_centres
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ YOLO_SETTINGS: tuple[Setting, ...] = (
 ImageSize = int | tuple[int, int]
 
 
-def _image_size_pair(value: Any) -> tuple[int, int]:
+def _imgsz_hw(value: Any) -> tuple[int, int]:
     """An ultralytics imgsz as (height, width)."""
-    size = _image_size(value)
-    return (size, size) if isinstance(size, int) else size
+    imgsz = _image_size(value)
+    return (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
 
 
 def _image_size(value: Any) -> ImageSize:
@@ -171,7 +171,7 @@ class YoloModel:
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         self.predict([np.zeros((height, width, 3), dtype=np.uint8)], conf=1.0)
         if config["SCALED_DECODE"]:
-            self.decode_side = max(_image_size_pair(self.model.predictor.imgsz))
+            self.decode_side = max(_imgsz_hw(self.model.predictor.imgsz))
 
     def predict(self, images: Sequence[np.ndarray], conf: float) -> list[Results]:
         """One ultralytics result per RGB image, all images in one batch."""
@@ -517,7 +517,7 @@ def result_instances(result: Results, image: np.ndarray | None = None) -> list[I
     input_shape = (int(masks.shape[-2]), int(masks.shape[-1]))
     letterbox = Letterbox.between(input_shape, image_shape, factor)
     if image is not None:
-        image_shape = photo_size(image)
+        image_shape = photo_size_hw(image)
     boxes = _as_array(result.boxes.xyxy) * factor
     scores = _as_array(result.boxes.conf)
     classes = _as_array(result.boxes.cls).astype(int)

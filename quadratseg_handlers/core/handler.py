@@ -200,7 +200,7 @@ class BaseHandler(Generic[P]):
         a reduced scale whose long side is not below it (a
         :class:`~quadratseg_handlers.core.request.ReducedImage`, several times faster), and
         ``predict``/``to_shapes`` answer in the photo's pixels
-        (:func:`~quadratseg_handlers.core.request.photo_size`).
+        (:func:`~quadratseg_handlers.core.request.photo_size_hw`).
         """
         return None
 
