@@ -83,10 +83,10 @@ class YoloSettings(DetectorSettings):
 ImageSize = int | tuple[int, int]
 
 
-def _image_size_pair(value: Any) -> tuple[int, int]:
+def _imgsz_hw(value: Any) -> tuple[int, int]:
     """An ultralytics imgsz as (height, width)."""
-    size = _image_size(value)
-    return (size, size) if isinstance(size, int) else size
+    imgsz = _image_size(value)
+    return (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
 
 
 def _image_size(value: Any) -> ImageSize:
@@ -149,7 +149,7 @@ class YoloModel:
         height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         self.predict([np.zeros((height, width, 3), dtype=np.uint8)], conf=1.0)
         if settings.scaled_decode:
-            self.decode_side = max(_image_size_pair(self.model.predictor.imgsz))
+            self.decode_side = max(_imgsz_hw(self.model.predictor.imgsz))
 
     def predict(self, images: Sequence[np.ndarray], conf: float) -> list[Results]:
         """One ultralytics result per RGB image, all images in one batch."""

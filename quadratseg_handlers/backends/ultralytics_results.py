@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from quadratseg_handlers.core.instances import Instance
-from quadratseg_handlers.core.request import photo_size, reduction
+from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.ops.boxes import box_centres
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ def result_instances(result: Results, image: np.ndarray | None = None) -> list[I
     input_shape = (int(masks.shape[-2]), int(masks.shape[-1]))
     letterbox = Letterbox.between(input_shape, image_shape, factor)
     if image is not None:
-        image_shape = photo_size(image)
+        image_shape = photo_size_hw(image)
     boxes = _as_array(result.boxes.xyxy) * factor
     scores = _as_array(result.boxes.conf)
     classes = _as_array(result.boxes.cls).astype(int)

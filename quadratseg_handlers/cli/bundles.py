@@ -102,8 +102,8 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a bundle (zip or folder) the way Nuclio and CVAT will use it."""
+    from quadratseg_handlers.deploy.bundle_checks import validate
     from quadratseg_handlers.deploy.compatibility import OutdatedBundle
-    from quadratseg_handlers.deploy.validation import validate
     from quadratseg_handlers.local.bundle import run_probe
 
     probe = None if args.no_run else run_probe

@@ -26,7 +26,7 @@ from quadratseg_handlers.local.client import (
     FunctionError,
     HttpFunction,
     image_files,
-    image_size,
+    image_size_wh,
     request_body,
 )
 
@@ -108,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         function = HttpFunction(args.function_url, timeout=args.timeout)
         images = image_files(args.test_images)
         bodies = [request_body(path, args.threshold) for path in images]
-        sizes = [image_size(path) for path in images]
+        sizes_wh = [image_size_wh(path) for path in images]
         warmup = args.concurrency if args.warmup is None else args.warmup
         print(
             f"bench: {len(images)} images, {warmup} warm-up + {args.num_runs} counted requests, "
@@ -118,7 +118,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bar = bench.ProgressBar(args.num_runs)
         result = bench.run(function, bodies, args.num_runs, args.concurrency, warmup, bar.update)
         result.model = args.model or function.name() or args.function_url
-        result.image_size = bench.size_text(sizes)
+        result.image_size = bench.size_text(sizes_wh)
     print(bench.table(result))
     for error, count in result.errors.most_common():
         print(f"failed x{count}: {error}", file=sys.stderr)

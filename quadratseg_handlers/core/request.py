@@ -39,22 +39,23 @@ class ReducedImage(np.ndarray):
     """An RGB image decoded at a fraction of its photo's size (libjpeg's DCT scaling).
 
     Pixel ``(i, j)`` covers the photo's pixels ``[i * reduction, (i + 1) * reduction)`` in
-    each axis; ``photo_size`` is the (height, width) of the photo CVAT shows, EXIF
+    each axis; ``photo_size_hw`` is the (height, width) of the photo CVAT shows, EXIF
     orientation applied. Arrays derived from it (slices, copies) are plain images again.
     """
 
     reduction: int = 1
-    photo_size: tuple[int, int] = (0, 0)
+    photo_size_hw: tuple[int, int] = (0, 0)
 
     @classmethod
-    def of(cls, pixels: np.ndarray, factor: int, size: tuple[int, int]) -> ReducedImage:
-        """``pixels`` viewed as the 1/``factor`` decode of a photo of ``size`` (height, width)."""
+    def of(cls, pixels: np.ndarray, factor: int, size_hw: tuple[int, int]) -> ReducedImage:
+        """``pixels`` viewed as the 1/``factor`` decode of a photo of ``size_hw`` (height,
+        width)."""
         image = pixels.view(cls)
-        image.reduction, image.photo_size = factor, size
+        image.reduction, image.photo_size_hw = factor, size_hw
         return image
 
     def __array_finalize__(self, obj: Any) -> None:
-        self.reduction, self.photo_size = 1, (0, 0)
+        self.reduction, self.photo_size_hw = 1, (0, 0)
 
 
 def reduction(image: np.ndarray) -> int:
@@ -62,10 +63,10 @@ def reduction(image: np.ndarray) -> int:
     return image.reduction if isinstance(image, ReducedImage) and image.reduction > 1 else 1
 
 
-def photo_size(image: np.ndarray) -> tuple[int, int]:
+def photo_size_hw(image: np.ndarray) -> tuple[int, int]:
     """(height, width) of the photo ``image`` was decoded from: its own size unless reduced."""
     if reduction(image) > 1:
-        return cast(ReducedImage, image).photo_size
+        return cast(ReducedImage, image).photo_size_hw
     return int(image.shape[0]), int(image.shape[1])
 
 
@@ -75,7 +76,7 @@ class Request:
 
     An image may be a :class:`ReducedImage` when the handler asked for a smaller decode
     (:meth:`~quadratseg_handlers.core.contract.BaseHandler.decode_size`): shapes are still
-    answered in the pixels of its photo (:func:`photo_size`).
+    answered in the pixels of its photo (:func:`photo_size_hw`).
     """
 
     images: list[np.ndarray]
@@ -301,11 +302,12 @@ _PNG_METADATA = (b"eXIf", b"exif", b"Exif", b"tiff:Orientation")
 """Byte strings of orientation metadata PIL may find in a PNG only by reading all of it."""
 
 
-def jpeg_reduction(size: tuple[int, int], min_side: int | None) -> int:
-    """The largest DCT reduction whose decoded long side is still >= ``min_side`` (1: none)."""
+def jpeg_reduction(size_wh: tuple[int, int], min_side: int | None) -> int:
+    """The largest DCT reduction whose decoded long side is still >= ``min_side`` (1: none),
+    for a photo of ``size_wh`` (width, height)."""
     if min_side is None:
         return 1
-    long_side = max(size)
+    long_side = max(size_wh)
     return next((k for k in DCT_REDUCTIONS if -(-long_side // k) >= min_side), 1)
 
 
@@ -355,8 +357,8 @@ def decode_opened(
         return pixels
     width, height = image.size
     orientation = _orientation(image, data) or 1
-    upright = (height, width) if orientation < 5 else (width, height)
-    return ReducedImage.of(pixels, reduced, upright)
+    upright_hw = (height, width) if orientation < 5 else (width, height)
+    return ReducedImage.of(pixels, reduced, upright_hw)
 
 
 def decode_image(

@@ -1,11 +1,12 @@
 """The CVAT contract: shape builders, label specs, mask geometry and response validation.
 
 ``from quadratseg_handlers import cvat`` then ``cvat.polygon(...)``, ``cvat.skeleton_spec(...)``:
-the names of :mod:`.shapes`, :mod:`.spec`, :mod:`.validation` and :mod:`.answer` (plus
+the names of :mod:`.shapes`, :mod:`.spec`, :mod:`.acceptance` and :mod:`.answer` (plus
 :class:`.masks.MaskValues`) in one namespace, in the
 spirit of cvat-sdk's auto-annotation helpers.
 """
 
+from quadratseg_handlers.cvat.acceptance import cvat_keeps, spec_problems, validate_response
 from quadratseg_handlers.cvat.answer import answer_json
 from quadratseg_handlers.cvat.masks import MaskValues
 from quadratseg_handlers.cvat.shapes import (
@@ -38,7 +39,6 @@ from quadratseg_handlers.cvat.spec import (
     skeleton_svg_graph,
     spec_json,
 )
-from quadratseg_handlers.cvat.validation import cvat_keeps, spec_problems, validate_response
 
 __all__ = [
     "CONFIDENCE",

@@ -30,7 +30,7 @@ from quadratseg_handlers.backends.ultralytics import YoloSettings, load_configur
 from quadratseg_handlers.backends.ultralytics_results import PointDetections, result_points
 from quadratseg_handlers.core.config import ConfigError, Settings, retuned, setting
 from quadratseg_handlers.core.contract import BaseHandler
-from quadratseg_handlers.core.request import photo_size, reduction
+from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.ops.frame_bars import corners_from_bars
@@ -127,10 +127,10 @@ class CornerSettings(GridSettings):
     )
 
 
-REFINE_WARP = 640
+SECOND_PASS_SIDE = 640
 """Side of the upright warp the corners' second pass predicts on (pixels)."""
 
-REFINE_MARGIN = 0.1
+SECOND_PASS_MARGIN = 0.1
 """Margin around the quadrat in that warp, as a fraction of its side: the frame stays whole."""
 
 
@@ -203,7 +203,7 @@ class GridHandler(BaseHandler[GridPrediction]):
 
     def order(self, found: PointDetections, image: np.ndarray) -> Match:
         """Match the points to the template; log why when there is no skeleton."""
-        match = self.matched(found, image)
+        match = self.match_template(found, image)
         if not match.ok:
             self.warn(
                 "no skeleton: " + match.reason,
@@ -213,9 +213,9 @@ class GridHandler(BaseHandler[GridPrediction]):
             )
         return match
 
-    def matched(self, found: PointDetections, image: np.ndarray) -> Match:
+    def match_template(self, found: PointDetections, image: np.ndarray) -> Match:
         """The points matched to the template with this function's settings."""
-        height, width = photo_size(image)
+        height, width = photo_size_hw(image)
         return match_points(
             found.points,
             self.template,
@@ -234,7 +234,7 @@ class GridHandler(BaseHandler[GridPrediction]):
             return [cvat.points(label, point, score) for point, score, label in raw]
         if not match.ok:
             return []
-        height, width = photo_size(image)
+        height, width = photo_size_hw(image)
         return [
             skeleton_shape(
                 self.settings.skeleton_label,
@@ -301,11 +301,11 @@ class GridCornersHandler(GridHandler):
         super().load_model()
 
     def decode_size(self) -> int | None:
-        """The network input, or the refining warp's side when that is larger: the second
+        """The network input, or the second pass's warp side when that is larger: the second
         pass and the frame's bars look at the quadrat closer than the first pass does."""
         side = super().decode_size()
         if side is not None and (self.settings.refine_corners or self.settings.fit_frame_bars):
-            return max(side, REFINE_WARP)
+            return max(side, SECOND_PASS_SIDE)
         return side
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
@@ -313,7 +313,7 @@ class GridCornersHandler(GridHandler):
         then checked against the frame's bars when FIT_FRAME_BARS is true."""
         found = super().predict(images, threshold)
         if self.settings.refine_corners:
-            found = self.refine(images, found, threshold)
+            found = self.second_pass(images, found, threshold)
         if self.settings.fit_frame_bars:
             found = [self.on_bars(image, each) for image, each in zip(images, found, strict=True)]
         return found
@@ -334,7 +334,7 @@ class GridCornersHandler(GridHandler):
             prediction.detections, replace(match, points=corners, homography=homography)
         )
 
-    def refine(
+    def second_pass(
         self, images: Sequence[np.ndarray], first: list[GridPrediction], threshold: float
     ) -> list[GridPrediction]:
         """One batched predict on the quadrats warped upright from the first pass's corners;
@@ -351,7 +351,7 @@ class GridCornersHandler(GridHandler):
         results = self.yolo.predict([warp for warp, _ in warps.values()], threshold)
         refined = list(first)
         for (index, (warp, to_photo)), result in zip(warps.items(), results, strict=True):
-            second = self.matched(result_points(result, threshold, warp), warp)
+            second = self.match_template(result_points(result, threshold, warp), warp)
             if second.ok:
                 refined[index] = self.merged(images[index], first[index], second, to_photo)
         return refined
@@ -371,7 +371,7 @@ class GridCornersHandler(GridHandler):
         detected = scores > 0
         labels = tuple(self.class_names[:1]) * int(detected.sum())
         found = PointDetections(points[detected], scores[detected], labels)
-        match = self.matched(found, image)
+        match = self.match_template(found, image)
         return GridPrediction(found, match) if match.ok else first
 
 
@@ -388,12 +388,12 @@ def upright_quadrat(image: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray,
     convex quadrilateral in template order."""
     factor = reduction(image)
     in_image = np.asarray(corners) / factor
-    margin = round(REFINE_MARGIN * REFINE_WARP)
+    margin = round(SECOND_PASS_MARGIN * SECOND_PASS_SIDE)
     try:
-        to_warp = quadrat_transform(in_image, REFINE_WARP, margin)
+        to_warp = quadrat_transform(in_image, SECOND_PASS_SIDE, margin)
     except ValueError:
         return None
-    warp = warp_quadrat(np.asarray(image), in_image, REFINE_WARP, margin=margin)
+    warp = warp_quadrat(np.asarray(image), in_image, SECOND_PASS_SIDE, margin=margin)
     return warp, np.diag([factor, factor, 1.0]) @ np.linalg.inv(to_warp)
 
 

@@ -74,9 +74,9 @@ class BenchResult:
         }
 
 
-def size_text(sizes: Sequence[tuple[int, int]]) -> str:
-    """``1920x1920`` when all images share a size, else the smallest and largest."""
-    unique = sorted(set(sizes), key=lambda s: (s[0] * s[1], s))
+def size_text(sizes_wh: Sequence[tuple[int, int]]) -> str:
+    """``1920x1920`` when all images share a (width, height), else the smallest and largest."""
+    unique = sorted(set(sizes_wh), key=lambda s: (s[0] * s[1], s))
     if len(unique) == 1:
         return f"{unique[0][0]}x{unique[0][1]}"
     return f"{unique[0][0]}x{unique[0][1]} .. {unique[-1][0]}x{unique[-1][1]}"

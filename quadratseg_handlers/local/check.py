@@ -17,7 +17,7 @@ from pathlib import Path
 from quadratseg_handlers import cvat
 from quadratseg_handlers.core.messages import plural
 from quadratseg_handlers.cvat.spec import LabelSpec
-from quadratseg_handlers.local.client import HttpFunction, image_size, request_body
+from quadratseg_handlers.local.client import HttpFunction, image_size_wh, request_body
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ImageCheck:
     """What one image's answer held and what is wrong with it."""
 
     name: str
-    size: tuple[int, int]
+    size_wh: tuple[int, int]
     status: int
     seconds: float
     shapes: int = 0
@@ -41,9 +41,9 @@ def check_image(
     function: HttpFunction, path: Path, labels: Sequence[LabelSpec], threshold: float | None
 ) -> ImageCheck:
     """Post one image and validate the answer."""
-    size = image_size(path)
+    size_wh = image_size_wh(path)
     answer = function.post(request_body(path, threshold))
-    result = ImageCheck(path.name, size, answer.status, answer.seconds)
+    result = ImageCheck(path.name, size_wh, answer.status, answer.seconds)
     if answer.status != 200:
         result.problems.append(f"HTTP {answer.status}: {answer.error_text()}")
         return result
@@ -59,7 +59,7 @@ def check_image(
         result.labels = Counter(
             str(s.get("label")) for s in shapes if isinstance(s, dict) and "label" in s
         )
-    result.problems = cvat.validate_response(shapes, labels, size)
+    result.problems = cvat.validate_response(shapes, labels, size_wh)
     return result
 
 
@@ -95,7 +95,7 @@ def table_header() -> str:
 
 def table_row(result: ImageCheck) -> str:
     """One image's line of the table."""
-    size = f"{result.size[0]}x{result.size[1]}"
+    size = f"{result.size_wh[0]}x{result.size_wh[1]}"
     problems = "ok" if result.passed else f"{len(result.problems)}: {result.problems[0]}"
     return (
         f"{result.name[:28]:<28} {size:>11} {result.status:>4} {result.shapes:>6} "

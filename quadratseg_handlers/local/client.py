@@ -161,7 +161,7 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size_wh(path: Path) -> tuple[int, int]:
     """(width, height) of an image as the function sees it: EXIF orientation applied."""
     try:
         with Image.open(path) as image:

@@ -42,22 +42,22 @@ def grid_segments(frame: bool = False) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64)
 
 
-def clip_points(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def clip_points(points: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """Points (N, 2) moved onto the image rectangle [0, width] x [0, height]."""
-    width, height = size
+    width, height = size_wh
     clipped = np.asarray(points, dtype=np.float64).copy()
     np.clip(clipped[:, 0], 0.0, float(width), out=clipped[:, 0])
     np.clip(clipped[:, 1], 0.0, float(height), out=clipped[:, 1])
     return clipped
 
 
-def draw_segments(segments: np.ndarray, size: tuple[int, int], line_width: float) -> np.ndarray:
+def draw_segments(segments: np.ndarray, size_wh: tuple[int, int], line_width: float) -> np.ndarray:
     """A bool (height, width) mask of the pixels whose centre is within line_width/2 of a segment.
 
     ``segments`` is (S, 2, 2): S pairs of (x, y) end points. Each segment is evaluated only in
     its own bounding window, so the cost follows the mask area, not the image area.
     """
-    width, height = size
+    width, height = size_wh
     mask = np.zeros((height, width), dtype=bool)
     radius = line_width / 2.0
     for (x0, y0), (x1, y1) in np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2):
@@ -79,18 +79,18 @@ def draw_segments(segments: np.ndarray, size: tuple[int, int], line_width: float
 
 
 def draw_grid_mask(
-    points: np.ndarray, size: tuple[int, int], line_width: float, *, frame: bool = False
+    points: np.ndarray, size_wh: tuple[int, int], line_width: float, *, frame: bool = False
 ) -> np.ndarray:
     """The bool mask of the grid strings from the 117 points in skeleton order.
 
-    Points outside the image are first clipped onto its border (``size`` is (width, height)).
+    Points outside the image are first clipped onto its border (``size_wh``: (width, height)).
     """
     grid = np.asarray(points, dtype=np.float64)
     if grid.shape != (GRID_POINTS, 2):
         raise ValueError(f"expected ({GRID_POINTS}, 2) grid points, got shape {grid.shape}")
     if not np.isfinite(grid).all():
         raise ValueError("grid points must be finite")
-    return draw_segments(clip_points(grid, size)[grid_segments(frame)], size, line_width)
+    return draw_segments(clip_points(grid, size_wh)[grid_segments(frame)], size_wh, line_width)
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -21,9 +21,9 @@ PASS_AGREEMENT = 0.03
 """Two passes' corners closer than this fraction of the quadrat's side are the same corner."""
 
 
-def quadrat_transform(corners: Any, size: int | tuple[int, int], margin: int = 0) -> np.ndarray:
+def quadrat_transform(corners: Any, size_wh: int | tuple[int, int], margin: int = 0) -> np.ndarray:
     """The 3 x 3 homography taking the quadrat's corners (TL, TR, BR, BL) to an upright
-    ``size`` (an int for a square, or (width, height)) image, ``margin`` pixels inside it.
+    ``size_wh`` (an int for a square, or (width, height)) image, ``margin`` pixels inside it.
 
     Raises ValueError unless the corners are 4 finite points forming a convex quadrilateral
     in that (clockwise on screen) order.
@@ -38,7 +38,7 @@ def quadrat_transform(corners: Any, size: int | tuple[int, int], margin: int = 0
         raise ValueError(
             "corners must be TL, TR, BR, BL of a convex quadrilateral (clockwise on screen)"
         )
-    width, height = (size, size) if isinstance(size, int) else size
+    width, height = (size_wh, size_wh) if isinstance(size_wh, int) else size_wh
     if width <= 2 * margin or height <= 2 * margin:
         raise ValueError(f"size {width}x{height} leaves nothing inside a {margin}-pixel margin")
     low, right, bottom = float(margin), float(width - 1 - margin), float(height - 1 - margin)
@@ -52,20 +52,21 @@ def quadrat_transform(corners: Any, size: int | tuple[int, int], margin: int = 0
 def warp_quadrat(
     image: np.ndarray,
     corners: Any,
-    size: int | tuple[int, int],
+    size_wh: int | tuple[int, int],
     *,
     margin: int = 0,
     interpolation: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
     """The quadrat cropped upright from ``image``: corners TL, TR, BR, BL go to the corners of
-    a ``size`` image (``margin`` pixels inside), the step between gridcorners and gridpose.
+    a ``size_wh`` image (an int for a square, or (width, height); ``margin`` pixels inside),
+    the step between gridcorners and gridpose.
 
     ``corners`` may be a (4, 2) array or the gridcorners skeleton shape itself.
     """
     if isinstance(corners, Mapping):
         corners = skeleton_points(corners)
-    matrix = quadrat_transform(corners, size, margin)
-    width, height = (size, size) if isinstance(size, int) else size
+    matrix = quadrat_transform(corners, size_wh, margin)
+    width, height = (size_wh, size_wh) if isinstance(size_wh, int) else size_wh
     return cv2.warpPerspective(
         np.asarray(image),
         matrix,

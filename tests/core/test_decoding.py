@@ -19,7 +19,7 @@ from quadratseg_handlers.core.request import (
     decode_opened,
     jpeg_reduction,
     open_image,
-    photo_size,
+    photo_size_hw,
     reduction,
     to_rgb_array,
 )
@@ -97,7 +97,7 @@ def test_a_camera_mpo_decodes_its_first_picture_scaled(photo):
     assert open_image(data, 10**9).format == "MPO"
     assert np.array_equal(decoded(data), pil_pixels(data))
     image = decoded(data, min_side=100)
-    assert reduction(image) == 4 and photo_size(image) == (300, 400)
+    assert reduction(image) == 4 and photo_size_hw(image) == (300, 400)
 
 
 def test_a_truncated_jpeg_is_refused_not_padded_with_grey(photo):
@@ -138,19 +138,19 @@ def test_a_scaled_jpeg_decode_is_the_upright_photo_at_a_quarter(orientation):
     image = decoded(data, min_side=400)
     assert isinstance(image, ReducedImage)
     assert reduction(image) == 4
-    assert photo_size(image) == full.shape[:2]
+    assert photo_size_hw(image) == full.shape[:2]
     assert image.shape[:2] == (full.shape[0] // 4, full.shape[1] // 4)
     quarter = cv2.resize(full, image.shape[1::-1], interpolation=cv2.INTER_AREA)
     assert np.abs(image.astype(int) - quarter).mean() < 2.0
     # A slice is a plain image of its own size again.
-    assert reduction(image[:10]) == 1 and photo_size(image[:10]) == (10, image.shape[1])
+    assert reduction(image[:10]) == 1 and photo_size_hw(image[:10]) == (10, image.shape[1])
 
 
 def test_only_a_jpeg_is_decoded_scaled(photo):
     for fmt in ("PNG", "WEBP", "TIFF"):
         image = decoded(file_bytes(photo, fmt), min_side=50)
         assert reduction(image) == 1
-        assert photo_size(image) == (300, 400)
+        assert photo_size_hw(image) == (300, 400)
 
 
 def test_the_pixel_limits_count_the_photo_not_the_reduced_decode(photo):
@@ -162,7 +162,7 @@ def test_the_pixel_limits_count_the_photo_not_the_reduced_decode(photo):
         req.decode_images([(data, "a"), (data, "b")], 10**9, 3_000_000, min_side=100)
     assert error.value.status == 413
     (image,) = req.decode_images([(data, "image")], 2_000_000, 2_000_000, min_side=100)
-    assert photo_size(image) == (1200, 1600) and reduction(image) == 8
+    assert photo_size_hw(image) == (1200, 1600) and reduction(image) == 8
 
 
 RAW = bytes(range(256)) * 3 + b"\xfb\xff"

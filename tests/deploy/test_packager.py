@@ -29,6 +29,7 @@ from PIL import Image
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.deploy import archive
+from quadratseg_handlers.deploy.bundle_checks import validate
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import (
     DEFAULT_BATCH_TIMEOUT_MS,
@@ -40,7 +41,6 @@ from quadratseg_handlers.deploy.packager import PackageError
 from quadratseg_handlers.deploy.rendering import (
     SourceTree,
 )
-from quadratseg_handlers.deploy.validation import validate
 from quadratseg_handlers.handlers.blobs import BlobHandler
 from quadratseg_handlers.local.bundle import run_probe
 

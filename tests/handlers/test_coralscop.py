@@ -19,8 +19,8 @@ from quadratseg_handlers.backends.mmseg import class_names
 from quadratseg_handlers.backends.sam import EncoderGeometry, encoder_geometry, load_sam
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.request import cvat_request
+from quadratseg_handlers.cvat.acceptance import spec_problems, validate_response
 from quadratseg_handlers.cvat.spec import CONFIDENCE_SPEC
-from quadratseg_handlers.cvat.validation import spec_problems, validate_response
 from quadratseg_handlers.handlers.coralscop import (
     SOURCE_SPEC,
     UNSURE_SPEC,

@@ -142,7 +142,7 @@ def test_exact_detections_in_any_order_come_back_in_template_order():
     assert np.allclose(result.points, GRID * 1500 + 200)
     assert np.allclose(result.scores, scores[np.argsort(order)])
     assert np.nanmax(result.residuals) < 1e-9
-    assert result.dropped.size == 0 and result.matched_count == 117 and not result.filled.any()
+    assert result.dropped.size == 0 and result.detected_count == 117 and not result.filled.any()
     assert np.allclose(project(result.homography, GRID), GRID * 1500 + 200)
 
 
@@ -172,7 +172,7 @@ def test_corners_with_one_missing_are_filled_exactly_without_perspective():
         CORNERS, seed=2, noise=0.0, perspective=0.0, missing=0.25, spurious=0.0
     )
     result = match_points(sample.detections, CORNERS, SIZE, max_cost=0.3, min_matches=3)
-    assert result.ok and result.matched_count == 3
+    assert result.ok and result.detected_count == 3
     assert np.allclose(result.points, sample.true_points, atol=1e-6)
 
 
@@ -191,7 +191,7 @@ def test_costs_never_exceed_the_bound():
     result = match_points(sample.detections, GRID, SIZE, scores=sample.scores, max_cost=0.003)
     assert result.ok
     assert np.nanmax(result.residuals) <= 0.003
-    assert result.matched_count < 94  # noise of 6 px puts some detections beyond 0.003 * 1920
+    assert result.detected_count < 94  # noise of 6 px puts some detections beyond 0.003 * 1920
 
 
 def test_non_square_image_uses_per_axis_normalisation():

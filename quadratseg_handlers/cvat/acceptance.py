@@ -54,7 +54,7 @@ def _attribute_problems(where: str, attrs: Any, declared: Sequence[Mapping[str, 
 
 
 def _geometry_problems(
-    where: str, shape: Mapping[str, Any], image_size: tuple[int, int] | None
+    where: str, shape: Mapping[str, Any], image_size_wh: tuple[int, int] | None
 ) -> list[str]:
     kind = shape["type"]
     problems: list[str] = []
@@ -77,11 +77,11 @@ def _geometry_problems(
             f"{where}: a {kind} needs at least {needed // 2} points, got {len(pts) // 2}"
         )
     if kind == "mask":
-        problems += _mask_problems(where, shape.get("mask"), image_size)
+        problems += _mask_problems(where, shape.get("mask"), image_size_wh)
     return problems
 
 
-def _mask_problems(where: str, data: Any, image_size: tuple[int, int] | None) -> list[str]:
+def _mask_problems(where: str, data: Any, image_size_wh: tuple[int, int] | None) -> list[str]:
     if isinstance(data, MaskValues):
         data = data.tolist()
     if not isinstance(data, list) or len(data) < 5:
@@ -103,18 +103,18 @@ def _mask_problems(where: str, data: Any, image_size: tuple[int, int] | None) ->
     if (
         xtl < 0
         or ytl < 0
-        or (image_size is not None and (xbr >= image_size[0] or ybr >= image_size[1]))
+        or (image_size_wh is not None and (xbr >= image_size_wh[0] or ybr >= image_size_wh[1]))
     ):
-        problems.append(f"{where}: mask box {data[-4:]} lies outside the image {image_size}")
+        problems.append(f"{where}: mask box {data[-4:]} lies outside the image {image_size_wh}")
     return problems
 
 
 def validate_response(
-    shapes: Any, spec: Sequence[Mapping[str, Any]], image_size: tuple[int, int] | None = None
+    shapes: Any, spec: Sequence[Mapping[str, Any]], image_size_wh: tuple[int, int] | None = None
 ) -> list[str]:
     """What CVAT would reject or silently drop in a detector's answer; empty when all is well.
 
-    ``spec`` is the label list of ``metadata.annotations.spec``; ``image_size`` is (width,
+    ``spec`` is the label list of ``metadata.annotations.spec``; ``image_size_wh`` is (width,
     height) and enables the mask box check against the image.
     """
     if not isinstance(shapes, list):
@@ -143,9 +143,9 @@ def validate_response(
             problems.append(f"{where}: 'confidence' must be a string, got {shape['confidence']!r}")
         problems += _attribute_problems(where, shape.get("attributes"), label.get("attributes", []))
         if kind == "skeleton":
-            problems += _skeleton_problems(where, shape, label, image_size)
+            problems += _skeleton_problems(where, shape, label, image_size_wh)
         else:
-            problems += _geometry_problems(where, shape, image_size)
+            problems += _geometry_problems(where, shape, image_size_wh)
     return problems
 
 
@@ -153,7 +153,7 @@ def _skeleton_problems(
     where: str,
     shape: Mapping[str, Any],
     label: Mapping[str, Any],
-    image_size: tuple[int, int] | None,
+    image_size_wh: tuple[int, int] | None,
 ) -> list[str]:
     elements = shape.get("elements")
     if not isinstance(elements, list) or not elements:
@@ -183,7 +183,7 @@ def _skeleton_problems(
         if not isinstance(pts, list) or len(pts) != 2:
             problems.append(f"{inner}: an element needs exactly one point [x, y]")
         else:
-            problems += _geometry_problems(inner, element, image_size)
+            problems += _geometry_problems(inner, element, image_size_wh)
         problems += _attribute_problems(inner, element.get("attributes"), sub.get("attributes", []))
     if elements and all(e.get("outside") for e in elements if isinstance(e, dict)):
         problems.append(f"{where}: every element is outside, CVAT drops the skeleton")

@@ -104,18 +104,20 @@ def answer_problems(result: Mapping[str, Any], kind: FunctionKind, labels: Any) 
     """What is wrong with the probe's answer, for a function of this kind and spec."""
     if "error" in result:
         return [f"main.py: {result['error']}"]
-    answer, size = result["answer"], (result["width"], result["height"])
+    answer, size_wh = result["answer"], (result["width"], result["height"])
     if result["status"] != 200:
         return [f"main.py answered HTTP {result['status']}: {json.dumps(answer)[:300]}"]
     if kind == "inpainter":
         if not isinstance(answer, Mapping) or not isinstance(answer.get("image"), str):
             return ['main.py: an inpainter must answer {"image": "<base64>"}']
         try:
-            returned = Image.open(io.BytesIO(base64.b64decode(answer["image"]))).size
+            returned_wh = Image.open(io.BytesIO(base64.b64decode(answer["image"]))).size
         except Exception as exc:
             return [f"main.py: the answered image does not decode ({exc})"]
-        return [] if returned == size else [f"main.py: answered a {returned} image for {size}"]
-    return [f"answer: {problem}" for problem in cvat.validate_response(answer, labels, size)]
+        if returned_wh != size_wh:
+            return [f"main.py: answered a {returned_wh} image for {size_wh}"]
+        return []
+    return [f"answer: {problem}" for problem in cvat.validate_response(answer, labels, size_wh)]
 
 
 Probe = Callable[[Path, FunctionKind, float], dict[str, Any]]

@@ -11,8 +11,8 @@ from bundles_for_tests import as_packaged_by_0_1
 from packaging_for_tests import cli
 
 from quadratseg_handlers import cvat
+from quadratseg_handlers.deploy.bundle_checks import validate
 from quadratseg_handlers.deploy.function_yaml import MIN_REQUEST_BODY
-from quadratseg_handlers.deploy.validation import validate
 from quadratseg_handlers.local.bundle import run_probe
 
 # --- validate finds what is wrong ---------------------------------------------------------------
