@@ -149,3 +149,58 @@ def test_a_violation_is_reported(monkeypatch):
     )
     with pytest.raises(AssertionError, match="handlers.blobs \\(handlers\\) imports"):
         test_imports_point_down_the_layers()
+
+
+MAX_MODULE_LINES = 600
+MAX_HANDLER_BEHAVIOUR = 100
+"""A handler class reads as a short description of its model: at most this many lines of
+behaviour (code lines; docstrings, comments and blank lines do not count)."""
+
+
+def test_no_module_is_over_600_lines():
+    long = {
+        name: n
+        for name, path in MODULES.items()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+
+
+def behaviour_lines(node: ast.ClassDef, lines: list[str]) -> int:
+    """Code lines of a class: its docstrings, comments and blank lines left out."""
+    docstrings: set[int] = set()
+    for sub in ast.walk(node):
+        is_text = isinstance(sub, ast.Expr) and isinstance(sub.value, ast.Constant)
+        if is_text and isinstance(sub.value.value, str):
+            docstrings.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return sum(
+        1
+        for number in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        if number not in docstrings
+        and lines[number - 1].strip()
+        and not lines[number - 1].strip().startswith("#")
+    )
+
+
+def test_no_handler_class_is_over_100_lines_of_behaviour():
+    long = {}
+    for name, path in MODULES.items():
+        if layer(name) not in ("core", "handlers"):
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Handler"):
+                count = behaviour_lines(node, source.splitlines())
+                if count > MAX_HANDLER_BEHAVIOUR:
+                    long[f"{name}.{node.name}"] = count
+    assert long == {}
+
+
+def test_the_behaviour_count_leaves_docstrings_out():
+    source = (
+        'class A:\n    """Doc\n    string."""\n\n    # note\n'
+        '    def f(self):\n        """Doc."""\n        return 1\n'
+    )
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.ClassDef)
+    assert behaviour_lines(node, source.splitlines()) == 3

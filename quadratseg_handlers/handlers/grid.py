@@ -16,7 +16,6 @@ FIT_FRAME_BARS=true a corner off the frame's bars moves where they cross
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,12 +39,11 @@ from quadratseg_handlers.ops.template import (
     CORNER_POINTS,
     GRID_POINTS,
     load_template,
-    packaged_template_path,
     skeleton_edges,
     sublabels,
+    template_file,
 )
 
-log = logging.getLogger(__name__)
 
 POINT_TASKS = ("detect", "pose")
 """YOLO tasks whose output can be read as points."""
@@ -173,17 +171,10 @@ class GridHandler(BaseHandler[GridPrediction]):
 
     def _template_file(self) -> Path:
         """TEMPLATE_PATH, or the packaged template when it is the default path and absent."""
-        path = self.settings.template_path
-        if not path.exists() and path == type(self.settings).template_path:
-            packaged = packaged_template_path(self.template_points)
-            log.warning(
-                "%s: template file %s absent, using the packaged default %s",
-                self.function_name,
-                path,
-                packaged,
-            )
-            return packaged
-        return path
+        default = type(self.settings).template_path
+        return template_file(
+            self.settings.template_path, default, self.template_points, self.function_name
+        )
 
     def decode_size(self) -> int | None:
         """The network input's long side: points are scaled back to the photo."""
@@ -263,15 +254,15 @@ class GridHandler(BaseHandler[GridPrediction]):
         template = getattr(self, "template", None)
         if template is None:
             template = load_template(self._template_file(), self.template_points)
+        points = self.template_points
+        confidence = [cvat.CONFIDENCE_SPEC] if self.settings.point_confidence else []
         return [
             cvat.skeleton_spec(
                 self.settings.skeleton_label,
-                sublabels(self.template_points),
+                sublabels(points),
                 template,
-                skeleton_edges(self.template_points),
-                sublabel_attributes=[cvat.CONFIDENCE_SPEC]
-                if self.settings.point_confidence
-                else [],
+                skeleton_edges(points),
+                sublabel_attributes=confidence,
             )
         ]
 

@@ -15,6 +15,7 @@ functions, their CVAT skeletons and the LaMa grid-mask drawer all read it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ CORNER_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 """Where the packaged default templates live."""
+
+log = logging.getLogger(__name__)
 
 GRID_TEMPLATE_FILE = "kp_template.npy"
 CORNER_TEMPLATE_FILE = "kp_template_corners.npy"
@@ -136,6 +139,19 @@ def packaged_template_path(points: int) -> Path:
     if points == CORNER_POINTS:
         return DATA_DIR / CORNER_TEMPLATE_FILE
     raise ValueError(f"no layout has {points} points; expected {GRID_POINTS} or {CORNER_POINTS}")
+
+
+def template_file(path: Path, default: Path, points: int, function: str = "") -> Path:
+    """The template file a TEMPLATE_PATH setting names: ``path``, or the template shipped in the
+    package for ``points`` points when ``path`` is the setting's ``default`` and absent (a
+    bundle that ships none); the substitution is logged."""
+    if path.exists() or path != default:
+        return path
+    packaged = packaged_template_path(points)
+    log.warning(
+        "%s: template file %s absent, using the packaged default %s", function, path, packaged
+    )
+    return packaged
 
 
 def write_default_templates(directory: str | Path = DATA_DIR) -> list[Path]:
