@@ -13,12 +13,12 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from quadratseg_handlers import BaseHandler, ConfigError, ImageHandler, Settings, cvat, setting
+from quadratseg_handlers import BaseHandler, ConfigError, ImageHandler, cvat, setting
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import retuned
 from quadratseg_handlers.core.contract import DetectorSettings, ImageSettings
@@ -58,7 +58,7 @@ class BrightBoxHandler(BaseHandler[list[Box]]):
 
     function_name = "test-bright-boxes"
     uses_torch = False
-    settings_class: ClassVar[type[Settings]] = BrightBoxSettings
+    settings_class = BrightBoxSettings
     settings: BrightBoxSettings
     loads = 0
 
@@ -117,7 +117,7 @@ class LevelBoxHandler(BaseHandler[list[tuple[str, Box]]]):
 
     function_name = "test-level-boxes"
     uses_torch = False
-    settings_class: ClassVar[type[Settings]] = LevelBoxSettings
+    settings_class = LevelBoxSettings
     settings: LevelBoxSettings
 
     def load_model(self) -> None:
@@ -184,7 +184,7 @@ class MaskFillHandler(ImageHandler):
 
     function_name = "test-mask-fill"
     uses_torch = False
-    settings_class: ClassVar[type[Settings]] = MaskFillSettings
+    settings_class = MaskFillSettings
     settings: MaskFillSettings
 
     def load_model(self) -> None:

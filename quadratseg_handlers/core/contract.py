@@ -119,7 +119,7 @@ class ModelHandler:
     function_name: ClassVar[str] = "quadratseg-handler"
     """The Nuclio function name this handler serves (used in logs and bundles)."""
 
-    settings_class: ClassVar[type[Settings]] = DeviceSettings
+    settings_class: ClassVar[type[DeviceSettings]] = DeviceSettings
     """The dataclass of this function's settings; ``settings`` is an instance of it."""
     settings: DeviceSettings
 
@@ -132,7 +132,7 @@ class ModelHandler:
         Raises ConfigError naming the variable when a value is invalid. Nothing heavy happens
         here: the model is loaded by :meth:`load`.
         """
-        self.settings = self.settings_class.load(overrides, environ)  # type: ignore[assignment]
+        self.settings = self.settings_class.load(overrides, environ)
         self.device: str = (
             cfg.resolve_device(self.settings.device) if self.torch_needed() else "cpu"
         )
@@ -210,7 +210,7 @@ class BaseHandler(ModelHandler, Generic[P]):
     """A detector: images in, one prediction each, CVAT shapes out. Subclasses describe the
     model: ``load_model``, ``predict``, ``to_shapes``, ``labels`` (and ``decode_size``)."""
 
-    settings_class: ClassVar[type[Settings]] = DetectorSettings
+    settings_class = DetectorSettings
     settings: DetectorSettings
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[P]:
@@ -332,7 +332,7 @@ class ImageHandler(ModelHandler):
     shapes: its label spec is empty.
     """
 
-    settings_class: ClassVar[type[Settings]] = ImageSettings
+    settings_class = ImageSettings
     settings: ImageSettings
 
     def parse_request(self, body: Mapping[str, Any]) -> Request:

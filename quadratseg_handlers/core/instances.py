@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from quadratseg_handlers import cvat
-from quadratseg_handlers.core.config import Settings, setting
+from quadratseg_handlers.core.config import setting
 from quadratseg_handlers.core.contract import BaseHandler, DetectorSettings
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
@@ -55,7 +55,7 @@ class SegmentationSettings(DetectorSettings):
 class InstanceHandler(BaseHandler[list[Instance]]):
     """A handler whose predictions are lists of :class:`Instance`; labels are ``class_names``."""
 
-    settings_class: ClassVar[type[Settings]] = SegmentationSettings
+    settings_class = SegmentationSettings
     settings: SegmentationSettings
     extra_attributes: ClassVar[tuple[Mapping[str, object], ...]] = ()
     """Attribute specs added to every label after the confidence attribute."""

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from quadratseg_handlers.core.config import Settings, setting
+from quadratseg_handlers.core.config import setting
 from quadratseg_handlers.core.instances import Instance, InstanceHandler, SegmentationSettings
 
 
@@ -35,7 +34,7 @@ class BlobHandler(InstanceHandler):
 
     function_name = "example-blobs"
     uses_torch = False
-    settings_class: ClassVar[type[Settings]] = BlobSettings
+    settings_class = BlobSettings
     settings: BlobSettings
 
     def load_model(self) -> None:

@@ -23,7 +23,7 @@ from quadratseg_handlers.backends.checkpoints import trust_weights_setting
 from quadratseg_handlers.backends.mmseg import SemanticModel, load_semantic_model
 from quadratseg_handlers.backends.sam import MODEL_TYPES, load_sam, mask_generator, mask_proposals
 from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Settings, retuned, setting
+from quadratseg_handlers.core.config import ConfigError, retuned, setting
 from quadratseg_handlers.core.instances import Instance, InstanceHandler, SegmentationSettings
 from quadratseg_handlers.ops.fusion import SOURCES, FusedInstance, FusionRules, MaskProposal, fuse
 
@@ -152,7 +152,7 @@ class CoralScopSegformerHandler(InstanceHandler):
     """Genus instances: SegFormer class probabilities fused with CoralSCoP masks."""
 
     function_name = "pth-mmseg-coralscopsegformer"
-    settings_class: ClassVar[type[Settings]] = CoralScopSettings
+    settings_class = CoralScopSettings
     settings: CoralScopSettings
     extra_attributes: ClassVar[tuple[Mapping[str, object], ...]] = (UNSURE_SPEC, SOURCE_SPEC)
 

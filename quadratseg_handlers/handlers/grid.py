@@ -27,7 +27,7 @@ import numpy as np
 from quadratseg_handlers import cvat
 from quadratseg_handlers.backends.ultralytics import YoloSettings, load_configured_yolo
 from quadratseg_handlers.backends.ultralytics_results import PointDetections, result_points
-from quadratseg_handlers.core.config import ConfigError, Settings, retuned, setting
+from quadratseg_handlers.core.config import ConfigError, retuned, setting
 from quadratseg_handlers.core.contract import BaseHandler
 from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.cvat.shapes import Shape
@@ -43,7 +43,6 @@ from quadratseg_handlers.ops.template import (
     sublabels,
     template_file,
 )
-
 
 POINT_TASKS = ("detect", "pose")
 """YOLO tasks whose output can be read as points."""
@@ -147,7 +146,7 @@ class GridHandler(BaseHandler[GridPrediction]):
     template_points: ClassVar[int] = GRID_POINTS
     """Points of the skeleton (and of a valid template)."""
 
-    settings_class: ClassVar[type[Settings]] = GridSettings
+    settings_class = GridSettings
     settings: GridSettings
 
     template: np.ndarray
@@ -272,7 +271,7 @@ class GridCornersHandler(GridHandler):
 
     function_name = "pth-yolo-gridcorners"
     template_points = CORNER_POINTS
-    settings_class: ClassVar[type[Settings]] = CornerSettings
+    settings_class = CornerSettings
     settings: CornerSettings
 
     def load_model(self) -> None:

@@ -13,14 +13,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import ImageOps
 
 from quadratseg_handlers.backends.inpainting import Backend, LamaBackend, OpenCvBackend, inpaint
 from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, Settings, setting
+from quadratseg_handlers.core.config import ConfigError, setting
 from quadratseg_handlers.core.contract import ImageHandler, ImageSettings, RawAnswer
 from quadratseg_handlers.core.request import (
     Request,
@@ -290,7 +290,7 @@ class LamaHandler(ImageHandler):
     """
 
     function_name = "pth-lama"
-    settings_class: ClassVar[type[Settings]] = LamaSettings
+    settings_class = LamaSettings
     settings: LamaSettings
 
     def torch_needed(self) -> bool:

@@ -15,7 +15,6 @@ import numpy as np
 
 from quadratseg_handlers.backends.ultralytics import YoloSettings, load_configured_yolo
 from quadratseg_handlers.backends.ultralytics_results import result_instances
-from quadratseg_handlers.core.config import Settings
 from quadratseg_handlers.core.instances import Instance, InstanceHandler, SegmentationSettings
 
 
@@ -28,7 +27,7 @@ class YoloSegHandler(InstanceHandler):
     """A YOLO instance segmentation model (task ``segment``): one instance per detection."""
 
     function_name = "pth-yolo-coralseg"
-    settings_class: ClassVar[type[Settings]] = YoloSegSettings
+    settings_class = YoloSegSettings
     settings: YoloSegSettings
     tasks: ClassVar[tuple[str, ...]] = ("segment",)
 
