@@ -10,8 +10,8 @@ import base64
 import json
 
 from quadratseg_handlers.handlers.blobs import BlobHandler
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.local.harness import FunctionClient, make_event
-from quadratseg_handlers.local.synthetic import blobs_image
 
 from .timing import interleaved, jpeg_bytes, median_ms, quadrat_photos
 

@@ -24,18 +24,18 @@ from typing import Any
 
 import yaml
 
-from quadratseg_handlers.deploy.catalog import FUNCTIONS
-from quadratseg_handlers.deploy.function_yaml import read_function_config
-from quadratseg_handlers.deploy.rendering import render_main
-from quadratseg_handlers.local.demo_models import (
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.training import (
     DEFAULT_FOLDER,
     TEST_SEEDS,
     remove_string,
     verified_models,
     warped_view,
 )
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.function_yaml import read_function_config
+from quadratseg_handlers.deploy.rendering import render_main
 from quadratseg_handlers.local.server import BackgroundServer
-from quadratseg_handlers.local.synthetic import quadrat_image
 
 from .timing import bench_device, jpeg_bytes, on_gpu
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from quadratseg_handlers.demo.tinymodels.sam import tiny_sam
+from quadratseg_handlers.demo.tinymodels.segformer import tiny_segformer
 from quadratseg_handlers.handlers.coralscop import CoralScopSegformerHandler
-from quadratseg_handlers.local.synthetic import blobs_image
-from quadratseg_handlers.local.tinymodels.sam import tiny_sam
-from quadratseg_handlers.local.tinymodels.segformer import tiny_segformer
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.ops.fusion import MaskProposal
 
 from .timing import interleaved, measure, median_ms, quadrat_photos

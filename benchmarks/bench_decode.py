@@ -30,7 +30,7 @@ from quadratseg_handlers.core.request import (
     open_image,
     to_rgb_array,
 )
-from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.demo.synthetic import quadrat_image
 
 from .timing import interleaved, median_ms
 

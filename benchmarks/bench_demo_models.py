@@ -24,9 +24,9 @@ from quadratseg_handlers.core.request import (
     open_image,
 )
 from quadratseg_handlers.cvat.answer import answer_json
+from quadratseg_handlers.demo.training import DEFAULT_FOLDER, verified_models
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
-from quadratseg_handlers.local.demo_models import DEFAULT_FOLDER, verified_models
 
 from .timing import (
     bare_vs_handler,

@@ -1,6 +1,6 @@
 """Every packageable function, one request end to end, at 1024 and 1920 px, on this CPU.
 
-Each function runs in a fresh process on its tiny models (``local/tinymodels``), through real
+Each function runs in a fresh process on its tiny models (``demo/tinymodels``), through real
 Nuclio objects, so the figures are the function's own time and the process's peak memory
 (the library, its model library and the model loaded). Tiny models say what the handler and
 the model library cost around a model, not what the real weights cost: the deployment guide's
@@ -20,11 +20,9 @@ from .timing import in_fresh_process, started_function, timed_requests
 
 SIZES = (1024, 1920)
 RUNS = 3
-EXTRA_BUILDERS = {
-    "coralscopsegformer": "quadratseg_handlers.local.tinymodels.coralscop:coralscop_files"
-}
-"""Functions whose catalogue entry names no tiny-model builder (their bundle needs --source),
-and the builder to use here: its custom module lies beside the config, on the import path."""
+SOURCE_BUILT = ("pth-mmseg-coralscopsegformer",)
+"""Functions without a TINY_MODELS entry (their bundle needs --source) measured here with
+``coralscop_files``: its custom module lies beside the config, on the import path."""
 
 SAM_PROMPTS = {"SAM_POINTS_PER_SIDE": "8", "SAM_CROP_N_LAYERS": "0", "SAM_MODEL_TYPE": "auto"}
 """CoralSCoP with the tiny SAM: an 8 x 8 prompt grid without crops (its defaults, 32 x 32 and
@@ -33,16 +31,21 @@ a crop layer, are 20 to 80 times the prompts)."""
 
 def measure(name: str) -> dict[str, object]:
     """One function's median request time per size, and the process's peak memory (MiB)."""
-    from quadratseg_handlers.core.references import resolve
     from quadratseg_handlers.core.request import cvat_request, encode_image
+    from quadratseg_handlers.demo.synthetic import quadrat_image
+    from quadratseg_handlers.demo.tinymodels import TINY_MODELS, tiny_model_files
+    from quadratseg_handlers.demo.tinymodels.coralscop import coralscop_files
     from quadratseg_handlers.deploy.catalog import find
     from quadratseg_handlers.local.harness import make_event
-    from quadratseg_handlers.local.synthetic import quadrat_image
 
     function = find(name)
     with tempfile.TemporaryDirectory(prefix="bench-functions-") as folder:
-        builder = EXTRA_BUILDERS.get(name) or function.tiny_model
-        files = resolve(builder)(Path(folder)) if builder else {}
+        if function.name in SOURCE_BUILT:
+            files = coralscop_files(Path(folder))
+        elif function.name in TINY_MODELS:
+            files = tiny_model_files(function.name, Path(folder))
+        else:
+            files = {}
         env = {f.env: str(files[f.argument]) for f in function.files if f.argument in files}
         env.update(dict(function.env))
         env["DEVICE"] = "cpu"
@@ -64,11 +67,12 @@ def measure(name: str) -> dict[str, object]:
 
 def run() -> str:
     """Return the Markdown section (one fresh process per function)."""
+    from quadratseg_handlers.demo.tinymodels import TINY_MODELS
     from quadratseg_handlers.deploy.catalog import FUNCTIONS
 
     rows = []
     for spec in FUNCTIONS.values():
-        if spec.files and not (spec.tiny_model or spec.model in EXTRA_BUILDERS):
+        if spec.files and not (spec.name in TINY_MODELS or spec.name in SOURCE_BUILT):
             continue
         result = in_fresh_process("bench_functions", spec.model)
         if result is None:

@@ -22,10 +22,10 @@ import numpy as np
 from quadratseg_handlers.backends.ultralytics_results import result_points
 from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.request import decode_image
+from quadratseg_handlers.demo.synthetic import quadrat_image, synthetic_detections
+from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.handlers.grid import GridPoseHandler
 from quadratseg_handlers.local.harness import FunctionClient, make_event
-from quadratseg_handlers.local.synthetic import quadrat_image, synthetic_detections
-from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.ops.matching import match_points
 from quadratseg_handlers.ops.template import corner_template, grid_template
 

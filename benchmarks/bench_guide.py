@@ -69,7 +69,7 @@ STAGES = {"pth-yolo-gridcorners": "gridcorners", "pth-yolo-gridpose": "gridpose"
 
 def demo_env(model: str) -> dict[str, str]:
     """A trained demo model's weights and the settings the demo serves it with."""
-    from quadratseg_handlers.local.demo_models import DEFAULT_FOLDER, MODELS, verified_models
+    from quadratseg_handlers.demo.training import DEFAULT_FOLDER, MODELS, verified_models
 
     root = Path(__file__).resolve().parent.parent
     weights = verified_models(root / DEFAULT_FOLDER)[model]
@@ -79,7 +79,7 @@ def demo_env(model: str) -> dict[str, str]:
 def yolo11m_env(folder: Path) -> dict[str, str]:
     """YOLO11m-seg with ultralytics' own random initialisation, the synthetic genera as classes."""
     from quadratseg_handlers.backends.offline import configure_ultralytics
-    from quadratseg_handlers.local.synthetic import GENERA
+    from quadratseg_handlers.demo.synthetic import GENERA
 
     configure_ultralytics()
     import torch
@@ -100,8 +100,8 @@ def coralscop_env(folder: Path) -> dict[str, str]:
     import torch
     from segment_anything import sam_model_registry
 
-    from quadratseg_handlers.local.tinymodels.sam import coralscop_decoder_heads
-    from quadratseg_handlers.local.tinymodels.segformer import MIT_B2, tiny_segformer
+    from quadratseg_handlers.demo.tinymodels.sam import coralscop_decoder_heads
+    from quadratseg_handlers.demo.tinymodels.segformer import MIT_B2, tiny_segformer
 
     torch.manual_seed(0)
     state = dict(sam_model_registry["vit_b"](checkpoint=None).state_dict())
@@ -118,7 +118,7 @@ def coralscop_env(folder: Path) -> dict[str, str]:
 
 def lama_env(folder: Path) -> dict[str, str]:
     """big-lama's architecture (51 M parameters) as TorchScript, random weights."""
-    from quadratseg_handlers.local.tinymodels.lama import save_lama
+    from quadratseg_handlers.demo.tinymodels.lama import save_lama
 
     return {"LAMA_MODEL": str(save_lama(folder / "big-lama.pt"))}
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from quadratseg_handlers.local.synthetic import blobs_image
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.template import grid_template
 
@@ -182,7 +182,7 @@ def step_times(tiny: Path, pass_through: Path) -> dict[str, list[float]]:
 
 def run() -> str:
     """Return the Markdown section."""
-    from quadratseg_handlers.local.tinymodels.lama import save_lama, tiny_lama
+    from quadratseg_handlers.demo.tinymodels.lama import save_lama, tiny_lama
 
     with tempfile.TemporaryDirectory() as folder:
         tiny = tiny_lama(Path(folder) / "tiny-lama.pt")

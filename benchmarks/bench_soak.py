@@ -30,8 +30,8 @@ from quadratseg_handlers.core.request import cvat_request, encode_image
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import read_function_config
 from quadratseg_handlers.deploy.rendering import render_main
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.local.server import BackgroundServer
-from quadratseg_handlers.local.synthetic import blobs_image
 
 CLIENTS = 8
 WORKERS = 2
@@ -95,7 +95,7 @@ from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient
-from quadratseg_handlers.local.synthetic import blobs_image
+from quadratseg_handlers.local.bundle import blobs_image
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -129,7 +129,7 @@ def retained_mib(weights: Path, clean_up: bool) -> tuple[float, float]:
 
 def retained_section() -> str:
     """What a worker keeps after one large request, with and without the clean-up."""
-    from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+    from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 
     with tempfile.TemporaryDirectory() as temporary:
         weights = tiny_yolo(Path(temporary) / "best.pt", "segment", ["coral"], deterministic=False)

@@ -1,6 +1,6 @@
 """YOLO segmentation: the handler end to end vs the bare ultralytics predict, and shape cost.
 
-The model is YOLO11n-seg as ``quadratseg_handlers.tinymodels`` builds it (the real layers,
+The model is YOLO11n-seg as ``quadratseg_handlers.demo.tinymodels`` builds it (the real layers,
 random weights, every anchor firing), so each 1920 x 1920 frame yields the many instances a
 dense quadrat does, whatever its content. Both sides get the same decoded array in the same
 run, interleaved; the handler also decodes the JPEG and writes the JSON, as it does in Nuclio.
@@ -25,9 +25,9 @@ import numpy as np
 
 from quadratseg_handlers.backends.ultralytics_results import Letterbox, result_instances
 from quadratseg_handlers.core.request import decode_image
+from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.handlers.yolo import YoloSegHandler
-from quadratseg_handlers.local.synthetic import blobs_image
-from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+from quadratseg_handlers.local.bundle import blobs_image
 
 from .timing import bare_vs_handler, jpeg_bytes, measure, median_ms, quadrat_photos
 

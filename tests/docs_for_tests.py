@@ -70,10 +70,10 @@ def make_stand_ins(folder: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from quadratseg_handlers.local.synthetic import quadrat_image
-    from quadratseg_handlers.local.tinymodels.coralscop import coralscop_files, source
-    from quadratseg_handlers.local.tinymodels.lama import tiny_lama
-    from quadratseg_handlers.local.tinymodels.yolo import coral_segmentation_files, tiny_yolo
+    from quadratseg_handlers.demo.synthetic import quadrat_image
+    from quadratseg_handlers.demo.tinymodels.coralscop import coralscop_files, source
+    from quadratseg_handlers.demo.tinymodels.lama import tiny_lama
+    from quadratseg_handlers.demo.tinymodels.yolo import coral_segmentation_files, tiny_yolo
 
     folder.mkdir(parents=True, exist_ok=True)
     photo = quadrat_image(640, seed=3).image

@@ -1,7 +1,7 @@
 """Every catalogue function with small real models: its settings and a request it answers.
 
 The bad-input matrix and the fuzz test run each function as it is deployed (its handler class,
-its function.yaml environment, tiny weights from ``local/tinymodels``), with settings that keep
+its function.yaml environment, tiny weights from ``demo/tinymodels``), with settings that keep
 the models quick on a CPU.
 """
 
@@ -15,9 +15,10 @@ import pytest
 
 from quadratseg_handlers.core.references import resolve
 from quadratseg_handlers.core.request import cvat_request, encode_image
+from quadratseg_handlers.demo.tinymodels import TINY_MODELS, tiny_model_files
+from quadratseg_handlers.demo.tinymodels.coralscop import coralscop_files
 from quadratseg_handlers.deploy.catalog import FUNCTIONS, FunctionSpec
-from quadratseg_handlers.local.synthetic import blobs_image
-from quadratseg_handlers.local.tinymodels.coralscop import coralscop_files
+from quadratseg_handlers.local.bundle import blobs_image
 
 QUICK = {
     "DEVICE": "cpu",
@@ -43,8 +44,8 @@ def function_params() -> list[Any]:
 
 def function_env(spec: FunctionSpec, folder: Path) -> dict[str, str]:
     """Tiny model files written into ``folder``, and the settings that point at them."""
-    if spec.tiny_model:
-        files = spec.tiny_model_builder()(folder)
+    if spec.name in TINY_MODELS:
+        files = tiny_model_files(spec.name, folder)
     elif spec.files:
         files = coralscop_files(folder)
     else:

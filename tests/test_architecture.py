@@ -1,9 +1,20 @@
 """The layout's rules, read from the import graph (ast): layers import downwards only, no
-handler imports another, no cycles. docs/architecture.md describes the layers."""
+handler imports another, no cycles. docs/architecture.md describes the layers.
+
+The graph holds every ``import`` statement (top level, in functions, under TYPE_CHECKING) and
+every string reference to a package module, since a string resolved at run time
+(``core.references.resolve``, ``importlib``) imports as surely as a statement. A string is a
+reference when the whole constant is ``M`` or ``M:attribute``, or an f-string's literal head is
+``M:`` (the attribute formatted in), where ``M`` is ``quadratseg_handlers.<module>...`` naming
+an existing module of the package and ``attribute`` a dotted Python name. Not references: prose
+(docstrings and messages are never exactly a path), the bare package name (a logger's name),
+names of modules that do not exist, and package-data paths (``module:relative/file``).
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +22,7 @@ import pytest
 PACKAGE = "quadratseg_handlers"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "cli")
+LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "demo", "cli")
 """Bottom to top: a module may import its own layer and the layers before it."""
 
 FACADE = {PACKAGE, f"{PACKAGE}.__main__"}
@@ -35,12 +46,38 @@ def resolve(name: str) -> str | None:
     return name or None
 
 
+REFERENCE = re.compile(rf"({PACKAGE}(?:\.\w+)+)(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?")
+"""A whole string naming a module below the package, optionally with ``:attribute``."""
+
+FORMATTED_REFERENCE = re.compile(rf"({PACKAGE}(?:\.\w+)+):")
+"""An f-string's literal head naming a module whose attribute is formatted in."""
+
+
+def string_reference(node: ast.AST) -> str | None:
+    """The package module a string constant or f-string names, if it names one exactly."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        match = REFERENCE.fullmatch(node.value)
+    elif isinstance(node, ast.JoinedStr) and node.values:
+        head = node.values[0]
+        text = head.value if isinstance(head, ast.Constant) else None
+        match = FORMATTED_REFERENCE.fullmatch(text) if isinstance(text, str) else None
+    else:
+        return None
+    return match.group(1) if match and match.group(1) in MODULES else None
+
+
 def imports_of(module: str) -> set[str]:
-    """The package modules a module imports (anywhere: top level, functions, TYPE_CHECKING)."""
+    """The package modules a module imports (anywhere: top level, functions, TYPE_CHECKING),
+    or names in a string (see the module's docstring)."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        reference = string_reference(node)
+        if reference is not None:
+            if reference != module:
+                found.add(reference)
+            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -131,6 +168,23 @@ def test_no_import_cycles():
         ("import quadratseg_handlers.local.harness", {"quadratseg_handlers.local.harness"}),
         ("from ..core import config as cfg", {"quadratseg_handlers.core.config"}),
         ("from .ultralytics import load_yolo", {"quadratseg_handlers.backends.ultralytics"}),
+        ('NAME = "quadratseg_handlers.ops.fusion"', {"quadratseg_handlers.ops.fusion"}),
+        (
+            'f("quadratseg_handlers.core.references:resolve")',
+            {"quadratseg_handlers.core.references"},
+        ),
+        (
+            'X = "quadratseg_handlers.core.runtime:respond"',
+            {"quadratseg_handlers.core.runtime"},
+        ),
+        ('X = f"quadratseg_handlers.cvat.shapes:{name}"', {"quadratseg_handlers.cvat.shapes"}),
+        ('X = "see quadratseg_handlers.cvat.shapes for the shapes"', set()),
+        ('X = "quadratseg_handlers"', set()),
+        ('X = "quadratseg_handlers.yolo"', set()),
+        ('X = "quadratseg_handlers:data/kp_template.npy"', set()),
+        ('X = f"quadratseg_handlers:data/{name}"', set()),
+        ('X = "quadratseg_handlers.cvat.shapes:"', set()),
+        ('X = f"quadratseg_handlers.handlers.{family}:Handler"', set()),
     ],
 )
 def test_the_graph_reader_sees_each_import_form(tmp_path, monkeypatch, source, expected):
@@ -148,6 +202,19 @@ def test_a_violation_is_reported(monkeypatch):
         {*GRAPH["quadratseg_handlers.handlers.blobs"], "quadratseg_handlers.local.harness"},
     )
     with pytest.raises(AssertionError, match="handlers.blobs \\(handlers\\) imports"):
+        test_imports_point_down_the_layers()
+
+
+def test_an_upward_string_reference_is_reported(tmp_path, monkeypatch):
+    """A lower layer naming a higher one's builder by string (as the catalogue once named the
+    tiny models) is an upward import, found by the graph reader and the layer rule."""
+    module = "quadratseg_handlers.deploy.probe"
+    monkeypatch.setitem(MODULES, module, tmp_path / "probe.py")
+    (tmp_path / "probe.py").write_text(
+        'BUILDER = "quadratseg_handlers.demo.tinymodels.yolo:grid_corner_files"\n'
+    )
+    monkeypatch.setitem(GRAPH, module, imports_of(module))
+    with pytest.raises(AssertionError, match="deploy.probe \\(deploy\\) imports .*demo"):
         test_imports_point_down_the_layers()
 
 

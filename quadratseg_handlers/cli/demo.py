@@ -2,7 +2,7 @@
 
 ``demo`` runs the whole pipeline over HTTP on a drawn quadrat with the trained demo models (or,
 with --example, the blob handler); ``train-demo`` retrains those models. The work itself lives in
-:mod:`quadratseg_handlers.local.demo` and :mod:`quadratseg_handlers.local.demo_models`; this
+:mod:`quadratseg_handlers.demo.pipeline` and :mod:`quadratseg_handlers.demo.training`; this
 module parses the options and prints the results.
 """
 
@@ -31,8 +31,8 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
     Exit 0 when every stage answered, 1 when one failed (the pipeline stopped there); a stage
     below its accuracy bar is marked in the table and named on stderr.
     """
-    from quadratseg_handlers.local.demo import run_demo, summary
-    from quadratseg_handlers.local.demo_models import TEST_SEEDS, DemoModelsError
+    from quadratseg_handlers.demo.pipeline import run_demo, summary
+    from quadratseg_handlers.demo.training import TEST_SEEDS, DemoModelsError
 
     started = time.perf_counter()
     with user_errors(DemoModelsError):
@@ -59,7 +59,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
     """Draw the data sets and train the demo models into --output (tens of minutes on a CPU)."""
-    from quadratseg_handlers.local.demo_models import train_demo_models
+    from quadratseg_handlers.demo.training import train_demo_models
 
     with user_errors(ValueError):
         manifest = train_demo_models(
@@ -93,8 +93,8 @@ def example_demo(args: argparse.Namespace) -> int:
     from quadratseg_handlers import cvat
     from quadratseg_handlers.core.request import cvat_request
     from quadratseg_handlers.handlers.blobs import BlobHandler
+    from quadratseg_handlers.local.bundle import blobs_image
     from quadratseg_handlers.local.harness import FunctionClient, response_json
-    from quadratseg_handlers.local.synthetic import blobs_image
 
     image = blobs_image(args.width, args.height, count=args.blobs, seed=args.seed or 0)
     client = FunctionClient(BlobHandler)

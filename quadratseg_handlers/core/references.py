@@ -1,4 +1,4 @@
-"""``module:attribute`` references: how the catalogue names handlers, builders and files.
+"""``module:attribute`` references: how the catalogue names handlers and files.
 
 The catalogue names classes and functions by import path so that listing it imports no model
 library; :func:`resolve` imports one when it is needed.

@@ -13,7 +13,6 @@ writes its ``functions/<name>/`` folder. :func:`find` looks a function up by eit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -39,9 +38,6 @@ BIG_LAMA_URL = (
     "https://github.com/enesmsahin/simple-lama-inpainting/releases/download/v0.1.0/big-lama.pt"
 )
 """Where simple-lama-inpainting itself downloads big-lama.pt from."""
-
-TinyModel = Callable[[Path], Mapping[str, Path]]
-"""Writes small real weight files into a folder; returns them by file argument name."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +154,6 @@ class FunctionSpec:
     gpu_base_image: str = GPU_BASE_IMAGE
     cpu_base_image: str = CPU_BASE_IMAGE
 
-    tiny_model: str | None = None
-    """``module:function`` (a :data:`TinyModel`) writing small real weights, for tests and the
-    demo; None where no builder exists yet."""
-
     cpu_warning: str | None = None
     """Why a CPU bundle of this function is not usable from CVAT (printed when packaging one)."""
 
@@ -189,13 +181,6 @@ class FunctionSpec:
             metavar = bundle_file.metavar
             words.append(metavar if bundle_file.required else f"[{metavar}]")
         return " ".join(words)
-
-    def tiny_model_builder(self) -> TinyModel:
-        """Import the tiny-model builder named by :attr:`tiny_model`."""
-        if self.tiny_model is None:
-            raise ValueError(f"{self.name} names no tiny-model builder")
-        builder: TinyModel = resolve(self.tiny_model)
-        return builder
 
 
 YOLO_IMAGE_PACKAGES = ("libgl1", "libglib2.0-0")
@@ -244,7 +229,6 @@ def _coral_segmentation(model: str, handler: str, title: str, description: str) 
         files=(_yolo_weights("YOLO segmentation weights"),),
         env=(("CONF_THRESHOLD", "0.25"), ("IOU_THRESHOLD", "0.5"), ("CONVERT_TO_POLYLINE", "true")),
         apt_packages=YOLO_IMAGE_PACKAGES,
-        tiny_model="quadratseg_handlers.local.tinymodels.yolo:coral_segmentation_files",
     )
 
 
@@ -324,7 +308,6 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             env=(("USE_TEMPLATE_MATCHING", "true"),),
             apt_packages=YOLO_IMAGE_PACKAGES,
-            tiny_model="quadratseg_handlers.local.tinymodels.yolo:grid_corner_files",
         ),
         FunctionSpec(
             name="pth-yolo-gridpose",
@@ -340,7 +323,6 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             env=(("USE_TEMPLATE_MATCHING", "true"),),
             apt_packages=YOLO_IMAGE_PACKAGES,
-            tiny_model="quadratseg_handlers.local.tinymodels.yolo:grid_point_files",
         ),
         FunctionSpec(
             name="pth-lama",
@@ -364,7 +346,6 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             env=(("GRID_LINE_WIDTH", "8"),),
             pip_steps=(PipStep(("simple-lama-inpainting==0.1.2",), ("--no-deps",)),),
-            tiny_model="quadratseg_handlers.local.tinymodels.lama:lama_files",
         ),
         FunctionSpec(
             name="example-blobs",

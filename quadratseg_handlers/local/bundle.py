@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from quadratseg_handlers.core.config import ConfigError
@@ -31,7 +32,6 @@ from quadratseg_handlers.deploy.catalog import FunctionKind
 from quadratseg_handlers.deploy.compatibility import outdated_import
 from quadratseg_handlers.deploy.function_yaml import BundleError, environment, load_function_yaml
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.synthetic import blobs_image
 
 
 def bundle_environment(
@@ -50,6 +50,25 @@ def bundle_environment(
     result = {name: value for name, value in declared.items() if prefer_bundle or name not in env}
     result["DEVICE"] = env.get("DEVICE") or "auto"
     return result
+
+
+def blobs_image(width: int = 640, height: int = 480, count: int = 6, seed: int = 0) -> np.ndarray:
+    """A dark textured RGB image with ``count`` bright elliptic blobs of varied brightness: the
+    JPEG the validation probe sends, and the example handler's input."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(20, 90, size=(height, width, 3), dtype=np.uint8)
+    image: np.ndarray = cv2.GaussianBlur(noise, (0, 0), 3)
+    radius = max(4, min(width, height) // 12)
+    for _ in range(count):
+        center = (
+            int(rng.integers(radius, width - radius)),
+            int(rng.integers(radius, height - radius)),
+        )
+        axes = (int(rng.integers(radius // 2, radius)), int(rng.integers(radius // 2, radius)))
+        level = int(rng.integers(215, 256))
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(image, center, axes, angle, 0, 360, (level, level, level), -1)
+    return image
 
 
 def probe_mask(width: int, height: int) -> np.ndarray:

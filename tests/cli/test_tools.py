@@ -14,9 +14,9 @@ from PIL import Image
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.core.request import load_image
 from quadratseg_handlers.deploy.function_yaml import read_function_config
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.local.check import ImageCheck, summary
 from quadratseg_handlers.local.server import BackgroundServer
-from quadratseg_handlers.local.synthetic import blobs_image
 
 
 @pytest.fixture(scope="module")

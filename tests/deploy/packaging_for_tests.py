@@ -3,8 +3,9 @@ unpack and run bundles.
 
 LevelBoxHandler (a detector whose 'checkpoint' is a .npy of grey levels, with a shipped
 default file) and MaskFillHandler (an inpainter whose 'model' is fetched at image-build time
-unless given) stand in for the model handlers; the real functions join the end-to-end tests
-as soon as their catalogue entry names a tiny-model builder.
+unless given) stand in for the model handlers; their file builders are held here
+(TEST_TINY_MODELS). The real functions join the end-to-end tests as soon as TINY_MODELS
+(demo/tinymodels) holds a builder of their files.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from handlers_for_tests import level_box_files, mask_fill_files
 from PIL import Image
 
 from quadratseg_handlers.cli.main import main
+from quadratseg_handlers.demo.tinymodels import TINY_MODELS, TinyModel, tiny_model_files
 from quadratseg_handlers.deploy import extraction
 from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
 from quadratseg_handlers.deploy.packager import PackageRequest, package
@@ -45,7 +48,6 @@ LEVELS = FunctionSpec(
     ),
     env=(("CONF_THRESHOLD", "0.3"),),
     memory="256Mi",
-    tiny_model="handlers_for_tests:level_box_files",
 )
 
 FILL = FunctionSpec(
@@ -68,8 +70,10 @@ FILL = FunctionSpec(
         ),
     ),
     memory="256Mi",
-    tiny_model="handlers_for_tests:mask_fill_files",
 )
+
+TEST_TINY_MODELS: dict[str, TinyModel] = {LEVELS.name: level_box_files, FILL.name: mask_fill_files}
+"""The test functions' file builders (the catalogue's are in TINY_MODELS)."""
 
 AGREED_NAMES = {
     "pth-yolo-coralsegv4": {"MODEL_PATH": "best.pt"},
@@ -97,10 +101,21 @@ def rect_png(path: Path) -> Path:
     return path
 
 
+def has_tiny_models(function: FunctionSpec) -> bool:
+    return function.name in TEST_TINY_MODELS or function.name in TINY_MODELS
+
+
+def tiny_files(function: FunctionSpec, folder: Path) -> dict[str, Path]:
+    """The function's files with tiny models (none for a function without a builder)."""
+    if function.name in TEST_TINY_MODELS:
+        return dict(TEST_TINY_MODELS[function.name](folder))
+    return tiny_model_files(function.name, folder) if function.name in TINY_MODELS else {}
+
+
 def pack(tmp_path: Path, wheel: Path, function: FunctionSpec = LEVELS, files=None, **options):
     """Package through the library API, reusing the session's wheel."""
     if files is None:
-        files = function.tiny_model_builder()(tmp_path) if function.tiny_model else {}
+        files = tiny_files(function, tmp_path)
     options.setdefault("output", tmp_path / "nuclio.zip")
     return package(PackageRequest(function, files, **options), wheel=wheel)
 

@@ -19,6 +19,7 @@ from packaging_for_tests import (
     ROOT,
     TESTS,
     cli,
+    has_tiny_models,
     pack,
     rect_png,
     refused,
@@ -122,7 +123,7 @@ def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatc
     [
         pytest.param(spec, id=spec.name, marks=[pytest.mark.slow] if spec.extra else [])
         for spec in (*FUNCTIONS.values(), LEVELS, FILL)
-        if spec.tiny_model or not spec.files
+        if has_tiny_models(spec) or not spec.files
     ],
 )
 def test_every_packageable_function_packages_and_validates(tmp_path, wheel, function):
@@ -411,7 +412,7 @@ def test_coralscopsegformer_packages_with_its_custom_module_and_validates(
 ):
     """The mmseg function with tiny models: the config's custom backbone travels by --source,
     class names come from the checkpoint, and the bundle answers through validate."""
-    from quadratseg_handlers.local.tinymodels.coralscop import coralscop_files, source
+    from quadratseg_handlers.demo.tinymodels.coralscop import coralscop_files, source
 
     for name, value in {
         "SAM_MODEL_TYPE": "auto",
@@ -437,7 +438,7 @@ def test_coralscopsegformer_packages_with_its_custom_module_and_validates(
 def test_real_weights_that_do_not_fit_their_function(capsys, tmp_path):
     """A detect checkpoint for a segmentation function, a 4-point template for gridpose, and
     an mmseg config that does not parse are each refused before anything is written."""
-    from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
+    from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
     from quadratseg_handlers.ops.template import corner_template
 
     detect = tiny_yolo(tmp_path / "detect.pt", "detect", ["grid_point"])
@@ -611,7 +612,7 @@ def test_a_config_whose_custom_module_is_not_shipped_is_refused(tmp_path):
     the package step sees only what the bundle will hold, so it stops there (before, the
     staged config resolved to its original folder, found the module, and the bundle then
     failed `validate`). A fresh process: this one may have imported the module already."""
-    from quadratseg_handlers.local.tinymodels.coralscop import MODULE_NAME, coralscop_files
+    from quadratseg_handlers.demo.tinymodels.coralscop import MODULE_NAME, coralscop_files
 
     files = coralscop_files(tmp_path / "models")
     out = tmp_path / "coralscop.zip"

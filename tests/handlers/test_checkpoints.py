@@ -16,13 +16,13 @@ from quadratseg_handlers.backends.checkpoints import check_checkpoint, is_allowe
 from quadratseg_handlers.backends.mmseg import load_semantic_model
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.core.config import ConfigError
+from quadratseg_handlers.demo.tinymodels.segformer import tiny_segformer
+from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import read_function_config
 from quadratseg_handlers.deploy.rendering import render_main
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.server import BackgroundServer, ServeError
-from quadratseg_handlers.local.tinymodels.segformer import tiny_segformer
-from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 
 
 class CreateFile:
@@ -144,7 +144,7 @@ def test_a_served_worker_refuses_a_crafted_checkpoint(crafted, tmp_path):
 
 def test_a_segformer_of_another_size_loads_through_the_same_checks(tmp_path):
     """The benchmarks' SegFormer-B2 size is the tests' model with other widths and depths."""
-    from quadratseg_handlers.local.tinymodels.segformer import MiT
+    from quadratseg_handlers.demo.tinymodels.segformer import MiT
 
     files = tiny_segformer(tmp_path / "mid", size=MiT(32, (2, 1, 1, 1), 64))
     check_checkpoint(files.weights, "SEGFORMER_WEIGHTS")

@@ -21,15 +21,15 @@ from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.request import cvat_request
 from quadratseg_handlers.cvat.acceptance import spec_problems, validate_response
 from quadratseg_handlers.cvat.spec import CONFIDENCE_SPEC
+from quadratseg_handlers.demo.tinymodels.sam import ENCODER, coralscop_decoder_heads, tiny_sam
+from quadratseg_handlers.demo.tinymodels.segformer import CLASSES, tiny_segformer
 from quadratseg_handlers.handlers.coralscop import (
     SOURCE_SPEC,
     UNSURE_SPEC,
     CoralScopSegformerHandler,
 )
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.synthetic import blobs_image
-from quadratseg_handlers.local.tinymodels.sam import ENCODER, coralscop_decoder_heads, tiny_sam
-from quadratseg_handlers.local.tinymodels.segformer import CLASSES, tiny_segformer
 from quadratseg_handlers.ops.fusion import FusedInstance
 
 GENERA = list(CLASSES[1:])

@@ -24,6 +24,7 @@ from quadratseg_handlers import ConfigError, cvat
 from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
+from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler, skeleton_shape
 from quadratseg_handlers.local.harness import (
@@ -32,7 +33,6 @@ from quadratseg_handlers.local.harness import (
     make_event,
     response_json,
 )
-from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.ops import template as tpl
 from quadratseg_handlers.ops.boxes import box_centres
 from quadratseg_handlers.ops.frame_bars import corners_from_bars

@@ -23,6 +23,8 @@ from PIL import Image
 from quadratseg_handlers import ConfigError
 from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
 from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.demo.tinymodels import lama_files
+from quadratseg_handlers.demo.tinymodels.lama import LamaInpainter, tiny_lama
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.handlers.lama import LamaHandler, complete_keypoints, parse_keypoints
 from quadratseg_handlers.local.harness import (
@@ -32,7 +34,6 @@ from quadratseg_handlers.local.harness import (
     make_event,
     response_json,
 )
-from quadratseg_handlers.local.tinymodels.lama import LamaInpainter, lama_files, tiny_lama
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
 from quadratseg_handlers.ops.template import grid_template
 

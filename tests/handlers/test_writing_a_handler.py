@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from quadratseg_handlers.core.request import cvat_request
+from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.tinymodels.yolo import tiny_yolo
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "writing-a-handler.md"
 EXAMPLE = re.compile(r"<!-- example:.*?-->\s*```python\n(.*?)^```", re.S | re.M)

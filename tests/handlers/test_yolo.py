@@ -29,6 +29,7 @@ from quadratseg_handlers.backends.ultralytics_results import (
 )
 from quadratseg_handlers.core.request import ReducedImage, cvat_request, encode_image
 from quadratseg_handlers.cvat.masks import mask_parts, polygon_to_mask
+from quadratseg_handlers.demo.tinymodels.yolo import DETERMINISTIC_SCORE, tiny_yolo
 from quadratseg_handlers.deploy.catalog import handler_class
 from quadratseg_handlers.handlers.yolo import (
     CoralSegBanggaiHandler,
@@ -36,7 +37,6 @@ from quadratseg_handlers.handlers.yolo import (
     YoloSegHandler,
 )
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.tinymodels.yolo import DETERMINISTIC_SCORE, tiny_yolo
 
 NAMES = ["acropora", "pocillopora", "porites"]
 EXPECTED_SPEC = [
@@ -660,7 +660,7 @@ def photo_jpeg(size, seed=7, orientation=1) -> str:
     """Base64 of a synthetic quadrat photograph as a JPEG, EXIF ``orientation`` recorded."""
     from PIL import Image
 
-    from quadratseg_handlers.local.synthetic import quadrat_image
+    from quadratseg_handlers.demo.synthetic import quadrat_image
 
     pixels = quadrat_image(size, seed=seed).image
     exif = Image.Exif()

@@ -22,9 +22,9 @@ from bundles_for_tests import BLOB_MAIN, ECHO_MAIN, SLOW_MAIN, as_packaged_by_0_
 
 from quadratseg_handlers.core.request import cvat_request
 from quadratseg_handlers.deploy.function_yaml import read_function_config
+from quadratseg_handlers.local.bundle import blobs_image
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.local.server import BackgroundServer, ServeError
-from quadratseg_handlers.local.synthetic import blobs_image
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.demo.synthetic import quadrat_image
 from quadratseg_handlers.ops.frame_bars import bar_crossings, corners_from_bars
 from quadratseg_handlers.ops.quadrat import quadrat_side
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quadratseg_handlers import ConfigError
-from quadratseg_handlers.local.synthetic import SyntheticPoints, synthetic_detections
+from quadratseg_handlers.demo.synthetic import SyntheticPoints, synthetic_detections
 from quadratseg_handlers.ops import template as tpl
 from quadratseg_handlers.ops.matching import match_points, project
 

@@ -15,18 +15,18 @@ import pytest
 
 from quadratseg_handlers.backends.offline import configure_ultralytics
 from quadratseg_handlers.core.request import cvat_request
-from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
-from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
-from quadratseg_handlers.local import accuracy
-from quadratseg_handlers.local.demo_models import (
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.training import (
     MODELS,
     TEST_SEEDS,
     remove_string,
     verified_models,
     warped_view,
 )
+from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
+from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.synthetic import quadrat_image
 
 pytestmark = pytest.mark.slow
 

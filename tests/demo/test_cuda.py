@@ -15,19 +15,19 @@ import pytest
 import torch
 
 from quadratseg_handlers.core.request import encode_image
-from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
-from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
-from quadratseg_handlers.local import accuracy
-from quadratseg_handlers.local.demo import CORAL_MIN_AREA
-from quadratseg_handlers.local.demo_models import (
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.pipeline import CORAL_MIN_AREA
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.training import (
     MODELS,
     TEST_SEEDS,
     remove_string,
     warped_masks,
     warped_view,
 )
+from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
+from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.synthetic import quadrat_image
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import quadrat_side
 from quadratseg_handlers.ops.template import CORNER_POINTS, GRID_POINTS

@@ -1,11 +1,11 @@
-"""Synthetic images for demos, tests and benchmarks, drawn deterministically from a seed.
+"""The drawn world of the demo, the tests and the benchmarks, deterministic from a seed.
 
-:func:`blobs_image` feeds the example handler; :func:`quadrat_image` draws a photograph-like
-quadrat (seabed, coral colonies of a few genera, the frame in perspective, its taut grid
-string) with its ground truth: frame corners, the 117 grid points and the coral masks. On a
-machine with no trained weights and no real photographs, these are what the demo and the
-demo models work on. :func:`synthetic_detections` simulates a point detector's output on a
-template (missed, spurious, noisy points) with the truth, for the template-matching tests.
+:func:`quadrat_image` draws a photograph-like quadrat (seabed, coral colonies of a few
+genera, the frame in perspective, its taut grid string) with its ground truth: frame corners,
+the 117 grid points and the coral masks. On a machine with no trained weights and no real
+photographs, these are what the demo and the demo models work on.
+:func:`synthetic_detections` simulates a point detector's output on a template (missed,
+spurious, noisy points) with the truth, for the template-matching tests.
 """
 
 from __future__ import annotations
@@ -17,25 +17,6 @@ import cv2
 import numpy as np
 
 from quadratseg_handlers.ops.template import GRID_SIZE, grid_template
-
-
-def blobs_image(width: int = 640, height: int = 480, count: int = 6, seed: int = 0) -> np.ndarray:
-    """A dark textured RGB image with ``count`` bright elliptic blobs of varied brightness."""
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(20, 90, size=(height, width, 3), dtype=np.uint8)
-    image: np.ndarray = cv2.GaussianBlur(noise, (0, 0), 3)
-    radius = max(4, min(width, height) // 12)
-    for _ in range(count):
-        center = (
-            int(rng.integers(radius, width - radius)),
-            int(rng.integers(radius, height - radius)),
-        )
-        axes = (int(rng.integers(radius // 2, radius)), int(rng.integers(radius // 2, radius)))
-        level = int(rng.integers(215, 256))
-        angle = float(rng.uniform(0, 180))
-        cv2.ellipse(image, center, axes, angle, 0, 360, (level, level, level), -1)
-    return image
-
 
 # --- synthetic quadrat photographs ---------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """The demo: the whole QUADRATSEG pipeline over HTTP, with trained models, on a drawn quadrat.
 
 The photo is drawn from a seed no demo model was trained on
-(:data:`~quadratseg_handlers.local.demo_models.TEST_SEEDS`), so it also shows what the
+(:data:`~quadratseg_handlers.demo.training.TEST_SEEDS`), so it also shows what the
 committed models do on data they have not seen. Each function is packaged into a real bundle
 with its trained weights from ``demo-models/``, served by ``quadratseg serve``'s server and
 called over HTTP the way the QUADRATSEG bridge calls it, every stage on the previous stage's
 answer: gridcorners -> warp -> gridpose -> grid removal -> coral segmentation. Each stage's
-answer is scored against the drawn truth (:mod:`~quadratseg_handlers.local.accuracy`); a
+answer is scored against the drawn truth (:mod:`~quadratseg_handlers.demo.accuracy`); a
 stage that fails stops the pipeline and says why, and nothing falls back to the truth.
 Grid removal runs the OpenCV backend: the LaMa weights cannot be downloaded here.
 """
@@ -28,13 +28,10 @@ from PIL import Image
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.core.request import encode_image, load_image
-from quadratseg_handlers.deploy.catalog import FUNCTIONS
-from quadratseg_handlers.deploy.function_yaml import open_bundle
-from quadratseg_handlers.deploy.packager import PackageRequest, build_wheel, package
-from quadratseg_handlers.deploy.rendering import SourceTree
-from quadratseg_handlers.local import accuracy
-from quadratseg_handlers.local.client import HttpFunction
-from quadratseg_handlers.local.demo_models import (
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
+from quadratseg_handlers.demo.tinymodels import tiny_model_files
+from quadratseg_handlers.demo.training import (
     DEFAULT_FOLDER,
     MODELS,
     TEST_SEEDS,
@@ -43,9 +40,13 @@ from quadratseg_handlers.local.demo_models import (
     warped_masks,
     warped_view,
 )
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
+from quadratseg_handlers.deploy.function_yaml import open_bundle
+from quadratseg_handlers.deploy.packager import PackageRequest, build_wheel, package
+from quadratseg_handlers.deploy.rendering import SourceTree
+from quadratseg_handlers.local.client import HttpFunction
 from quadratseg_handlers.local.overlay import draw_shapes, save_png
 from quadratseg_handlers.local.server import BackgroundServer
-from quadratseg_handlers.local.synthetic import SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import quadrat_side
@@ -283,11 +284,7 @@ def served_functions(
         spec = FUNCTIONS[name]
         (work / name).mkdir()
         model = trained.get(name)
-        files = (
-            {"weights": models[model.name]}
-            if model
-            else dict(spec.tiny_model_builder()(work / name))
-        )
+        files = {"weights": models[model.name]} if model else tiny_model_files(name, work / name)
         env = model.serve_env if model else ()
         request = PackageRequest(
             spec, files, output=bundles_dir / f"{name}.zip", force=True, env=env

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quadratseg_handlers.local.tinymodels.sam import tiny_sam
-from quadratseg_handlers.local.tinymodels.segformer import MODULE_NAME, tiny_segformer
+from quadratseg_handlers.demo.tinymodels.sam import tiny_sam
+from quadratseg_handlers.demo.tinymodels.segformer import MODULE_NAME, tiny_segformer
 
 
 def coralscop_files(folder: str | Path) -> dict[str, Path]:

@@ -92,9 +92,9 @@ def tiny_yolo(
 def coral_segmentation_files(folder: str | Path) -> dict[str, Path]:
     """The coral segmentation bundles' files with a tiny model: ``{"weights": .../best.pt}``.
 
-    Its classes are the genera :mod:`quadratseg_handlers.local.synthetic` draws.
+    Its classes are the genera :mod:`quadratseg_handlers.demo.synthetic` draws.
     """
-    from quadratseg_handlers.local.synthetic import GENERA
+    from quadratseg_handlers.demo.synthetic import GENERA
 
     return {"weights": tiny_yolo(Path(folder) / "best.pt", "segment", GENERA)}
 

@@ -9,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from quadratseg_handlers.local.demo_models import (
+from quadratseg_handlers.demo.synthetic import GENERA
+from quadratseg_handlers.demo.training import (
     MANIFEST,
     MODELS,
     TEST_SEEDS,
@@ -20,7 +21,6 @@ from quadratseg_handlers.local.demo_models import (
     verified_models,
     write_dataset,
 )
-from quadratseg_handlers.local.synthetic import GENERA
 
 WEIGHTS_BUDGET = 25 * 1024 * 1024
 
@@ -102,7 +102,7 @@ def test_missing_or_altered_weights_are_refused(tmp_path, committed_models):
 
 
 def test_a_model_that_starts_from_another_needs_it_first(tmp_path):
-    from quadratseg_handlers.local.demo_models import train_model
+    from quadratseg_handlers.demo.training import train_model
 
     with pytest.raises(ValueError, match="train gridpose first"):
         train_model(MODELS["gridcorners"], tmp_path / "work", tmp_path / "out")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from quadratseg_handlers import cvat
-from quadratseg_handlers.local import accuracy
+from quadratseg_handlers.demo import accuracy
 from quadratseg_handlers.ops.quadrat import quadrat_side
 
 

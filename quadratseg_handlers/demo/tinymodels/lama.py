@@ -161,8 +161,3 @@ def save_lama(
 def tiny_lama(path: str | Path, seed: int = 0) -> Path:
     """A miniature LaMa (width 4, one Fourier block, 24 K parameters) saved as TorchScript."""
     return save_lama(path, width=4, blocks=1, seed=seed)
-
-
-def lama_files(folder: str | Path) -> dict[str, Path]:
-    """The pth-lama bundle's files with a tiny model: ``{"lama-model": .../big-lama.pt}``."""
-    return {"lama-model": tiny_lama(Path(folder) / "big-lama.pt")}

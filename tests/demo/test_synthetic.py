@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from quadratseg_handlers.local.synthetic import GENERA, quadrat_image
+from quadratseg_handlers.demo.synthetic import GENERA, quadrat_image
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.template import grid_template
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh
 from quadratseg_handlers.handlers.grid import GridCornersHandler
-from quadratseg_handlers.local import accuracy
-from quadratseg_handlers.local.demo_models import TEST_SEEDS, photo_size
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.local.synthetic import quadrat_image
 from quadratseg_handlers.ops.quadrat import quadrat_side
 from quadratseg_handlers.ops.template import CORNER_POINTS, packaged_template_path
 
@@ -35,7 +35,7 @@ def test_the_second_pass_brings_the_corners_closer(committed_models):
     errors: dict[str, list[float]] = {flag: [] for flag in clients}
     for offset in range(PHOTOS):
         seed = TEST_SEEDS + 1000 + offset
-        scene = quadrat_image(photo_size(np.random.default_rng(seed), (1024, 1600)), seed)
+        scene = quadrat_image(random_photo_size_wh(np.random.default_rng(seed), (1024, 1600)), seed)
         body = {"image": encode_image(scene.image, "JPEG")}
         for flag, client in clients.items():
             shapes = response_json(client.call(body))

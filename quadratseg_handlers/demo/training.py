@@ -1,7 +1,7 @@
 """The demo models: data sets drawn from synthetic quadrats, YOLO training, and their manifest.
 
 Three YOLO11n models are trained from scratch (no pretrained weights can be downloaded) on
-:func:`~quadratseg_handlers.local.synthetic.quadrat_image` photos, each on what its stage sees
+:func:`~quadratseg_handlers.demo.synthetic.quadrat_image` photos, each on what its stage sees
 in the pipeline:
 
 - ``gridcorners`` (detect, one class): the whole photo; a box around each frame corner.
@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from quadratseg_handlers.local.synthetic import GENERA, SyntheticQuadrat, quadrat_image
+from quadratseg_handlers.demo.synthetic import GENERA, SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import quadrat_transform
@@ -185,7 +185,7 @@ MODELS: dict[str, DemoModel] = {
 """The demo models, in training order."""
 
 
-def photo_size(rng: np.random.Generator, long_side: tuple[int, int]) -> tuple[int, int]:
+def random_photo_size_wh(rng: np.random.Generator, long_side: tuple[int, int]) -> tuple[int, int]:
     """A random (width, height): one of :data:`ASPECTS`, the long side within ``long_side``."""
     aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
     longest = int(rng.integers(long_side[0], long_side[1] + 1))
@@ -283,11 +283,11 @@ def draw_example(model: DemoModel, seed: int) -> tuple[np.ndarray, list[str]]:
     """One training photo of ``model`` and its YOLO label lines, drawn from ``seed``."""
     rng = np.random.default_rng(seed + 7)
     if model.name == "gridcorners":
-        size = photo_size(rng, (512, 832))
+        size = random_photo_size_wh(rng, (512, 832))
         scene = quadrat_image(size, seed)
         box = max(CORNER_BOX * scene.side, MIN_BOX * max(size))
         return scene.image, _box_lines(scene.corners, box, size)
-    scene = quadrat_image(photo_size(rng, (640, 1024)), seed)
+    scene = quadrat_image(random_photo_size_wh(rng, (640, 1024)), seed)
     warp = int(rng.integers(model.imgsz, 2 * model.imgsz))
     margin = rng.uniform(0.02, 0.08)
     view = warped_view(scene, warp, corners=jittered_corners(scene, rng), margin=margin)
@@ -379,7 +379,7 @@ def train_model(
     from ultralytics import YOLO
 
     from quadratseg_handlers.backends.offline import configure_ultralytics
-    from quadratseg_handlers.local.tinymodels.yolo import CONFIGS
+    from quadratseg_handlers.demo.tinymodels.yolo import CONFIGS
 
     start = output / MODELS[model.init_from].file if model.init_from else None
     if start is not None and not start.is_file():
@@ -433,7 +433,7 @@ def refine_model(
     return its updated manifest entry (the run appended to its ``refinements``)."""
     from ultralytics import YOLO
 
-    from quadratseg_handlers.local.tinymodels.yolo import CONFIGS
+    from quadratseg_handlers.demo.tinymodels.yolo import CONFIGS
 
     refinement = model.refinements[step]
     args = refinement.args(model.imgsz)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from quadratseg_handlers.deploy.catalog import FUNCTIONS
-from quadratseg_handlers.local.demo import (
+from quadratseg_handlers.demo.pipeline import (
     CORNERS,
     POINT_MARGIN,
     STAGES,
@@ -17,8 +16,9 @@ from quadratseg_handlers.local.demo import (
     served_functions,
     summary,
 )
-from quadratseg_handlers.local.demo_models import MODELS, TEST_SEEDS, WARP_MARGIN
-from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.tinymodels import tiny_model_files
+from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS, WARP_MARGIN
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path, committed_mod
 
 def test_a_stage_that_fails_stops_the_pipeline_without_falling_back(tmp_path):
     corners = MODELS["gridcorners"]
-    untrained = FUNCTIONS[corners.function].tiny_model_builder()(tmp_path)["weights"]
+    untrained = tiny_model_files(corners.function, tmp_path)["weights"]
     (tmp_path / "work").mkdir()
     with served_functions(
         tmp_path / "work", tmp_path / "bundles", {corners.name: untrained}, stages=(CORNERS,)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quadratseg_handlers.local import accuracy
-from quadratseg_handlers.local.demo import Pipeline, PipelineRun, served_functions
-from quadratseg_handlers.local.demo_models import TEST_SEEDS, photo_size, verified_models
-from quadratseg_handlers.local.synthetic import quadrat_image
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.pipeline import Pipeline, PipelineRun, served_functions
+from quadratseg_handlers.demo.synthetic import quadrat_image
+from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import quadrat_side
 
@@ -46,7 +46,7 @@ def runs(served) -> list[PipelineRun]:
     results = []
     for offset in range(PHOTOS):
         seed = TEST_SEEDS + 1000 + offset
-        size = photo_size(np.random.default_rng(seed), (1024, 1600))
+        size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
         results.append(pipeline.run(quadrat_image(size, seed)))
     return results
 
