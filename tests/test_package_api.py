@@ -29,6 +29,7 @@ def test_every_handler_class_is_exported_from_the_package():
         assert name in quadratseg_handlers.__all__
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_no_model_library():
     script = (
         "import sys, quadratseg_handlers\n"
@@ -71,6 +72,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_a_main_py_packaged_before_the_split_still_runs(tmp_path, rect_image):
     """A bundle's main.py of the flat layout, under the harness and as `python main.py`."""
     (tmp_path / "main.py").write_text(OLD_MAIN)

@@ -187,6 +187,7 @@ def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, re
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+@pytest.mark.slow
 def test_release_memory_trims_the_heap():
     assert release_memory() is True
 

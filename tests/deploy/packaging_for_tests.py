@@ -97,8 +97,10 @@ def rect_png(path: Path) -> Path:
     return path
 
 
-def pack(tmp_path: Path, wheel: Path, function: FunctionSpec = LEVELS, files=None, **options):
-    """Package through the library API, reusing the session's wheel."""
+def pack(
+    tmp_path: Path, wheel: Path | None, function: FunctionSpec = LEVELS, files=None, **options
+):
+    """Package through the library API, reusing the session's wheel (None: build one)."""
     if files is None:
         files = function.tiny_model_builder()(tmp_path) if function.tiny_model else {}
     options.setdefault("output", tmp_path / "nuclio.zip")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from packaging_for_tests import cli
 
@@ -24,6 +25,7 @@ def edit_yaml(folder: Path, change) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+@pytest.mark.slow
 def test_validate_reports_configuration_problems(bundle):
     def break_it(config):
         del config["spec"]["description"]
@@ -44,6 +46,7 @@ def test_validate_reports_configuration_problems(bundle):
     ]
 
 
+@pytest.mark.slow
 def test_validate_accepts_the_trigger_batch_mode_and_rejects_a_bad_one(bundle):
     def batch(config, **values):
         config["spec"]["triggers"]["myHttpTrigger"]["batch"] = {"mode": "enable", **values}
@@ -58,6 +61,7 @@ def test_validate_accepts_the_trigger_batch_mode_and_rejects_a_bad_one(bundle):
     ]
 
 
+@pytest.mark.slow
 def test_validate_reports_missing_files(bundle, wheel):
     (bundle / "levels.npy").unlink()
     (bundle / wheel.name).unlink()
@@ -67,6 +71,7 @@ def test_validate_reports_missing_files(bundle, wheel):
     ]
 
 
+@pytest.mark.slow
 def test_validate_checks_the_answer_against_the_spec(bundle, capsys):
     def rename(config):
         labels = [cvat.label_spec("other", "rectangle"), cvat.label_spec("bright", "rectangle")]
@@ -81,12 +86,14 @@ def test_validate_checks_the_answer_against_the_spec(bundle, capsys):
     )
 
 
+@pytest.mark.slow
 def test_validate_reports_a_broken_main_py(bundle):
     (bundle / "main.py").write_text("raise RuntimeError('broken\\nsecond line')\n")
     assert validate(bundle, probe=run_probe).problems == ["main.py: RuntimeError: broken"]
     assert validate(bundle).ok
 
 
+@pytest.mark.slow
 def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle):
     (bundle / "function.yaml").write_text("metadata: [unclosed\n")
     [line] = validate(bundle, probe=run_probe).problems
