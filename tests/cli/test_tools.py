@@ -78,6 +78,7 @@ def test_check_takes_the_spec_from_a_bundle_folder(blob_url, blob_bundle, test_i
     assert main([*args, "--spec", str(blob_bundle)]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -88,7 +89,6 @@ def test_check_takes_the_spec_from_a_bundle_folder(blob_url, blob_bundle, test_i
         (["--spec", "MISSING"], "no such file or folder"),
     ],
 )
-@pytest.mark.slow
 def test_check_errors_are_one_line(blob_url, test_images, tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
     values = {
@@ -160,8 +160,8 @@ def _shape_pixels(image: np.ndarray) -> np.ndarray:
     return gray >= 200
 
 
-@pytest.mark.parametrize("source", ["url", "bundle"])
 @pytest.mark.slow
+@pytest.mark.parametrize("source", ["url", "bundle"])
 def test_annotate_draws_shapes_on_an_image_of_the_input_size(
     blob_url, blob_bundle, test_images, tmp_path, capsys, source
 ):

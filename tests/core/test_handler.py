@@ -186,8 +186,8 @@ def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, re
     assert released == [True]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_release_memory_trims_the_heap():
     assert release_memory() is True
 

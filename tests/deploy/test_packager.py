@@ -122,15 +122,15 @@ def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatc
     assert "answered a 640x480 JPEG with 1 shape in " in report.summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "function",
     [
-        pytest.param(spec, id=spec.name, marks=[pytest.mark.slow] if spec.extra else [])
+        pytest.param(spec, id=spec.name)
         for spec in (*FUNCTIONS.values(), LEVELS, FILL)
         if spec.tiny_model or not spec.files
     ],
 )
-@pytest.mark.slow
 def test_every_packageable_function_packages_and_validates(tmp_path, wheel, function):
     """Package with the entry's tiny model, then `validate` runs the bundle's main.py through
     nuclio_sdk's Platform in a subprocess (bundle as working directory) on a generated JPEG."""

@@ -133,6 +133,7 @@ def test_oversize_body_is_413_and_the_server_keeps_serving(blob_url):
     assert post(blob_url, images(1)[0])[0] == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "content_type", "error"),
     [
@@ -149,7 +150,6 @@ def test_oversize_body_is_413_and_the_server_keeps_serving(blob_url):
     ],
     ids=lambda value: value[:20] if isinstance(value, bytes) else value,
 )
-@pytest.mark.slow
 def test_malformed_bodies_are_400_and_the_server_keeps_serving(blob_url, body, content_type, error):
     status, headers, data = post(blob_url, body, content_type)
     assert status == 400
@@ -277,8 +277,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_a_zip_and_stops_cleanly_on_a_signal(tmp_path, stop_signal):
     folder = write_bundle(tmp_path / "src", BLOB_MAIN, name="example-blobs", workers=2)
     archive = tmp_path / "nuclio.zip"
