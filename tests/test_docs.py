@@ -16,6 +16,7 @@ from docs_for_tests import PAGES, blocks, make_stand_ins, run_page
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_settings_table_is_up_to_date():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "update_docs.py"), "--check"],
@@ -85,6 +86,7 @@ def test_every_runnable_snippet_of_the_page_runs(page, stand_ins, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
 
 
+@pytest.mark.slow
 def test_a_snippet_that_breaks_fails_the_page(tmp_path):
     """The runner is not a formality: a broken shell or Python block fails the run, a set-up
     comment runs before the blocks after it, and a skipped block does not run."""

@@ -29,6 +29,7 @@ def test_every_handler_class_is_exported_from_the_package():
         assert name in quadratseg_handlers.__all__
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_no_model_library():
     script = (
         "import sys, quadratseg_handlers\n"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +29,10 @@ from pathlib import Path
 from quadratseg_handlers import cvat
 from quadratseg_handlers.backends.checkpoints import trust_setting
 from quadratseg_handlers.core.config import ConfigError
-from quadratseg_handlers.core.messages import first_line, last_line, plural
+from quadratseg_handlers.core.messages import first_line, plural
 from quadratseg_handlers.core.references import resolve
 from quadratseg_handlers.cvat.spec import LabelSpec
+from quadratseg_handlers.deploy import library_wheel
 from quadratseg_handlers.deploy.archive import Content, write_atomically, write_zip
 from quadratseg_handlers.deploy.catalog import BundleFile, FunctionSpec
 from quadratseg_handlers.deploy.function_yaml import (
@@ -40,6 +40,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     Batching,
     batch_option_problems,
 )
+from quadratseg_handlers.deploy.library_wheel import SKIPPED, WheelError
 from quadratseg_handlers.deploy.rendering import (
     CONSTRAINTS_NAME,
     BundleLayout,
@@ -50,12 +51,9 @@ from quadratseg_handlers.deploy.rendering import (
 )
 
 BUNDLE_FOLDER = "nuclio"
-SOURCE_DATE_EPOCH = "315532800"
-"""1980-01-01, the earliest zip time: the wheel's entries get it, so the wheel is reproducible."""
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SKIPPED = ("__pycache__", "*.pyc", "*.pyo")
 
 
 class PackageError(Exception):
@@ -345,7 +343,7 @@ def _stage(path: Path, destination: Path) -> None:
             path,
             destination,
             copy_function=_link_or_copy,
-            ignore=shutil.ignore_patterns(*_SKIPPED),
+            ignore=shutil.ignore_patterns(*SKIPPED),
         )
     else:
         _link_or_copy(str(path), str(destination))
@@ -423,40 +421,12 @@ def _user_paths(message: str, staged: Mapping[str, str]) -> str:
 
 
 def build_wheel(source: SourceTree, destination: Path) -> Path:
-    """Build the library's wheel from a clean copy of its source, reproducibly."""
-    destination = destination.resolve()
-    destination.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="quadratseg-wheel-") as temporary:
-        tree = Path(temporary) / "src"
-        tree.mkdir()
-        shutil.copy(source.root / "pyproject.toml", tree)
-        for readme in source.root.glob("README*"):
-            shutil.copy(readme, tree)
-        package = Path(__file__).resolve().parents[1]
-        shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
-        for path in tree.rglob("*"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONDONTWRITEBYTECODE": "1"}
-        built = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
-                str(destination),
-            ],
-            cwd=tree,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if built.returncode != 0:
-        last = last_line(built.stderr)
-        raise PackageError([f"building the library wheel failed: {last}"], code=1)
-    wheel = destination / built.stdout.strip().splitlines()[-1]
-    if wheel.name != source.wheel_name:
-        raise PackageError([f"the wheel is {wheel.name}, expected {source.wheel_name}"], code=1)
-    return wheel
+    """The library's wheel in ``destination``, built reproducibly from a clean copy of its
+    source, or taken from the wheel cache (:data:`library_wheel.WHEEL_CACHE_ENV`)."""
+    try:
+        return library_wheel.build_wheel(source, destination)
+    except WheelError as exc:
+        raise PackageError([str(exc)], code=1) from None
 
 
 def package(

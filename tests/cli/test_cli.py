@@ -49,6 +49,7 @@ def test_labels_of_a_grid_function_fit_the_quadratseg_corner_project(capsys):
     assert cvat.cvat_keeps(answer, printed, printed) == answer
 
 
+@pytest.mark.slow
 def test_labels_of_a_bundle_keep_every_attribute(capsys, tmp_path):
     from quadratseg_handlers import cvat
 

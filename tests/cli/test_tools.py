@@ -52,6 +52,7 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_good_function(blob_url, test_images, capsys):
     assert main(["check", "--function-url", blob_url, "--test-images", str(test_images)]) == 0
     out = capsys.readouterr().out
@@ -61,6 +62,7 @@ def test_check_passes_on_a_good_function(blob_url, test_images, capsys):
     assert "PASS: 3/3 images passed" in out
 
 
+@pytest.mark.slow
 def test_check_fails_on_float_confidences(float_url, blob_bundle, test_images, capsys):
     args = ["check", "--function-url", float_url, "--test-images", str(test_images)]
     assert main([*args, "--spec", str(blob_bundle / "function.yaml")]) == 1
@@ -70,11 +72,13 @@ def test_check_fails_on_float_confidences(float_url, blob_bundle, test_images, c
     assert "number attribute 'confidence' value '0.87' is not an integer string" in out
 
 
+@pytest.mark.slow
 def test_check_takes_the_spec_from_a_bundle_folder(blob_url, blob_bundle, test_images, capsys):
     args = ["check", "--function-url", blob_url, "--test-images", str(test_images)]
     assert main([*args, "--spec", str(blob_bundle)]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -102,6 +106,7 @@ def test_check_errors_are_one_line(blob_url, test_images, tmp_path, capsys, args
     assert err.count("\n") == 1 and message in err and err.startswith("quadratseg check: error:")
 
 
+@pytest.mark.slow
 def test_check_without_a_spec_on_another_server_asks_for_one(tmp_path, test_images, capsys):
     # Behind a path prefix, GET .../spec reaches the function itself, which answers 400.
     folder = write_bundle(tmp_path / "f", FLOAT_CONFIDENCE_MAIN)
@@ -110,6 +115,7 @@ def test_check_without_a_spec_on_another_server_asks_for_one(tmp_path, test_imag
     assert "no label spec: give --spec" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_prints_the_table_and_writes_json(blob_url, test_images, tmp_path, capsys):
     figures = tmp_path / "out" / "bench.json"
     argv = [
@@ -131,6 +137,7 @@ def test_bench_prints_the_table_and_writes_json(blob_url, test_images, tmp_path,
     assert data["throughput_img_per_min"] > 0
 
 
+@pytest.mark.slow
 def test_bench_counts_failures_and_exits_1(blob_url, test_images, capsys):
     argv = [
         "bench", "--function-url", blob_url, "--test-images", str(test_images),
@@ -153,6 +160,7 @@ def _shape_pixels(image: np.ndarray) -> np.ndarray:
     return gray >= 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["url", "bundle"])
 def test_annotate_draws_shapes_on_an_image_of_the_input_size(
     blob_url, blob_bundle, test_images, tmp_path, capsys, source
@@ -172,6 +180,7 @@ def test_annotate_draws_shapes_on_an_image_of_the_input_size(
     assert not list(tmp_path.glob(".overlay.png.*"))  # the temporary file was renamed
 
 
+@pytest.mark.slow
 def test_annotate_errors(blob_url, tmp_path, capsys):
     assert main(["annotate", str(tmp_path / "no.png"), "--function-url", blob_url,
                  "--out", str(tmp_path / "o.png")]) == 2  # fmt: skip

@@ -186,6 +186,7 @@ def test_memory_is_given_back_after_a_large_request_only(monkeypatch, client, re
     assert released == [True]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_release_memory_trims_the_heap():
     assert release_memory() is True

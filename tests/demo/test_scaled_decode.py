@@ -4,7 +4,8 @@ well as one decoded at full size, in the photo's pixels, on a held-out photo.
 The two paths feed the network slightly different pixels (libjpeg's block averages, vs
 ultralytics' bilinear shrink of every pixel), so trained models move their answers by a
 fraction of a network-input pixel; both are scored against the drawn truth. The exactness of
-the mapping itself is tested on tiny models (tests/handlers/test_yolo.py, test_grid.py).
+the mapping itself is tested on tiny models (tests/handlers/test_yolo.py, test_grid.py) and
+on known masks (tests/backends/test_ultralytics.py).
 """
 
 from __future__ import annotations

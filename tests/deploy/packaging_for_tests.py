@@ -112,8 +112,10 @@ def tiny_files(function: FunctionSpec, folder: Path) -> dict[str, Path]:
     return tiny_model_files(function.name, folder) if function.name in TINY_MODELS else {}
 
 
-def pack(tmp_path: Path, wheel: Path, function: FunctionSpec = LEVELS, files=None, **options):
-    """Package through the library API, reusing the session's wheel."""
+def pack(
+    tmp_path: Path, wheel: Path | None, function: FunctionSpec = LEVELS, files=None, **options
+):
+    """Package through the library API, reusing the session's wheel (None: build one)."""
     if files is None:
         files = tiny_files(function, tmp_path)
     options.setdefault("output", tmp_path / "nuclio.zip")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from bundles_for_tests import as_packaged_by_0_1
 from packaging_for_tests import cli
@@ -25,6 +26,7 @@ def edit_yaml(folder: Path, change) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+@pytest.mark.slow
 def test_validate_reports_configuration_problems(bundle):
     def break_it(config):
         del config["spec"]["description"]
@@ -45,6 +47,7 @@ def test_validate_reports_configuration_problems(bundle):
     ]
 
 
+@pytest.mark.slow
 def test_validate_accepts_the_trigger_batch_mode_and_rejects_a_bad_one(bundle):
     def batch(config, **values):
         config["spec"]["triggers"]["myHttpTrigger"]["batch"] = {"mode": "enable", **values}
@@ -59,6 +62,7 @@ def test_validate_accepts_the_trigger_batch_mode_and_rejects_a_bad_one(bundle):
     ]
 
 
+@pytest.mark.slow
 def test_validate_reports_missing_files(bundle, wheel):
     (bundle / "levels.npy").unlink()
     (bundle / wheel.name).unlink()
@@ -68,6 +72,7 @@ def test_validate_reports_missing_files(bundle, wheel):
     ]
 
 
+@pytest.mark.slow
 def test_validate_checks_the_answer_against_the_spec(bundle, capsys):
     def rename(config):
         labels = [cvat.label_spec("other", "rectangle"), cvat.label_spec("bright", "rectangle")]
@@ -82,6 +87,7 @@ def test_validate_checks_the_answer_against_the_spec(bundle, capsys):
     )
 
 
+@pytest.mark.slow
 def test_validate_reports_a_broken_main_py(bundle):
     (bundle / "main.py").write_text("raise RuntimeError('broken\\nsecond line')\n")
     assert validate(bundle, probe=run_probe).problems == ["main.py: RuntimeError: broken"]
@@ -97,6 +103,7 @@ def packaged_by_0_1(importer: str, usage: str) -> str:
     )
 
 
+@pytest.mark.slow
 def test_validate_asks_to_package_a_0_1_bundle_again_before_running_it(bundle, capsys):
     as_packaged_by_0_1(bundle)
     expected = packaged_by_0_1("main.py", "levelboxes LEVELS [NAMES]")
@@ -104,6 +111,7 @@ def test_validate_asks_to_package_a_0_1_bundle_again_before_running_it(bundle, c
     assert cli(capsys, "validate", "--no-run", str(bundle)) == (2, [expected])
 
 
+@pytest.mark.slow
 def test_validate_finds_a_0_1_import_when_it_runs_the_bundle(bundle, capsys):
     # the probe's process knows the real catalogue only: the bundle says it is example-blobs
     as_packaged_by_0_1(bundle, through="handler_of_0_1.py", function="example-blobs")
@@ -111,6 +119,7 @@ def test_validate_finds_a_0_1_import_when_it_runs_the_bundle(bundle, capsys):
     assert cli(capsys, "validate", str(bundle)) == (2, [expected])
 
 
+@pytest.mark.slow
 def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle):
     (bundle / "function.yaml").write_text("metadata: [unclosed\n")
     [line] = validate(bundle, probe=run_probe).problems

@@ -38,6 +38,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     Batching,
     open_bundle,
 )
+from quadratseg_handlers.deploy.library_wheel import WHEEL_CACHE_ENV
 from quadratseg_handlers.deploy.packager import PackageError
 from quadratseg_handlers.deploy.rendering import (
     SourceTree,
@@ -48,6 +49,7 @@ from quadratseg_handlers.local.bundle import run_probe
 # --- packaging end to end -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_packages_blobs_then_validate_passes_and_main_py_runs(tmp_path, capsys):
     out = tmp_path / "blobs.zip"
     code, err = cli(capsys, "package", "blobs", "--output", str(out))
@@ -70,6 +72,7 @@ def test_cli_packages_blobs_then_validate_passes_and_main_py_runs(tmp_path, caps
     assert json.loads(result.stdout) == BlobHandler().annotate(str(image))
 
 
+@pytest.mark.slow
 def test_spec_comes_from_the_weights_and_main_py_answers_exactly(tmp_path, wheel):
     result = pack(tmp_path, wheel)
     assert [label["name"] for label in result.labels] == ["dim", "bright"]
@@ -95,6 +98,7 @@ def test_spec_comes_from_the_weights_and_main_py_answers_exactly(tmp_path, wheel
     ]
 
 
+@pytest.mark.slow
 def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path, wheel):
     report = validate(pack(tmp_path, wheel).output, probe=run_probe)
     assert report.ok, report.problems
@@ -102,6 +106,7 @@ def test_validate_calls_main_py_through_the_nuclio_platform_with_a_jpeg(tmp_path
     assert "answered a 640x480 JPEG with" in report.summary
 
 
+@pytest.mark.slow
 def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "blobs.zip"
     assert cli(capsys, "package", "blobs", "--output", str(out))[0] == 0
@@ -118,10 +123,11 @@ def test_validate_summary_says_1_shape_not_1_shapes(tmp_path, capsys, monkeypatc
     assert "answered a 640x480 JPEG with 1 shape in " in report.summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "function",
     [
-        pytest.param(spec, id=spec.name, marks=[pytest.mark.slow] if spec.extra else [])
+        pytest.param(spec, id=spec.name)
         for spec in (*FUNCTIONS.values(), LEVELS, FILL)
         if has_tiny_models(spec) or not spec.files
     ],
@@ -135,6 +141,7 @@ def test_every_packageable_function_packages_and_validates(tmp_path, wheel, func
     assert report.notes == []
 
 
+@pytest.mark.slow
 def test_an_inpainter_answers_an_image_and_main_py_saves_it(tmp_path, wheel):
     result = pack(tmp_path, wheel, FILL)
     assert result.labels == []
@@ -156,6 +163,7 @@ def test_an_inpainter_answers_an_image_and_main_py_saves_it(tmp_path, wheel):
     assert (painted[10:30, 20:60] == 255).all() and painted.shape == (120, 200, 3)
 
 
+@pytest.mark.slow
 def test_a_model_fetched_at_build_time_is_downloaded_by_the_yaml(tmp_path, wheel):
     result = pack(tmp_path, wheel, FILL, files={})
     folder = unpack(result.output, tmp_path / "bundle")
@@ -169,6 +177,7 @@ def test_a_model_fetched_at_build_time_is_downloaded_by_the_yaml(tmp_path, wheel
     ]
 
 
+@pytest.mark.slow
 def test_gpu_tag_and_source_options(tmp_path, wheel):
     modules = tmp_path / "dinov2"
     (modules / "__pycache__").mkdir(parents=True)
@@ -191,7 +200,9 @@ def test_gpu_tag_and_source_options(tmp_path, wheel):
     assert validate(result.output, probe=run_probe).ok
 
 
-def test_two_runs_give_identical_bytes(tmp_path, capsys):
+@pytest.mark.slow
+def test_two_runs_give_identical_bytes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(WHEEL_CACHE_ENV)  # each run builds its own wheel
     levels = level_box_files(tmp_path)["levels"]
     outputs = [tmp_path / "a.zip", tmp_path / "b.zip"]
     for out in outputs:
@@ -311,6 +322,7 @@ def test_source_problems(capsys, tmp_path, levels):
     ]
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force(capsys, tmp_path, levels):
     out = tmp_path / "nuclio.zip"
     out.write_bytes(b"previous")
@@ -324,6 +336,7 @@ def test_existing_output_needs_force(capsys, tmp_path, levels):
     assert zipfile.is_zipfile(out)
 
 
+@pytest.mark.slow
 def test_a_failed_write_leaves_no_partial_bundle(capsys, tmp_path, levels, monkeypatch):
     out = tmp_path / "nuclio.zip"
     out.write_bytes(b"previous")
@@ -341,20 +354,20 @@ def test_a_failed_write_leaves_no_partial_bundle(capsys, tmp_path, levels, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["levels.npy", "nuclio.zip"]
 
 
-def test_missing_extra_is_one_line(tmp_path, wheel, monkeypatch):
+def test_missing_extra_is_one_line(tmp_path, monkeypatch):
     absent = replace(LEVELS, handler="quadratseg_handlers_absent:Handler")
     with pytest.raises(PackageError) as caught:
-        pack(tmp_path, wheel, absent)
+        pack(tmp_path, None, absent)  # refused before a wheel is needed
     assert caught.value.problems == [
         "test-level-boxes needs the library installed here to check its files "
         "(No module named 'quadratseg_handlers_absent')"
     ]
 
 
-def test_catalogue_env_must_name_settings_of_the_handler(tmp_path, wheel):
+def test_catalogue_env_must_name_settings_of_the_handler(tmp_path):
     typo = replace(LEVELS, env=(("CONF_TRESHOLD", "0.3"),))
     with pytest.raises(PackageError) as caught:
-        pack(tmp_path, wheel, typo)
+        pack(tmp_path, None, typo)  # refused before a wheel is needed
     assert caught.value.code == 1 and caught.value.problems == [
         "catalogue error: CONF_TRESHOLD not a setting of handlers_for_tests:LevelBoxHandler"
     ]
@@ -363,6 +376,7 @@ def test_catalogue_env_must_name_settings_of_the_handler(tmp_path, wheel):
 # --- the guide's wrapper and main.py outside Nuclio ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_deploy_as_zip_wrapper_keeps_the_guide_interface(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     script = ROOT / "functions" / "deploy_as_zip.sh"
@@ -387,6 +401,7 @@ def test_deploy_as_zip_wrapper_keeps_the_guide_interface(tmp_path):
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_main_py_reports_a_missing_image(tmp_path, wheel):
     folder = unpack(pack(tmp_path, wheel).output, tmp_path / "bundle")
     result = run_main(folder, "absent.jpg")
@@ -394,6 +409,7 @@ def test_main_py_reports_a_missing_image(tmp_path, wheel):
     assert result.stderr.strip() == "main.py: error: file not found: absent.jpg"
 
 
+@pytest.mark.slow
 def test_another_allowed_suffix_keeps_the_standard_stem(tmp_path, wheel):
     either = replace(LEVELS.files[0], suffixes=(".npy", ".lvl"))
     spec = replace(LEVELS, files=(either, LEVELS.files[1]))
@@ -465,6 +481,7 @@ def test_real_weights_that_do_not_fit_their_function(capsys, tmp_path):
 # --- a lab's own bundle: --env, --name, --display-name, --description ---------------------------
 
 
+@pytest.mark.slow
 def test_env_name_display_name_and_description_go_into_function_yaml(tmp_path, capsys, levels):
     out = tmp_path / "lab.zip"
     code, err = cli(
@@ -561,6 +578,7 @@ def test_env_and_name_problems_are_one_line_each(capsys, tmp_path, levels):
     ]
 
 
+@pytest.mark.slow
 def test_inpaint_backend_opencv_bundles_lama_without_a_model_and_validate_runs_it(tmp_path, capsys):
     """A CPU-only grid removal: no big-lama.pt fetched at build time, and `validate` runs the
     bundle instead of noting that the model is downloaded later."""
@@ -579,6 +597,7 @@ def test_inpaint_backend_opencv_bundles_lama_without_a_model_and_validate_runs_i
     assert "answered a 640x480 JPEG with an inpainted image" in report.summary
 
 
+@pytest.mark.slow
 def test_validate_without_running_says_what_was_checked(tmp_path, capsys):
     out = tmp_path / "blobs.zip"
     assert cli(capsys, "package", "blobs", "--output", str(out))[0] == 0
@@ -649,6 +668,7 @@ def test_use_template_matching_false_is_honoured_and_declares_raw_points(tmp_pat
     assert report.ok, report.problems
 
 
+@pytest.mark.slow
 def test_network_option_sets_the_local_platform_network(tmp_path, capsys):
     out = tmp_path / "nuclio.zip"
     code, _ = cli(capsys, "package", "blobs", "--network", "cvat_cvat", "--output", str(out))
@@ -661,6 +681,7 @@ def test_network_option_sets_the_local_platform_network(tmp_path, capsys):
     ]
 
 
+@pytest.mark.slow
 def test_batch_options_turn_on_the_trigger_batch_mode_and_validate(tmp_path, capsys):
     out = tmp_path / "nuclio.zip"
     argv = ["package", "blobs", "--batch-size", "8", "--batch-timeout", "20", "--output", str(out)]
@@ -692,6 +713,7 @@ def test_batch_options_turn_on_the_trigger_batch_mode_and_validate(tmp_path, cap
     ]
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_no_demo_weights(wheel):
     import zipfile
 

@@ -24,6 +24,7 @@ from quadratseg_handlers.deploy.rendering import (
 # --- rendering ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_committed_function_folders_are_up_to_date():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "update_functions.py"), "--check"],

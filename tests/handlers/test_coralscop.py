@@ -6,7 +6,6 @@ with CoralSCoP's extra decoder heads) and loaded through the environment variabl
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -15,13 +14,11 @@ import pytest
 import torch
 
 from quadratseg_handlers import ConfigError
-from quadratseg_handlers.backends.mmseg import class_names
-from quadratseg_handlers.backends.sam import EncoderGeometry, encoder_geometry, load_sam
 from quadratseg_handlers.core.instances import Instance
 from quadratseg_handlers.core.request import cvat_request
 from quadratseg_handlers.cvat.acceptance import spec_problems, validate_response
 from quadratseg_handlers.cvat.spec import CONFIDENCE_SPEC
-from quadratseg_handlers.demo.tinymodels.sam import ENCODER, coralscop_decoder_heads, tiny_sam
+from quadratseg_handlers.demo.tinymodels.sam import tiny_sam
 from quadratseg_handlers.demo.tinymodels.segformer import CLASSES, tiny_segformer
 from quadratseg_handlers.handlers.coralscop import (
     SOURCE_SPEC,
@@ -208,13 +205,6 @@ def test_a_checkpoint_without_class_names_stops_start_up(monkeypatch, tmp_path, 
     assert message.startswith(f"SEGFORMER_WEIGHTS={bare.weights}: the checkpoint has no class")
 
 
-def test_class_names_fall_back_to_the_config_metainfo():
-    config = {"val_dataloader": {"dataset": {"metainfo": {"classes": ("sand", "Acropora")}}}}
-    assert class_names({"meta": {}}, config) == ["sand", "Acropora"]
-    assert class_names({"meta": {"CLASSES": ["a", "b"]}}, config) == ["a", "b"]
-    assert class_names({}, {}) is None
-
-
 def test_unknown_background_class_stops_start_up(monkeypatch, random_segformer, sam_path):
     message = start_failure(
         monkeypatch, environment(random_segformer, sam_path, BACKGROUND_CLASSES="sand, rock")
@@ -236,44 +226,6 @@ def test_a_missing_sam_tensor_stops_start_up(monkeypatch, tmp_path, random_segfo
         f"SAM_WEIGHTS={broken}: 1 tensor(s) the SAM model needs are missing: "
         "mask_decoder.iou_prediction_head.layers.2.bias"
     )
-
-
-def test_an_extra_tensor_that_is_not_coralscop_stops_start_up(tmp_path, sam_path):
-    state = torch.load(sam_path, weights_only=True)
-    state["mask_decoder.extra_head.weight"] = torch.zeros(2)
-    odd = tmp_path / "odd.pth"
-    torch.save(state, odd)
-    with pytest.raises(
-        ConfigError,
-        match="neither SAM's nor CoralSCoP's decoder heads: mask_decoder.extra_head.weight",
-    ):
-        load_sam(odd, "auto", "cpu")
-
-
-def test_a_checkpoint_of_another_size_names_sam_model_type(tmp_path, sam_path):
-    with pytest.raises(ConfigError, match=r"SAM_WEIGHTS=.*\(SAM_MODEL_TYPE=vit_b; set it to"):
-        load_sam(sam_path, "vit_b", "cpu")
-
-
-def test_coralscop_heads_are_dropped_by_name_and_logged(caplog, sam_path):
-    with caplog.at_level(logging.INFO, logger="quadratseg_handlers.backends.sam"):
-        model = load_sam(sam_path, "auto", "cpu")
-    (record,) = caplog.records
-    dropped = sorted(coralscop_decoder_heads())
-    assert record.getMessage().endswith(", ".join(dropped))
-    assert f"dropped {len(dropped)} CoralSCoP decoder tensor(s)" in record.getMessage()
-    assert not set(dropped) & set(model.state_dict())
-
-
-def test_encoder_geometry_is_read_from_the_checkpoint(sam_path):
-    from segment_anything import sam_model_registry
-
-    state = torch.load(sam_path, weights_only=True)
-    assert encoder_geometry(state) == EncoderGeometry(64, 2, 2, (1,))
-    assert ENCODER["encoder_global_attn_indexes"] == [1]
-    with torch.device("meta"):
-        vit_b = sam_model_registry["vit_b"](checkpoint=None).state_dict()
-    assert encoder_geometry(vit_b) == EncoderGeometry(768, 12, 12, (2, 5, 8, 11))
 
 
 def test_missing_bundle_files_are_named_at_start_up():

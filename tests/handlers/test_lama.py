@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from quadratseg_handlers import ConfigError
-from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
+from quadratseg_handlers.backends.inpainting import LamaBackend
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo.tinymodels import lama_files
 from quadratseg_handlers.demo.tinymodels.lama import LamaInpainter, tiny_lama
@@ -98,17 +98,6 @@ def test_the_model_loads_through_simple_lama(lama_model, monkeypatch):
     assert isinstance(handler.backend.lama.model, torch.jit.ScriptModule)
     assert "LAMA_MODEL" not in os.environ  # set for SimpleLama's construction only
     assert handler.device == "cpu" and handler.torch_needed()
-
-
-@pytest.mark.slow
-def test_simple_lama_padding_is_cropped_back(lama_model, photo):
-    backend = LamaBackend(lama_model)
-    mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
-    raw = backend.lama(photo, mask.astype(np.uint8) * 255)
-    assert raw.size == (408, 304)  # SimpleLama's own answer: padded to a multiple of 8
-    painted = backend(photo, mask)
-    assert painted.shape == (HEIGHT, WIDTH, 3)
-    np.testing.assert_array_equal(painted, np.asarray(raw)[:HEIGHT, :WIDTH])
 
 
 def test_a_missing_model_stops_start_up_naming_the_path(tmp_path, monkeypatch):
@@ -327,6 +316,7 @@ def test_opencv_backend_end_to_end(opencv_client, photo):
     np.testing.assert_array_equal(decode(answer["image"])[0], expected)
 
 
+@pytest.mark.slow
 def test_opencv_backend_never_imports_torch(tmp_path):
     script = (
         "import sys, numpy as np\n"
@@ -357,33 +347,6 @@ def test_tiles_give_a_full_size_answer(lama_model, photo, monkeypatch):
     mask = draw_grid_mask(grid_points(), (WIDTH, HEIGHT), 8)
     assert painted.shape == photo.shape
     np.testing.assert_array_equal(painted[~mask], photo[~mask])
-
-
-def test_only_masked_pixels_come_from_the_backend_and_tiles_cover_the_mask():
-    image = np.full((300, 500, 3), 7, dtype=np.uint8)
-    mask = np.zeros((300, 500), dtype=bool)
-    mask[10:20, 30:40] = True  # in cell (0, 0)
-    mask[150, 250] = True  # in cell (1, 2)
-    mask[250, 450] = True  # in cell (2, 4)
-    windows = []
-
-    def paint_white(window: np.ndarray, window_mask: np.ndarray) -> np.ndarray:
-        windows.append(window.shape[:2])
-        return np.full_like(window, 255)
-
-    result = inpaint(paint_white, image, mask, tile_size=100, margin=16)
-    assert windows == [(116, 116), (132, 132), (116, 116)]  # clipped at the image border
-    np.testing.assert_array_equal(result[mask], 255)
-    np.testing.assert_array_equal(result[~mask], 7)
-    whole = inpaint(paint_white, image, mask)
-    assert windows[-1] == (300, 500)  # one call on the whole image
-    np.testing.assert_array_equal(whole, result)
-    cells = [cell for cell, _ in tiles(mask, 100, 16)]
-    assert cells == [
-        (slice(0, 100), slice(0, 100)),
-        (slice(100, 200), slice(200, 300)),
-        (slice(200, 300), slice(400, 500)),
-    ]
 
 
 # --- bad requests --------------------------------------------------------------------------

@@ -28,6 +28,9 @@ FIELDS = ["image", "images", "threshold", "mask", "keypoints", "output_format", 
 JUNK = [b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\u0000", b"1e999", b"-", b"null", b"\xff"]
 
 
+pytestmark = pytest.mark.slow
+
+
 def random_value(rng: random.Random, depth: int = 0) -> Any:
     """Any JSON value: scalars of every type and size, strings, lists and objects."""
     kinds = ["null", "bool", "int", "float", "text", "base64"]

@@ -34,6 +34,7 @@ def test_the_readiness_timeout_comes_from_function_yaml(tmp_path):
     assert FunctionServer(config).pool.readiness_timeout_s == 600
 
 
+@pytest.mark.slow
 def test_a_worker_slower_than_the_readiness_timeout_stops_serve(tmp_path):
     folder = write_bundle(tmp_path / "slow", SLOW_START_MAIN, readiness_s=2)
     with (

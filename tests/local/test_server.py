@@ -87,6 +87,7 @@ def direct_answers(bundle: Path, bodies: list[bytes], monkeypatch) -> list[objec
     return [response_json(client.call(json.loads(body))) for body in bodies]
 
 
+@pytest.mark.slow
 def test_answers_as_a_direct_handler_call_does(blob_url, blob_bundle, monkeypatch):
     bodies = images(2)
     expected = direct_answers(blob_bundle, bodies, monkeypatch)
@@ -98,6 +99,7 @@ def test_answers_as_a_direct_handler_call_does(blob_url, blob_bundle, monkeypatc
     assert answer and answer[0]["label"] == "blob"
 
 
+@pytest.mark.slow
 def test_50_requests_from_4_client_threads_are_all_answered(blob_url, blob_bundle, monkeypatch):
     bodies = images(5)
     expected = direct_answers(blob_bundle, bodies, monkeypatch)
@@ -114,6 +116,7 @@ def test_50_requests_from_4_client_threads_are_all_answered(blob_url, blob_bundl
     assert get_json(blob_url + "/health")["requests"] == before + 50  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_oversize_body_is_413_and_the_server_keeps_serving(blob_url):
     status, _, data = post(blob_url, b'{"image": "' + b"A" * 300_000 + b'"}')
     assert status == 413
@@ -130,6 +133,7 @@ def test_oversize_body_is_413_and_the_server_keeps_serving(blob_url):
     assert post(blob_url, images(1)[0])[0] == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "content_type", "error"),
     [
@@ -155,6 +159,7 @@ def test_malformed_bodies_are_400_and_the_server_keeps_serving(blob_url, body, c
     assert get_json(blob_url + "/health")["alive"] == 2  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_event_body_is_a_dict_only_for_exactly_application_json(echo_url):
     def seen(body: bytes, content_type: str | None, path: str = "/") -> dict:
         status, headers, data = post(echo_url + path, body, content_type)
@@ -171,6 +176,7 @@ def test_event_body_is_a_dict_only_for_exactly_application_json(echo_url):
     assert echoed["env"] == "overridden"
 
 
+@pytest.mark.slow
 def test_each_worker_is_its_own_process_with_its_own_context(echo_url):
     barrier = threading.Barrier(2)
 
@@ -190,6 +196,7 @@ def test_each_worker_is_its_own_process_with_its_own_context(echo_url):
     assert len({pid for _, pid in seen}) == 2 and os.getpid() not in {pid for _, pid in seen}
 
 
+@pytest.mark.slow
 def test_return_values_are_encoded_as_nuclio_does(echo_url):
     status, _, data = post(echo_url + "/?batch=1", b"{}")
     assert status == 200 and "second" not in json.loads(data)  # a list is a batch: first only
@@ -201,6 +208,7 @@ def test_return_values_are_encoded_as_nuclio_does(echo_url):
     assert post(echo_url, b"{}")[0] == 200
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_replaced(echo_url):
     status, _, data = post(echo_url + "/?exit=1", b"{}")
     assert status == 500 and "exited (code 3)" in json.loads(data)["error"]
@@ -208,6 +216,7 @@ def test_a_dead_worker_is_replaced(echo_url):
     assert get_json(echo_url + "/health")["workers"] == 2  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_health_and_spec(blob_url):
     health = get_json(blob_url + "/health")
     assert health["status"] == "ok" and health["function"] == "example-blobs"  # type: ignore[index]
@@ -228,6 +237,7 @@ def occupy_the_worker(url: str) -> tuple[threading.Thread, list[int]]:
     return thread, status
 
 
+@pytest.mark.slow
 def test_all_workers_busy_is_503_after_the_availability_timeout(tmp_path):
     folder = write_bundle(
         tmp_path / "slow", SLOW_MAIN, env={"DELAY_S": "1.0"}, workers=1, availability_ms=300
@@ -245,12 +255,14 @@ def test_all_workers_busy_is_503_after_the_availability_timeout(tmp_path):
         assert post(url, b"{}")[0] == 200
 
 
+@pytest.mark.slow
 def test_workers_flag_overrides_num_workers(tmp_path):
     folder = write_bundle(tmp_path / "echo", ECHO_MAIN, workers=1)
     with BackgroundServer(read_function_config(folder), workers=3) as url:
         assert get_json(url + "/health")["workers"] == 3  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_a_function_that_cannot_start_is_one_line(tmp_path):
     folder = write_bundle(tmp_path / "bad", BLOB_MAIN, env={"BLOB_LEVEL": "bright"})
     with pytest.raises(ServeError) as info:
@@ -259,6 +271,7 @@ def test_a_function_that_cannot_start_is_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("through", "importer"), [(None, "main.py"), ("old.py", "old.py")])
 def test_serve_asks_to_package_a_0_1_bundle_again(tmp_path, capfd, through, importer):
     """Found in main.py before any worker starts, or when a worker fails to import: the same
@@ -281,6 +294,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_a_zip_and_stops_cleanly_on_a_signal(tmp_path, stop_signal):
     folder = write_bundle(tmp_path / "src", BLOB_MAIN, name="example-blobs", workers=2)

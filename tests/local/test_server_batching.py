@@ -46,6 +46,7 @@ def batched_bundle(folder: Path, batch: dict | None) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_8_concurrent_clients_share_one_batch_and_each_gets_its_own_answer(tmp_path, monkeypatch):
     batch = {"mode": "enable", "batchSize": 8, "timeout": "5s"}
     folder = batched_bundle(tmp_path / "b", batch)
@@ -61,6 +62,7 @@ def test_8_concurrent_clients_share_one_batch_and_each_gets_its_own_answer(tmp_p
     assert [headers["X-Events"] for _, headers, _ in answers] == ["8"] * 8
 
 
+@pytest.mark.slow
 def test_without_batch_mode_the_handler_gets_single_events(tmp_path):
     folder = batched_bundle(tmp_path / "b", None)
     with BackgroundServer(read_function_config(folder)) as url:
@@ -68,6 +70,7 @@ def test_without_batch_mode_the_handler_gets_single_events(tmp_path):
     assert status == 200 and headers["X-Events"] == "single"
 
 
+@pytest.mark.slow
 def test_a_lone_request_waits_for_the_timeout_only(tmp_path):
     folder = batched_bundle(tmp_path / "b", None)
     config = read_function_config(folder)
@@ -115,6 +118,7 @@ def handler(context, events):
 """
 
 
+@pytest.mark.slow
 def test_a_batch_without_a_free_worker_is_503_after_the_availability_timeout(tmp_path):
     folder = write_bundle(tmp_path / "slow", SLOW_BATCH_MAIN, workers=1, availability_ms=300)
     with BackgroundServer(read_function_config(folder), batch_size=1) as url:

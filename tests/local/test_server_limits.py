@@ -19,6 +19,8 @@ from test_server import get_json, post
 from quadratseg_handlers.deploy.function_yaml import read_function_config
 from quadratseg_handlers.local.server import BackgroundServer
 
+pytestmark = pytest.mark.slow
+
 
 def wait_for(condition, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds

@@ -133,6 +133,7 @@ def test_trust_setting_passes_only_a_declared_setting():
     assert trust_setting({"TRUST_WEIGHTS"}, {}) == {}
 
 
+@pytest.mark.slow
 def test_a_served_worker_refuses_a_crafted_checkpoint(crafted, tmp_path):
     weights, marker = crafted
     spec = FUNCTIONS["pth-yolo-coralsegv4"]
