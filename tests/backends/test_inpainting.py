@@ -5,35 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from lama_for_tests import HEIGHT, WIDTH, grid_points, textured_photo, tiny_lama_file
 
 from quadratseg_handlers.backends.inpainting import LamaBackend, inpaint, tiles
-from quadratseg_handlers.demo.tinymodels.lama import tiny_lama
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
-from quadratseg_handlers.ops.template import grid_template
-
-WIDTH, HEIGHT = 403, 301
-"""Odd on purpose: SimpleLama pads to 408 x 304 and does not crop back."""
 
 
 @pytest.fixture(scope="module")
 def lama_model(tmp_path_factory) -> Path:
-    return tiny_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
+    return tiny_lama_file(tmp_path_factory.mktemp("lama"))
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """A textured RGB image of the odd test size."""
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    return cv2.GaussianBlur(image, (0, 0), 2)
-
-
-def grid_points(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
-    """The 117 points of a lattice spanning the image with a 0.5-cell margin, as (x, y)."""
-    return (grid_template() * 10 + 0.5) / 11 * (width, height)
+    return textured_photo()
 
 
 @pytest.mark.slow
