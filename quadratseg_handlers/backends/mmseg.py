@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from quadratseg_handlers.backends.checkpoints import check_checkpoint
+from quadratseg_handlers.backends.checkpoints import load_checkpoint
 from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.core.messages import describe_error
 from quadratseg_handlers.core.request import bgr_pixels
@@ -111,9 +111,10 @@ class SemanticModel:
 def load_semantic_model(
     config_path: Path, weights_path: Path, device: str, *, trusted: bool = False
 ) -> SemanticModel:
-    """Build the segmentor with ``init_model`` and load its checkpoint strictly, once its
-    pickle is checked (:func:`check_checkpoint`, skipped when ``trusted``)."""
-    from mmengine.runner import load_checkpoint
+    """Build the segmentor with ``init_model`` and load its checkpoint strictly: the file is
+    read once, by :func:`load_checkpoint` (the restricted unpickler unless ``trusted``), and
+    its ``state_dict`` handed to MMEngine."""
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
     from mmseg.apis import init_model
 
     config = read_config(config_path)
@@ -123,9 +124,14 @@ def load_semantic_model(
         raise ConfigError(
             f"{CONFIG}={config_path}: cannot build the model ({type(exc).__name__}: {exc})"
         ) from None
-    check_checkpoint(weights_path, WEIGHTS, trusted=trusted)
+    checkpoint = load_checkpoint(weights_path, WEIGHTS, trusted=trusted)
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(
+            f"{WEIGHTS}={weights_path}: not an MMEngine checkpoint (a dict of `state_dict` and "
+            "`meta`, or a state dict)"
+        )
     try:
-        checkpoint = load_checkpoint(model, str(weights_path), map_location="cpu", strict=True)
+        _load_checkpoint_to_model(model, checkpoint, strict=True)
     except Exception as exc:
         raise ConfigError(
             f"{WEIGHTS}={weights_path}: does not fit the model of {CONFIG}={config_path} "

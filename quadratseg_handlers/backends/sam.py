@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quadratseg_handlers.backends.checkpoints import load_checkpoint
 from quadratseg_handlers.core.config import ConfigError
 from quadratseg_handlers.cvat.masks import bounding_box
 from quadratseg_handlers.ops.fusion import MaskProposal
@@ -78,13 +79,11 @@ def encoder_geometry(state: Mapping[str, Any]) -> EncoderGeometry:
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:
-    """A checkpoint file's tensors by name (loaded as plain tensors only, never pickled code)."""
+    """A checkpoint file's tensors by name, read by the restricted unpickler
+    (:func:`load_checkpoint`): tensors and containers only, never pickled code."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{SETTING}={path}: cannot read the checkpoint ({exc})") from None
+    state = load_checkpoint(path, SETTING)
     if not isinstance(state, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in state.values()
     ):

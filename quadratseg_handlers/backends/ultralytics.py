@@ -10,14 +10,16 @@ photo's pixels, are :mod:`quadratseg_handlers.backends.ultralytics_results`'.
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quadratseg_handlers.backends.checkpoints import check_checkpoint, trust_weights_setting
+from quadratseg_handlers.backends.checkpoints import load_checkpoint, trust_weights_setting
 from quadratseg_handlers.backends.offline import configure_ultralytics
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, setting
@@ -184,6 +186,53 @@ def precision_options(half: bool) -> dict[str, Any]:
     return {"half": half}
 
 
+_HANDING_OVER = threading.Lock()
+
+
+def yolo_checkpoint(path: Path, variable: str) -> dict[str, Any]:
+    """An ultralytics ``.pt`` read by :func:`load_checkpoint`'s restricted unpickler: a dict
+    whose ``model`` (or ``ema``) is a rebuilt model. A quantization-aware (``modelopt``)
+    checkpoint is refused: ultralytics would install and run NVIDIA ModelOpt on its state."""
+    import torch
+
+    checkpoint = load_checkpoint(path, variable)
+    where = f"{variable}={path}"
+    if not isinstance(checkpoint, dict):
+        checkpoint = {}
+    model = checkpoint.get("ema") or checkpoint.get("model")
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"{where}: not an ultralytics checkpoint (a dict with its `model`)")
+    if checkpoint.get("modelopt"):
+        raise ConfigError(f"{where}: a quantization-aware (ModelOpt) checkpoint is not supported")
+    return checkpoint
+
+
+@contextmanager
+def handed_over(path: Path, checkpoint: dict[str, Any] | None) -> Iterator[None]:
+    """While ultralytics builds a ``YOLO`` of ``path``, its checkpoint reader returns
+    ``checkpoint`` (already read) instead of unpickling the file again, and refuses any other
+    file. The reader is ultralytics' ``torch_safe_load``, which ``YOLO(path)`` reaches through
+    ``load_checkpoint``; it is put back on exit, one load at a time. None: nothing replaced
+    (TRUST_WEIGHTS: ultralytics reads the file as it always does)."""
+    if checkpoint is None:
+        yield
+        return
+    from ultralytics.nn import tasks
+
+    def torch_safe_load(weight: Any, safe_only: Any = None) -> tuple[dict[str, Any], str]:
+        if Path(weight) != path:
+            raise ConfigError(f"ultralytics asked for {weight} while loading {path}")
+        return checkpoint, str(path)
+
+    with _HANDING_OVER:
+        original = tasks.torch_safe_load
+        tasks.torch_safe_load = torch_safe_load
+        try:
+            yield
+        finally:
+            tasks.torch_safe_load = original
+
+
 def load_yolo(
     path: str | Path,
     expected_tasks: Collection[str],
@@ -193,8 +242,10 @@ def load_yolo(
 ) -> YoloModel:
     """Load a `.pt`, `.onnx` or `.engine` model with ultralytics and check its task.
 
-    Every problem (missing file, unknown suffix, a `.pt` whose pickle names code real
-    checkpoints do not use unless ``trusted``, unreadable model, wrong task) raises
+    A `.pt` is read once, by :func:`yolo_checkpoint` (the restricted unpickler), and handed
+    to ultralytics (:func:`handed_over`); ``trusted`` (TRUST_WEIGHTS): ultralytics reads it.
+    Every problem (missing file, unknown suffix, a `.pt` whose pickle names or calls code real
+    checkpoints do not, unreadable model, wrong task) raises
     ConfigError naming ``variable``, the file and, for a wrong task, the model's task.
     """
     path = cfg.required_file(variable, path)
@@ -205,8 +256,7 @@ def load_yolo(
             f"{where}: unsupported model file {suffix or '(no suffix)'!r}; expected one of "
             + ", ".join(f"{s} ({kind})" for s, kind in MODEL_FORMATS.items())
         )
-    if suffix == ".pt":
-        check_checkpoint(path, variable, trusted=trusted)
+    checkpoint = yolo_checkpoint(path, variable) if suffix == ".pt" and not trusted else None
     configure_ultralytics()
     from ultralytics import YOLO
     from ultralytics.nn.backends.base import BaseBackend
@@ -214,7 +264,8 @@ def load_yolo(
     metadata: dict[str, Any] = {}
     try:
         if suffix == ".pt":
-            model = YOLO(str(path))
+            with handed_over(path, checkpoint):
+                model = YOLO(str(path))
         else:
             metadata = BaseBackend.read_metadata(path)
             if not metadata.get("task"):
@@ -249,9 +300,9 @@ def load_yolo(
 
 
 def load_configured_yolo(settings: YoloSettings, tasks: Collection[str], device: str) -> YoloModel:
-    """The :class:`YoloSettings`' model: MODEL_PATH loaded (a `.pt` scanned unless
-    TRUST_WEIGHTS), its task checked against ``tasks``, the predict settings fixed and the
-    model warmed up."""
+    """The :class:`YoloSettings`' model: MODEL_PATH loaded (a `.pt` by the restricted
+    unpickler unless TRUST_WEIGHTS), its task checked against ``tasks``, the predict settings
+    fixed and the model warmed up."""
     model = load_yolo(settings.model_path, tasks, trusted=settings.trust_weights)
     model.configure(settings, device)
     return model
