@@ -7,13 +7,16 @@ reads every checkpoint (ultralytics ``.pt``, MMSegmentation ``.pth``, SAM) once,
 without being called, only tensor and container rebuilders are called, and anything else is
 refused before it is imported. Formats the check cannot read whole are refused first: torch's
 legacy tar archives and TorchScript archives. The libraries are then handed the loaded
-object, so nothing reads the file a second time. ``TRUST_WEIGHTS=true`` loads with plain
+object, so nothing reads the file a second time. A TorchScript model (LaMa) runs no Python,
+but its code may call torch's file operations: :func:`torchscript_problem` refuses those.
+``TRUST_WEIGHTS=true`` loads with plain
 ``torch.load(weights_only=False)``, for weights the user trusts (docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import warnings
 import zipfile
@@ -99,3 +102,31 @@ def load_checkpoint(path: Path, variable: str, *, trusted: bool = False) -> Any:
             f"{where}: cannot read the checkpoint: not a torch file, or malformed, cut short "
             f"or crafted ({describe_error(exc)})"
         ) from None
+
+
+TORCHSCRIPT_FILE_ACCESS = re.compile(
+    r"\b(?:save|from_file|load_tensor)\b|\bclasses\.\w+|\bops\.(?!aten\.|prim\.)\w+"
+)
+"""What TorchScript code may not name: torch's operators that write or read files
+(``torch.save``, ``torch.from_file``, ``load_tensor``), TorchBind classes and operators outside
+torch's own ``aten`` and ``prim`` namespaces."""
+
+
+def torchscript_problem(path: Path) -> str | None:
+    """Why the TorchScript archive at ``path`` may not be loaded (None: it may): its code (the
+    ``.py`` records ``torch.jit.load`` compiles, ``__setstate__`` included, which runs at
+    load) names an operator of :data:`TORCHSCRIPT_FILE_ACCESS`. Not a zip: None, torch refuses
+    it itself without unpickling anything."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith(".py"):
+                continue
+            found = TORCHSCRIPT_FILE_ACCESS.search(archive.read(name).decode("utf-8", "replace"))
+            if found:
+                return (
+                    f"refusing to load: its TorchScript code ({name}) calls {found.group()}, "
+                    "which reaches files outside the model; an inpainting model needs no such call"
+                )
+    return None

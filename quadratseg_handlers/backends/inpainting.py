@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from quadratseg_handlers.backends.checkpoints import torchscript_problem
 from quadratseg_handlers.core.config import temporary_environment
 from quadratseg_handlers.core.messages import first_line
 
@@ -38,7 +39,8 @@ class LamaBackend:
         """Load the model on ``device`` and check it on a small image.
 
         Raises FileNotFoundError for a missing file and ValueError for a file that is not a
-        TorchScript model with big-lama's ``forward(image, mask)``.
+        TorchScript model with big-lama's ``forward(image, mask)``, or whose code calls torch's
+        file operations (:func:`torchscript_problem`).
         """
         import torch
         from simple_lama_inpainting import SimpleLama
@@ -46,6 +48,9 @@ class LamaBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"file not found: {self.path}")
+        problem = torchscript_problem(self.path)
+        if problem:
+            raise ValueError(problem)
         with temporary_environment({"LAMA_MODEL": str(self.path)}):
             try:
                 self.lama = SimpleLama(device=torch.device(device))

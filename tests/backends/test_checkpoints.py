@@ -22,7 +22,11 @@ import pytest
 import torch
 from bundles_for_tests import write_bundle
 
-from quadratseg_handlers.backends.checkpoints import load_checkpoint, trust_setting
+from quadratseg_handlers.backends.checkpoints import (
+    load_checkpoint,
+    torchscript_problem,
+    trust_setting,
+)
 from quadratseg_handlers.backends.mmseg import load_semantic_model
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.core.config import ConfigError
@@ -297,6 +301,34 @@ def test_a_served_worker_refuses_a_hostile_checkpoint(hostile, tmp_path):
     with pytest.raises(ServeError, match=rf"failed to start: ConfigError: MODEL_PATH=.*{reason}"):
         BackgroundServer(read_function_config(folder)).start()
     assert not marker.exists()
+
+
+class WritingInpainter(torch.nn.Module):
+    """A TorchScript "big-lama" whose forward writes a file (``torch.save`` is an operator)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        torch.save(image, self.marker)
+        return image
+
+
+def test_a_torchscript_lama_that_writes_files_is_refused(tmp_path):
+    from lama_for_tests import tiny_lama_file
+
+    from quadratseg_handlers.backends.inpainting import LamaBackend
+
+    marker = tmp_path / "written.pt"
+    model = tmp_path / "big-lama.pt"
+    torch.jit.script(WritingInpainter(str(marker))).save(str(model))
+    with pytest.raises(ValueError, match=r"^refusing to load: its TorchScript code .* calls save"):
+        LamaBackend(model)
+    assert not marker.exists()
+    torch.jit.load(str(model))(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8))
+    assert marker.exists()  # the file is live: only the check kept it from running
+    assert torchscript_problem(tiny_lama_file(tmp_path)) is None
 
 
 def test_a_segformer_of_another_size_loads_through_the_same_checks(tmp_path):
