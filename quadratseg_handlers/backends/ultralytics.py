@@ -295,7 +295,12 @@ def load_yolo(
         if isinstance(export_args, str):
             export_args = ast.literal_eval(export_args)
         fixed = not export_args.get("dynamic", False)
-    names = model.names
+    try:
+        names = model.names  # an export's runtime opens it here (ONNX Runtime checks side files)
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: not a model ultralytics can load ({describe_error(exc)})"
+        ) from exc
     return YoloModel(model, path, task, [str(names[i]) for i in sorted(names)], imgsz, fixed)
 
 

@@ -303,6 +303,35 @@ def test_a_served_worker_refuses_a_hostile_checkpoint(hostile, tmp_path):
     assert not marker.exists()
 
 
+def test_an_onnx_export_cannot_read_a_file_outside_its_folder(tmp_path):
+    """ONNX keeps large tensors in side files named by the model; one outside the model's
+    folder (``../``, absolute, or a link out) is refused by ONNX Runtime at start-up."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (tmp_path / "secret.bin").write_bytes(b"secret")
+    weights = numpy_helper.from_array(np.zeros(1, np.float32), "w")
+    weights.ClearField("raw_data")
+    weights.data_location = TensorProto.EXTERNAL
+    weights.external_data.add(key="location", value="../secret.bin")
+    image = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["images", "w"], ["y"])], "g", [image], [out], [weights]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    metadata = {"task": "segment", "imgsz": "[64, 64]", "names": "{0: 'a'}", "stride": "32"}
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "model" / "best.onnx"
+    path.parent.mkdir()
+    onnx.save(model, str(path))
+    handler = CoralSegV4Handler(environ={"MODEL_PATH": str(path), "DEVICE": "cpu"})
+    with pytest.raises(ConfigError, match=rf"^MODEL_PATH={path}: .*escapes model directory"):
+        handler.load()
+
+
 class WritingInpainter(torch.nn.Module):
     """A TorchScript "big-lama" whose forward writes a file (``torch.save`` is an operator)."""
 
