@@ -34,6 +34,15 @@ pickle."""
 ADVICE = f"set {TRUST_WEIGHTS}=true only if you trust this file"
 
 
+class UnreadableCheckpoint(ConfigError):
+    """A file torch cannot read as a checkpoint (not a torch file, cut short, damaged);
+    ``reason`` is what torch said, for a caller that words it its own way."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def trust_weights_setting() -> Any:
     """The TRUST_WEIGHTS field of a settings dataclass (``trust_weights: bool = ...``)."""
     return setting(
@@ -98,9 +107,11 @@ def load_checkpoint(path: Path, variable: str, *, trusted: bool = False) -> Any:
             f"ultralytics or MMEngine checkpoint needs; {ADVICE}"
         ) from None
     except Exception as exc:
-        raise ConfigError(
+        reason = describe_error(exc)
+        raise UnreadableCheckpoint(
             f"{where}: cannot read the checkpoint: not a torch file, or malformed, cut short "
-            f"or crafted ({describe_error(exc)})"
+            f"or crafted ({reason})",
+            reason,
         ) from None
 
 

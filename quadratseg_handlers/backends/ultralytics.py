@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quadratseg_handlers.backends.checkpoints import load_checkpoint, trust_weights_setting
+from quadratseg_handlers.backends.checkpoints import (
+    UnreadableCheckpoint,
+    load_checkpoint,
+    trust_weights_setting,
+)
 from quadratseg_handlers.backends.offline import configure_ultralytics
 from quadratseg_handlers.core import config as cfg
 from quadratseg_handlers.core.config import ConfigError, setting
@@ -195,8 +199,11 @@ def yolo_checkpoint(path: Path, variable: str) -> dict[str, Any]:
     checkpoint is refused: ultralytics would install and run NVIDIA ModelOpt on its state."""
     import torch
 
-    checkpoint = load_checkpoint(path, variable)
     where = f"{variable}={path}"
+    try:
+        checkpoint = load_checkpoint(path, variable)
+    except UnreadableCheckpoint as exc:
+        raise ConfigError(f"{where}: not a model ultralytics can load ({exc.reason})") from None
     if not isinstance(checkpoint, dict):
         checkpoint = {}
     model = checkpoint.get("ema") or checkpoint.get("model")
