@@ -12,6 +12,7 @@ import contextlib
 import copyreg
 import io
 import pickle
+import shutil
 import tarfile
 import zipfile
 from collections import OrderedDict
@@ -330,6 +331,34 @@ def test_an_onnx_export_cannot_read_a_file_outside_its_folder(tmp_path):
     handler = CoralSegV4Handler(environ={"MODEL_PATH": str(path), "DEVICE": "cpu"})
     with pytest.raises(ConfigError, match=rf"^MODEL_PATH={path}: .*escapes model directory"):
         handler.load()
+
+
+@pytest.fixture(scope="module")
+def packaged_yolo(tmp_path_factory) -> Path:
+    """A coralsegv4 bundle packaged from a real tiny checkpoint, unpacked."""
+    folder = tmp_path_factory.mktemp("packaged")
+    weights = tiny_yolo(folder / "real" / "best.pt", "segment", ["a", "b"])
+    archive = folder / "nuclio.zip"
+    assert main(["package", "coralsegv4", str(weights), "--output", str(archive)]) == 0
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(folder / "unpacked")
+    return folder / "unpacked" / "nuclio"
+
+
+@pytest.mark.slow
+def test_validate_refuses_a_bundle_whose_weights_were_swapped(
+    packaged_yolo, hostile, tmp_path, capsys
+):
+    """validate's run of main.py refuses the hostile file: one line, exit 1 as for every
+    problem validate finds in a bundle (docs/tools.md)."""
+    weights, marker, reason = hostile
+    bundle = tmp_path / "bundle"
+    shutil.copytree(packaged_yolo, bundle)
+    shutil.copyfile(weights, bundle / "best.pt")
+    code = main(["validate", str(bundle)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and not marker.exists()
+    assert len(lines) == 1 and f"{bundle / 'best.pt'}: refusing to load: {reason}" in lines[0]
 
 
 class WritingInpainter(torch.nn.Module):
