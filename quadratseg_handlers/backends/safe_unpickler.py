@@ -10,7 +10,7 @@ apart:
   detection, segmentation and pose models, MMEngine's log buffers) is only *rebuilt*: created
   by ``NEWOBJ`` without its ``__init__``, then its attributes set by ``BUILD``. Named alone it
   is an inert :class:`ClassRef`, so it can never be called, whatever the pickle does with it;
-- ``REDUCE`` calls only :data:`CALLABLES`: torch's tensor and parameter rebuilders, plain
+- ``REDUCE`` calls only :func:`callables`: torch's tensor and parameter rebuilders, plain
   containers, NumPy's array rebuilders and a few value types, some with their arguments
   checked (:func:`restricted_getattr`, :func:`restricted_reconstructor`, :func:`latin1`);
 - every other name is refused before anything is imported; list, dict and set opcodes apply
@@ -119,7 +119,11 @@ def _callables() -> dict[str, Any]:
     """The functions and value types ``REDUCE`` may call, by the name a pickle gives them."""
     import numpy as np
     import torch
-    from numpy._core import multiarray
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1
+        from numpy.core import multiarray  # type: ignore[no-redef]
 
     table: dict[str, Any] = {
         "collections.OrderedDict": collections.OrderedDict,
