@@ -73,8 +73,9 @@ class ImageSettings(DeviceSettings):
         1024,
         "Most memory in MiB decoding one request's images may take, all together, checked "
         "from the file headers before decoding: width x height x (1 to 4 bytes a pixel by the "
-        "file's mode and bit depth, as PIL holds it, + 3 for the RGB array); more is answered "
-        "413. The default passes 100 megapixels of any 8-bit image.",
+        "file's mode and bit depth, as PIL holds it, twice for 16- and 32-bit grey, + 3 for "
+        "the RGB array); more is answered 413. The default passes 100 megapixels of any 8-bit "
+        "or 16-bit image.",
         low=1,
     )
 

@@ -26,6 +26,7 @@ import pybase64
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from quadratseg_handlers.core import jpeg
+from quadratseg_handlers.core.memory import decode_memory
 from quadratseg_handlers.core.messages import first_line
 
 
@@ -285,22 +286,8 @@ def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image
     return image
 
 
-MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
-"""Bytes per pixel PIL holds a decoded image of these modes in; every other mode (RGB, RGBA,
-CMYK, LA, I, F...) takes 4."""
-
-RGB_BYTES = 3
-"""Bytes per pixel of the RGB array every decode ends in."""
-
 GREY_ROWS = 256
 """Rows of a 16- or 32-bit grey image stretched to 8 bits at a time (bounds the float copies)."""
-
-
-def decode_memory(image: Image.Image) -> int:
-    """The most bytes decoding ``image`` takes, from its header: the decoded image as PIL holds
-    it (1 to 4 bytes a pixel, by mode and bit depth) and the RGB array it becomes. The faster
-    decoders (OpenCV, libjpeg-turbo) take less."""
-    return image.width * image.height * (MODE_BYTES.get(image.mode, 4) + RGB_BYTES)
 
 
 def _stretched_grey(image: Image.Image) -> np.ndarray:

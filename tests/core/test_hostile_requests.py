@@ -281,7 +281,7 @@ def test_the_decode_memory_budget_counts_the_bit_depth(detector):
     status, error = answer(client, {"image": b64(grey16.getvalue())})
     assert status == 413
     assert error == (
-        "decoding the request's images (I;16) takes up to 3 MiB, over the limit of 2 MiB "
+        "decoding the request's images (I;16) takes up to 4 MiB, over the limit of 2 MiB "
         "(MAX_DECODE_MB)"
     )
     assert detector.call(make_event({"image": b64(photo_file("PNG"))})).status_code == 200
