@@ -285,3 +285,11 @@ def test_the_decode_memory_budget_counts_the_bit_depth(detector):
         "(MAX_DECODE_MB)"
     )
     assert detector.call(make_event({"image": b64(photo_file("PNG"))})).status_code == 200
+
+
+def test_bytes_after_a_complete_scan_are_decoded_as_before():
+    data = photo_file(size_wh=(400, 300), quality=90)
+    padded = data[:-2] + b"\x12\x34\x56\xff\xd9"
+    bgr = cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR)
+    pixels = decode_opened(open_image(padded, 10**9), padded)
+    assert np.array_equal(pixels, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
