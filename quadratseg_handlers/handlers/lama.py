@@ -160,7 +160,9 @@ def complete_keypoints(points: np.ndarray, minimum: int) -> np.ndarray:
 
 def decode_mask(data: Any, size_wh: tuple[int, int], max_pixels: int) -> np.ndarray:
     """A request's base64 mask image as a bool array; non-zero grey = paint (as SimpleLama)."""
-    mask_image = open_image(decode_base64(data, "mask"), max_pixels, "mask")
+    raw = decode_base64(data, "mask")
+    mask_image = open_image(raw, max_pixels, "mask")
+    check_complete(mask_image, raw, "mask")
     try:
         mask_image.load()
         grey = np.asarray(ImageOps.exif_transpose(mask_image).convert("L"))

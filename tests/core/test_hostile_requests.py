@@ -293,3 +293,13 @@ def test_bytes_after_a_complete_scan_are_decoded_as_before():
     bgr = cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR)
     pixels = decode_opened(open_image(padded, 10**9), padded)
     assert np.array_equal(pixels, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def test_lama_refuses_a_cut_jpeg_image_or_mask_that_pil_would_fill_with_grey(opencv_lama):
+    data = photo_file(size_wh=(403, 301), quality=90)
+    cut = data[: len(data) // 2] + b"\xff\xd9"
+    points = [[1.0, 1.0]] * GRID_POINTS
+    status, error = answer(opencv_lama, {"image": b64(cut), "keypoints": points})
+    assert status == 400 and error.startswith("'image' is a damaged or cut-short JPEG")
+    status, error = answer(opencv_lama, {"image": b64(data), "mask": b64(cut)})
+    assert status == 400 and error.startswith("'mask' is a damaged or cut-short JPEG")
