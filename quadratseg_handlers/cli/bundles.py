@@ -104,12 +104,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check a bundle (zip or folder) the way Nuclio and CVAT will use it."""
     from quadratseg_handlers.deploy.bundle_checks import validate
     from quadratseg_handlers.deploy.compatibility import OutdatedBundle
+    from quadratseg_handlers.deploy.function_yaml import BundleError
     from quadratseg_handlers.local.bundle import run_probe
 
     probe = None if args.no_run else run_probe
     try:
         report = validate(Path(args.bundle), probe=probe, timeout=args.timeout)
-    except (FileNotFoundError, ValueError, OutdatedBundle) as exc:
+    except (FileNotFoundError, ValueError, OutdatedBundle, BundleError) as exc:
         raise CliError(str(exc)) from None
     for note in report.notes:
         print(f"quadratseg validate: note: {note}", file=sys.stderr)

@@ -69,6 +69,15 @@ class ImageSettings(DeviceSettings):
         "before decoding; larger images are answered 413.",
         low=1,
     )
+    max_decode_mb: int = setting(
+        1024,
+        "Most memory in MiB decoding one request's images may take, all together, checked "
+        "from the file headers before decoding: width x height x (1 to 4 bytes a pixel by the "
+        "file's mode and bit depth, as PIL holds it, twice for 16- and 32-bit grey, + 3 for "
+        "the RGB array); more is answered 413. The default passes 100 megapixels of any 8-bit "
+        "or 16-bit image.",
+        low=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,8 @@ class ThresholdSettings(DeviceSettings):
 @dataclass(frozen=True)
 class DetectorSettings(ImageSettings, ThresholdSettings):
     """The settings every detector reads: device, threshold, and the limits of a request
-    (fields in the order DEVICE, CONF_THRESHOLD, MAX_IMAGE_PIXELS, MAX_BATCH_SIZE,
-    MAX_REQUEST_PIXELS, as the bases' order gives them)."""
+    (fields in the order DEVICE, CONF_THRESHOLD, MAX_IMAGE_PIXELS, MAX_DECODE_MB,
+    MAX_BATCH_SIZE, MAX_REQUEST_PIXELS, as the bases' order gives them)."""
 
     max_batch_size: int = setting(
         16,
@@ -256,7 +265,11 @@ class BaseHandler(ModelHandler, Generic[P]):
         else:
             raise RequestError('missing \'image\': expected {"image": "<base64 of the frame>"}')
         images = decode_images(
-            fields, settings.max_image_pixels, settings.max_request_pixels, self.decode_size()
+            fields,
+            settings.max_image_pixels,
+            settings.max_request_pixels,
+            self.decode_size(),
+            settings.max_decode_mb,
         )
         return Request(images, threshold, batch=has_images, body=dict(body))
 
@@ -345,7 +358,9 @@ class ImageHandler(ModelHandler):
         if body.get("image") is None:
             raise RequestError('missing \'image\': expected {"image": "<base64>", ...}')
         limit = self.settings.max_image_pixels
-        images = decode_images([(body["image"], "image")], limit, limit, None)
+        images = decode_images(
+            [(body["image"], "image")], limit, limit, None, self.settings.max_decode_mb
+        )
         return Request(images, 0.0, batch=False, body=dict(body))
 
     def to_image(self, request: Request) -> np.ndarray:

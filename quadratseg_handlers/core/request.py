@@ -25,6 +25,10 @@ import numpy as np
 import pybase64
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from quadratseg_handlers.core import jpeg
+from quadratseg_handlers.core.memory import decode_memory
+from quadratseg_handlers.core.messages import first_line
+
 
 class RequestError(Exception):
     """A request the function cannot serve, with the HTTP status to answer it with."""
@@ -125,6 +129,10 @@ def parse_body(body: Any, content_type: str = "") -> dict[str, Any]:
             raise RequestError(f"malformed JSON body: {exc.msg} at position {exc.pos}") from None
         except RecursionError:
             raise RequestError("malformed JSON body: nested too deeply") from None
+        except ValueError:  # an integer past Python's conversion limit (4300 digits)
+            raise RequestError(
+                f"malformed JSON body: a number of more than {MAX_JSON_DIGITS} digits"
+            ) from None
         if not isinstance(parsed, dict):
             raise RequestError(f"JSON body must be an object, got {type(parsed).__name__}")
         return parsed
@@ -135,18 +143,48 @@ def parse_body(body: Any, content_type: str = "") -> dict[str, Any]:
     raise RequestError(f"unsupported request body type {type(body).__name__}")
 
 
+MAX_JSON_DIGITS = 4300
+"""Python's limit on the digits of an integer it converts from text (``sys.int_info``): a
+JSON body holding a longer one does not parse."""
+
+MAX_NUMBER_TEXT = 64
+"""Longest number given as text (a ``threshold`` of ``"0.5"``) that is read at all."""
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a 4000-digit number
+    or a long string is named, not echoed)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"a number of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def bounded_number(value: Any, low: float, high: float) -> float | None:
+    """``value`` as a float when it is a JSON number (or numeric text) within [low, high],
+    compared before it is converted (an integer of hundreds of digits overflows a float);
+    None otherwise."""
+    if isinstance(value, str):
+        if len(value) > MAX_NUMBER_TEXT:
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return float(value) if low <= value <= high else None
+
+
 def parse_threshold(value: Any, default: float) -> float:
     """The request's threshold in [0, 1]; absent, null or 0 means the configured default."""
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
-    try:
-        threshold = float(value)
-    except ValueError:
-        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}") from None
-    if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
-        raise RequestError(f"'threshold' must be a number in [0, 1], got {value!r}")
+    threshold = bounded_number(value, 0.0, 1.0)
+    if threshold is None:
+        raise RequestError(f"'threshold' must be a number in [0, 1], got {shown(value)}")
     return threshold if threshold > 0 else default
 
 
@@ -154,7 +192,7 @@ def parse_flag(body: Mapping[str, Any], name: str) -> bool:
     """A true/false field of the body (absent: false); anything but a JSON boolean is a 400."""
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise RequestError(f"'{name}' must be true or false, got {value!r}")
+        raise RequestError(f"'{name}' must be true or false, got {shown(value)}")
     return value
 
 
@@ -165,13 +203,12 @@ def parse_integer(value: Any, name: str, low: int, high: int, default: int, unit
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value != int(value)
+        or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
     ):
         kind = f"an integer {unit}".rstrip()
-        raise RequestError(f"'{name}' must be {kind}, got {value!r}")
+        raise RequestError(f"'{name}' must be {kind}, got {shown(value)}")
     if not low <= value <= high:
-        raise RequestError(f"'{name}' must be from {low} to {high}, got {value!r}")
+        raise RequestError(f"'{name}' must be from {low} to {high}, got {shown(value)}")
     return int(value)
 
 
@@ -184,10 +221,10 @@ def parse_choice(
 ) -> str:
     """One of ``options`` (case-insensitive, ``aliases`` allowed; absent: ``default``)."""
     chosen = default if value is None else value
-    text = str(chosen).lower()
+    text = chosen.lower() if isinstance(chosen, str) else ""
     text = (aliases or {}).get(text, text)
-    if not isinstance(chosen, str) or text not in options:
-        raise RequestError(f"'{name}' must be one of {', '.join(options)}, got {value!r}")
+    if text not in options:
+        raise RequestError(f"'{name}' must be one of {', '.join(options)}, got {shown(value)}")
     return text
 
 
@@ -249,6 +286,26 @@ def open_image(data: bytes, max_pixels: int, field_name: str = "image") -> Image
     return image
 
 
+GREY_ROWS = 256
+"""Rows of a 16- or 32-bit grey image stretched to 8 bits at a time (bounds the float copies)."""
+
+
+def _stretched_grey(image: Image.Image) -> np.ndarray:
+    """A 16- or 32-bit grey image as RGB, its levels stretched so that its peak is 255; row
+    blocks at a time, so that the float copies stay small (a float64 copy of a 100-megapixel
+    image is 800 MB, and the arithmetic took four of them)."""
+    levels = np.asarray(image)
+    peak = float(levels.max()) if levels.size and levels.max() > 0 else 1.0
+    scale = 255.0 / peak
+    rgb = np.empty((*levels.shape, 3), dtype=np.uint8)
+    for top in range(0, levels.shape[0], GREY_ROWS):
+        block = levels[top : top + GREY_ROWS].astype(np.float64)
+        block *= scale
+        np.clip(block, 0, 255, out=block)
+        rgb[top : top + GREY_ROWS] = block.astype(np.uint8)[..., None]
+    return rgb
+
+
 def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
     """Decode fully, apply the EXIF orientation (as CVAT displays it) and return HxWx3 uint8 RGB."""
     try:
@@ -256,14 +313,11 @@ def to_rgb_array(image: Image.Image, field_name: str = "image") -> np.ndarray:
         image = ImageOps.exif_transpose(image)
         if image.mode != "RGB":
             if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
-                array = np.asarray(image, dtype=np.float64)
-                peak = array.max() if array.size and array.max() > 0 else 1.0
-                gray = (array * (255.0 / peak)).clip(0, 255).astype(np.uint8)
-                return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+                return _stretched_grey(image)
             image = image.convert("RGB")
         return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise RequestError(f"'{field_name}' could not be decoded: {exc}") from None
+    except (OSError, ValueError, SyntaxError, TypeError) as exc:
+        raise RequestError(f"'{field_name}' could not be decoded: {first_line(exc)}") from None
 
 
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -318,20 +372,58 @@ def _orientation(image: Image.Image, data: bytes) -> int | None:
         return None
     if image.format == "PNG":
         return 1
-    return int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    return exif_orientation(image.getexif().get(ExifTags.Base.Orientation, 1))
 
 
-def _opencv_pixels(image: Image.Image, data: bytes, factor: int) -> np.ndarray | None:
-    """RGB pixels of ``data`` decoded by OpenCV (at 1/``factor``, orientation applied), or
-    None where OpenCV cannot honour the file as PIL does (format, mode, orientation in the
-    pixel data, a JPEG cut short, which OpenCV would pad with grey instead of refusing)."""
+def exif_orientation(value: Any) -> int:
+    """An EXIF Orientation value as PIL's ``exif_transpose`` reads it: 2 to 8 (by equality:
+    a rational 6/1 is 6), else 1. Text, garbage and out-of-range values mean no rotation, as
+    PIL treats them, so that both decoders show the photo the same way."""
+    try:
+        return next((number for number in _ORIENTATIONS if bool(number == value)), 1)
+    except Exception:  # a value whose comparison fails is no orientation either
+        return 1
+
+
+def check_complete(image: Image.Image, data: bytes, field_name: str = "image") -> None:
+    """Refuse a JPEG whose data is damaged or cut short before its end marker (400) before
+    PIL decodes it (PIL would fill the missing part with grey), at a reduction of 8 (the
+    least a decode costs). One cut short with no end marker PIL refuses itself."""
+    if image.format in JPEG_FORMATS and jpeg.has_end_marker(data):
+        _strict_jpeg(data, 8, field_name, "CMYK" if image.mode == "CMYK" else "RGB")
+
+
+def _strict_jpeg(
+    data: bytes, factor: int, field_name: str, colorspace: str = "RGB"
+) -> np.ndarray | None:
+    """:func:`jpeg.strict_decode`, a damaged JPEG refused with a 400."""
+    try:
+        return jpeg.strict_decode(data, factor, colorspace)
+    except jpeg.DamagedJpeg as exc:
+        raise RequestError(
+            f"'{field_name}' is a damaged or cut-short JPEG ({exc}): its missing pixels would "
+            "be grey"
+        ) from None
+
+
+def _opencv_pixels(
+    image: Image.Image, data: bytes, factor: int, field_name: str = "image"
+) -> np.ndarray | None:
+    """RGB pixels of ``data`` decoded by OpenCV, or libjpeg-turbo for a JPEG (at
+    1/``factor``, orientation applied), or None where they cannot honour the file as PIL does
+    (format, mode, orientation in the pixel data); a JPEG cut short or damaged is refused."""
     if image.format not in OPENCV_FORMATS or image.mode not in OPENCV_MODES:
-        return None
-    if image.format in JPEG_FORMATS and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         return None
     orientation = _orientation(image, data)
     if orientation is None:
         return None
+    if image.format in JPEG_FORMATS:
+        if not jpeg.has_end_marker(data):
+            return None  # cut short: PIL says so
+        rgb = _strict_jpeg(data, factor, field_name)
+        if rgb is None:
+            return None
+        return np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda a: a)(rgb))
     flags = _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if bgr is None:
@@ -350,8 +442,9 @@ def decode_opened(
     resolution. Formats and files OpenCV cannot honour as PIL does are decoded by PIL.
     """
     reduced = jpeg_reduction(image.size, min_side) if image.format in JPEG_FORMATS else 1
-    pixels = _opencv_pixels(image, data, reduced)
+    pixels = _opencv_pixels(image, data, reduced, field_name)
     if pixels is None:
+        check_complete(image, data, field_name)
         return to_rgb_array(image, field_name)
     if reduced == 1:
         return pixels
@@ -369,17 +462,36 @@ def decode_image(
     return decode_opened(open_image(raw, max_pixels, field_name), raw, field_name, min_side)
 
 
+MIB = 1024 * 1024
+
+
+def check_decode_memory(images: Sequence[Image.Image], max_mb: int | None) -> None:
+    """413 when decoding these opened images would take more than ``max_mb`` MiB
+    (MAX_DECODE_MB, :func:`decode_memory`), checked before any is decoded."""
+    needed = sum(decode_memory(image) for image in images)
+    if max_mb is not None and needed > max_mb * MIB:
+        modes = "/".join(sorted({image.mode for image in images}))
+        raise RequestError(
+            f"decoding the request's images ({modes}) takes up to {needed / MIB:.0f} MiB, over "
+            f"the limit of {max_mb} MiB (MAX_DECODE_MB)",
+            status=413,
+        )
+
+
 def decode_images(
     fields: Sequence[tuple[Any, str]],
     max_pixels: int,
     max_total: int,
     min_side: int | None = None,
+    max_mb: int | None = None,
 ) -> list[np.ndarray]:
-    """Base64 image fields (value, field name) -> RGB arrays, within two pixel limits.
+    """Base64 image fields (value, field name) -> RGB arrays, within the pixel and memory
+    limits.
 
     Every header is read before any image is decoded: each image at most ``max_pixels``
-    (MAX_IMAGE_PIXELS), all of them together at most ``max_total`` (MAX_REQUEST_PIXELS);
-    the limits count the photos' pixels, whatever ``min_side`` lets the decode reduce.
+    (MAX_IMAGE_PIXELS), all of them together at most ``max_total`` (MAX_REQUEST_PIXELS)
+    and, by their mode and bit depth, ``max_mb`` MiB to decode (MAX_DECODE_MB); the limits
+    count the photos' pixels, whatever ``min_side`` lets the decode reduce.
     """
     opened = []
     for data, name in fields:
@@ -392,6 +504,7 @@ def decode_images(
             f"of {max_total / 1e6:.1f} megapixels per request (MAX_REQUEST_PIXELS)",
             status=413,
         )
+    check_decode_memory([image for image, _, _ in opened], max_mb)
     return [decode_opened(image, raw, name, min_side) for image, raw, name in opened]
 
 

@@ -128,21 +128,18 @@ Probe = Callable[[Path, FunctionKind, float], dict[str, Any]]
 
 def validate(path: Path, *, probe: Probe | None = None, timeout: float = 600.0) -> Report:
     """Check a bundle (zip or folder), and run it once with ``probe`` when one is given;
-    FileNotFoundError / ValueError when ``path`` is not a bundle, OutdatedBundle when it was
-    packaged by a version whose modules this one lacks (found in main.py or by the probe)."""
+    FileNotFoundError / ValueError when ``path`` is not a bundle (ArchiveError: a zip refused,
+    an unsafe entry name included), BundleError when its function.yaml does not parse,
+    OutdatedBundle when it was packaged by a version whose modules this one lacks (found in
+    main.py or by the probe)."""
     report = Report()
     with tempfile.TemporaryDirectory(prefix="quadratseg-validate-") as workdir:
         if extraction.is_archive(path):
             unsafe = extraction.unsafe_entries(path)
             if unsafe:
-                report.problems += [f"{path}: {problem}" for problem in unsafe]
-                return report
+                raise extraction.ArchiveError(f"{path}: {unsafe[0]}")
         folder = locate(path, Path(workdir))
-        try:
-            config = load_function_yaml(folder / "function.yaml", "function.yaml")
-        except BundleError as exc:
-            report.problems.append(str(exc))
-            return report
+        config = load_function_yaml(folder / "function.yaml", "function.yaml")
         catalogued = get(config, "metadata", "annotations", "quadratseg.function")
         function = FUNCTIONS.get(str(catalogued))
         kind: FunctionKind = function.kind if function else "detector"

@@ -4,7 +4,8 @@
 could name a path outside that folder, or expand a few megabytes into gigabytes (a zip bomb);
 a damaged one could be cut short or hold an entry whose checksum fails. :func:`extract` reads
 the central directory first and refuses, with one line, names that escape, entries or a
-total over the limits, a compression ratio no bundle has, and a total the disk cannot hold. While
+total over the limits (the total also against the archive's size, so that many small entries
+count), a compression ratio no bundle has, and a total the disk cannot hold with a margin. While
 writing, zipfile stops each entry at its declared size and checks its CRC, so an entry that
 lies about its size fails as damaged. Every refusal is a :class:`ArchiveError` (a ValueError).
 """
@@ -32,6 +33,15 @@ times; a zip bomb expands hundreds of times."""
 RATIO_FLOOR = 1024 * 1024
 """Entries smaller than this are not held to :data:`MAX_RATIO` (a short file of repeated
 text compresses far, and costs nothing)."""
+
+MAX_ENTRIES = 10_000
+"""The most entries a bundle may hold: a function's files, its wheel and a few --source
+modules are a handful; a million empty entries would exhaust the folder's inodes."""
+
+FREE_MARGIN = 256 * 1024 * 1024
+"""Space that must stay free on the disk a bundle is unpacked onto: a bundle that fits only
+by filling the disk to its last byte is refused, since the function, its logs and the system
+need room too."""
 
 MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive (its first local file header)."""
@@ -64,9 +74,16 @@ def unsafe_entries(path: Path) -> list[str]:
     return [problem for problem in problems if problem is not None]
 
 
-def size_problems(infos: list[zipfile.ZipInfo], free: int | None = None) -> list[str]:
-    """Entries or a total too large, a zip-bomb ratio, or more than ``free`` bytes needed."""
+def size_problems(
+    infos: list[zipfile.ZipInfo], free: int | None = None, archive_size: int | None = None
+) -> list[str]:
+    """Entries or a total too large, a zip-bomb ratio (of one entry over
+    :data:`RATIO_FLOOR`, or of all entries together against the ``archive_size`` they came in:
+    many small entries of zeros), too many entries, or more than ``free`` bytes less
+    :data:`FREE_MARGIN` needed."""
     problems = []
+    if len(infos) > MAX_ENTRIES:
+        problems.append(f"holds {len(infos)} entries, over the limit of {MAX_ENTRIES}")
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
@@ -76,12 +93,21 @@ def size_problems(infos: list[zipfile.ZipInfo], free: int | None = None) -> list
                 f"of {MAX_RATIO}: a zip bomb?"
             )
     total = sum(info.file_size for info in infos)
+    if archive_size is not None and total > RATIO_FLOOR and total > MAX_RATIO * archive_size:
+        problems.append(
+            f"expands {total / max(archive_size, 1):.0f} times, all {len(infos)} entries "
+            f"together ({byte_size(archive_size)} to {byte_size(total)}), over the limit of "
+            f"{MAX_RATIO}: a zip bomb?"
+        )
     if total > MAX_UNPACKED_BYTES:
         problems.append(
             f"expands to {byte_size(total)}, over the limit of {byte_size(MAX_UNPACKED_BYTES)}"
         )
-    elif free is not None and total > free:
-        problems.append(f"expands to {byte_size(total)}, only {byte_size(free)} free to unpack it")
+    elif free is not None and total > free - FREE_MARGIN:
+        problems.append(
+            f"expands to {byte_size(total)}, but only {byte_size(free)} is free to unpack it "
+            f"and {byte_size(FREE_MARGIN)} must stay free"
+        )
     return problems
 
 
@@ -103,7 +129,8 @@ def extract(path: Path, destination: Path) -> None:
         names = [entry_name_problem(info.filename) for info in infos]
         problems = [problem for problem in names if problem is not None]
         destination.mkdir(parents=True, exist_ok=True)
-        problems += size_problems(infos, shutil.disk_usage(destination).free)
+        free = shutil.disk_usage(destination).free
+        problems += size_problems(infos, free, path.stat().st_size)
         if problems:
             raise ArchiveError(f"{path}: {problems[0]}")
         root = destination.resolve()

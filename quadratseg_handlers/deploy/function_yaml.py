@@ -104,6 +104,29 @@ class BundleError(Exception):
     """A bundle that cannot be read: the message says which file and what is wrong."""
 
 
+MAX_YAML_DEPTH = 100
+"""The deepest nesting of lists and mappings a function.yaml may have (Nuclio's is about 8):
+PyYAML builds nodes recursively, and 50,000 nested ``[`` would end in a RecursionError."""
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document nested deeper than :data:`MAX_YAML_DEPTH`."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 @dataclass(frozen=True)
 class Batching:
     """The HTTP trigger's ``batch`` mode (Nuclio 1.14 and later): up to ``size`` events, or
@@ -300,12 +323,14 @@ def load_function_yaml(yaml_path: Path, name: str | None = None) -> Mapping[str,
     than the temporary folder a zip was unpacked into)."""
     source = name or str(yaml_path)
     try:
-        document = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        document = yaml.load(yaml_path.read_text(encoding="utf-8"), Loader=_DepthLimitedLoader)
     except UnicodeDecodeError:
         raise BundleError(f"{source}: not a YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as exc:
         first = first_line(exc, 300, type(exc).__name__)
         raise BundleError(f"{source}: not a YAML file ({first})") from None
+    except RecursionError:
+        raise BundleError(f"{source}: not a YAML file (nested too deeply)") from None
     if not isinstance(document, Mapping):
         raise BundleError(f"{source}: expected a mapping with metadata and spec")
     return document

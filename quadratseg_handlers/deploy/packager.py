@@ -15,6 +15,7 @@ Bundle layout (the deployment guide's)::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -327,6 +328,14 @@ def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, .
     return files, tuple(fetched)
 
 
+def disk_error(exc: OSError) -> str:
+    """Why writing failed, in a few words: ``no space left on device`` for a full disk (the
+    error names no file, or the one being read), else the system's reason."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    return exc.strerror or first_line(exc)
+
+
 def _link_or_copy(source: str, destination: str) -> None:
     try:
         os.link(source, destination)
@@ -465,10 +474,16 @@ def package(
             argument: function.file(argument).bundle_name(path.suffix)
             for argument, path in files.items()
         }
-        for argument, path in files.items():
-            _stage(path, stage / names[argument])
-        for path in request.sources:
-            _stage(path, stage / path.name)
+        try:
+            for argument, path in files.items():
+                _stage(path, stage / names[argument])
+            for path in request.sources:
+                _stage(path, stage / path.name)
+        except OSError as exc:
+            raise PackageError(
+                [f"cannot stage the files in {Path(temporary).parent}: {disk_error(exc)} "
+                 "(TMPDIR chooses the folder)"]
+            ) from None  # fmt: skip
         constraints = source.bundle_constraints(gpu=request.gpu)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
@@ -504,7 +519,7 @@ def package(
         except FileExistsError as exc:
             raise PackageError([str(exc)]) from None
         except OSError as exc:
-            raise PackageError([f"writing {request.output} failed: {exc}"], code=1) from None
+            raise PackageError([f"cannot write {request.output}: {disk_error(exc)}"]) from None
     return PackageResult(
         output=request.output,
         entries=sorted(archive),

@@ -20,12 +20,14 @@ from PIL import ImageOps
 
 from quadratseg_handlers.backends.inpainting import Backend, LamaBackend, OpenCvBackend, inpaint
 from quadratseg_handlers.core import config as cfg
-from quadratseg_handlers.core.config import ConfigError, setting
+from quadratseg_handlers.core.config import ConfigError, retuned, setting
 from quadratseg_handlers.core.contract import ImageHandler, ImageSettings, RawAnswer
 from quadratseg_handlers.core.request import (
     Request,
     RequestError,
     b64,
+    check_complete,
+    check_decode_memory,
     decode_base64,
     image_bytes,
     load_image,
@@ -33,6 +35,7 @@ from quadratseg_handlers.core.request import (
     parse_choice,
     parse_flag,
     parse_integer,
+    shown,
     to_rgb_array,
 )
 from quadratseg_handlers.cvat.shapes import skeleton_elements_by_label
@@ -50,6 +53,11 @@ MAX_LINE_WIDTH = 512
 """Widest grid line accepted, in pixels (setting and request)."""
 
 OUTPUT_FORMATS = ("same", "png", "jpeg")
+
+MAX_COORDINATE = 1e15
+"""Largest keypoint coordinate (and visibility) accepted, in pixels, compared before any
+conversion: points outside the image are clipped to its border, but an integer of hundreds of
+digits would overflow a float, and no photo's grid point is this far out."""
 
 
 def _tile_size(value: Any) -> int:
@@ -98,10 +106,15 @@ def parse_keypoints(value: Any) -> np.ndarray:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
         ):
             raise RequestError(
-                f"keypoint {index + 1} must be [x, y] or [x, y, v] numbers, got {pair!r:.80}"
+                f"keypoint {index + 1} must be [x, y] or [x, y, v] numbers, got {shown(pair)}"
             )
-        if not all(math.isfinite(v) for v in pair):
-            raise RequestError(f"keypoint {index + 1} is not finite: {pair!r}")
+        if not all(isinstance(v, int) or math.isfinite(v) for v in pair):
+            raise RequestError(f"keypoint {index + 1} is not finite: {shown(pair)}")
+        if not all(-MAX_COORDINATE <= v <= MAX_COORDINATE for v in pair):
+            raise RequestError(
+                f"keypoint {index + 1} is out of range (coordinates within +-{MAX_COORDINATE:.0e} "
+                f"pixels): {shown(pair)}"
+            )
         if len(pair) == 2 or pair[2] != 0:
             points[index] = pair[:2]
     return points
@@ -147,7 +160,9 @@ def complete_keypoints(points: np.ndarray, minimum: int) -> np.ndarray:
 
 def decode_mask(data: Any, size_wh: tuple[int, int], max_pixels: int) -> np.ndarray:
     """A request's base64 mask image as a bool array; non-zero grey = paint (as SimpleLama)."""
-    mask_image = open_image(decode_base64(data, "mask"), max_pixels, "mask")
+    raw = decode_base64(data, "mask")
+    mask_image = open_image(raw, max_pixels, "mask")
+    check_complete(mask_image, raw, "mask")
     try:
         mask_image.load()
         grey = np.asarray(ImageOps.exif_transpose(mask_image).convert("L"))
@@ -220,9 +235,39 @@ class InpaintRequest(Request):
     return_mask: bool
 
 
+LAMA_MIB_PER_MEGAPIXEL = 980
+"""big-lama's memory per megapixel of the image (or window) it runs on: its activations and
+SimpleLama's tensors. Measured on big-lama's architecture, whole requests of 0.26, 0.52 and
+1.05 megapixels: 283, 589 and 1096 MiB, 1035 MiB per megapixel with the handler's share
+(docs/lama.md)."""
+
+LAMA_MIB = 35
+"""big-lama's memory in one call besides what grows with the pixels."""
+
+HANDLER_MIB_PER_MEGAPIXEL = 55
+"""The handler's own memory around big-lama per megapixel of the image: the decoded image,
+the masks, the crop and the composite (docs/lama.md)."""
+
+OPENCV_MIB_PER_MEGAPIXEL = 12
+"""A request's memory per megapixel with INPAINT_BACKEND=opencv, everything included
+(measured: 16, 43 and 89 MiB for 1, 4 and 9 megapixels; docs/lama.md)."""
+
+
 @dataclass(frozen=True)
 class LamaSettings(ImageSettings):
-    """The device and image limit, the backend, how the string is drawn, and the answer."""
+    """The device and image limits, the backend, how the string is drawn, and the answer."""
+
+    max_image_pixels: int = retuned(ImageSettings, "max_image_pixels", 40_000_000)
+    max_inpaint_mb: int = setting(
+        8192,
+        "Most memory in MiB one request may take to inpaint, estimated from the image's "
+        "header before anything is decoded: big-lama takes about 980 MiB per megapixel of "
+        "the image (or of one INPAINT_TILE_SIZE window) and the handler 55 MiB per megapixel; "
+        "OpenCV 12 MiB per megapixel. More is answered 413. The default is the deployment "
+        "guide's memory request (whole images up to about 7.9 megapixels with big-lama); on "
+        "a GPU, set it to the GPU's memory.",
+        low=1,
+    )
 
     inpaint_backend: Literal["lama", "opencv"] = setting(
         "lama",
@@ -279,6 +324,38 @@ class LamaSettings(ImageSettings):
     )
     inpaint_tile_margin: int = setting(
         128, "Context in pixels around each cell when INPAINT_TILE_SIZE > 0.", low=0, high=4096
+    )
+
+
+def inpaint_mib(settings: LamaSettings, size_wh: tuple[int, int]) -> float:
+    """About how much memory (MiB) inpainting an image of ``size_wh`` takes, by backend and
+    tiling: what MAX_INPAINT_MB bounds."""
+    megapixels = size_wh[0] * size_wh[1] / 1e6
+    if settings.inpaint_backend == "opencv":
+        return OPENCV_MIB_PER_MEGAPIXEL * megapixels
+    model = megapixels
+    if settings.inpaint_tile_size > 0:
+        window = settings.inpaint_tile_size + 2 * settings.inpaint_tile_margin
+        model = min(megapixels, window * window / 1e6)
+    return HANDLER_MIB_PER_MEGAPIXEL * megapixels + LAMA_MIB_PER_MEGAPIXEL * model + LAMA_MIB
+
+
+def check_inpaint_memory(settings: LamaSettings, size_wh: tuple[int, int]) -> None:
+    """413 when an image of ``size_wh`` (from its header) would take more than MAX_INPAINT_MB
+    to inpaint."""
+    needed, budget = inpaint_mib(settings, size_wh), settings.max_inpaint_mb
+    if needed <= budget:
+        return
+    width, height = size_wh
+    whole = settings.inpaint_backend == "lama" and settings.inpaint_tile_size == 0
+    advice = (
+        "set INPAINT_TILE_SIZE=1024 or send a smaller image" if whole else "send a smaller image"
+    )
+    raise RequestError(
+        f"'image' is {width}x{height} = {width * height / 1e6:.1f} megapixels: inpainting it "
+        f"takes about {needed / 1024:.1f} GiB, over the limit of {budget} MiB "
+        f"(MAX_INPAINT_MB); {advice}",
+        status=413,
     )
 
 
@@ -354,10 +431,14 @@ class LamaHandler(ImageHandler):
         """One image plus its keypoints or mask; every problem answered 4xx before inpainting."""
         settings = self.settings
         fields = inpaint_fields(body, settings.output_format, settings.grid_line_width)
-        opened = open_image(decode_base64(body["image"]), settings.max_image_pixels)
+        raw = decode_base64(body["image"])
+        opened = open_image(raw, settings.max_image_pixels)
+        check_decode_memory([opened], settings.max_decode_mb)
+        check_inpaint_memory(settings, opened.size)
         output_format = fields.output_format
         if output_format == "same":
             output_format = "jpeg" if opened.format == "JPEG" else "png"
+        check_complete(opened, raw)
         image = to_rgb_array(opened)
         size_wh = (image.shape[1], image.shape[0])
         if min(size_wh) <= MIN_SIDE:

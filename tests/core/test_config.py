@@ -118,7 +118,9 @@ def test_files_and_devices(tmp_path):
 
 def test_subclass_settings_and_defaults_are_merged():
     names = [s.name for s in BlobHandler.declared_settings()]
-    assert names[:4] == ["DEVICE", "CONF_THRESHOLD", "MAX_IMAGE_PIXELS", "MAX_BATCH_SIZE"]
+    assert names[:5] == [
+        "DEVICE", "CONF_THRESHOLD", "MAX_IMAGE_PIXELS", "MAX_DECODE_MB", "MAX_BATCH_SIZE"
+    ]  # fmt: skip
     assert {"CONVERT_TO_POLYLINE", "MIN_AREA", "BLOB_LEVEL"} <= set(names)
     handler = BlobHandler(environ={"BLOB_LEVEL": "180"})
     assert handler.settings.blob_level == 180 and handler.device == "cpu"

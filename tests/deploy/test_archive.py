@@ -28,7 +28,7 @@ def test_validate_refuses_a_zip_with_escaping_entries(tmp_path, capsys):
         crafted.writestr("nuclio/function.yaml", "metadata: {}\n")
         crafted.writestr("../evil.txt", "owned")
     code, err = cli(capsys, "validate", str(bad))
-    assert code == 1 and err == [
+    assert code == 2 and err == [
         f"quadratseg validate: error: {bad}: entry name '../evil.txt' has an empty, '.' or '..' "
         "component"
     ]

@@ -13,7 +13,7 @@ from packaging_for_tests import cli
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.deploy.bundle_checks import validate
-from quadratseg_handlers.deploy.function_yaml import MIN_REQUEST_BODY
+from quadratseg_handlers.deploy.function_yaml import MIN_REQUEST_BODY, BundleError
 from quadratseg_handlers.local.bundle import run_probe
 
 # --- validate finds what is wrong ---------------------------------------------------------------
@@ -122,12 +122,17 @@ def test_validate_finds_a_0_1_import_when_it_runs_the_bundle(bundle, capsys):
 @pytest.mark.slow
 def test_validate_reports_unparsable_yaml_and_bad_paths(tmp_path, capsys, bundle):
     (bundle / "function.yaml").write_text("metadata: [unclosed\n")
-    [line] = validate(bundle, probe=run_probe).problems
-    assert line.startswith("function.yaml: not a YAML file (while parsing a flow sequence")
+    with pytest.raises(
+        BundleError, match=r"^function\.yaml: not a YAML file \(while parsing a flow"
+    ):
+        validate(bundle, probe=run_probe)
     (bundle / "function.yaml").write_bytes(b"metadata: \xff\xfe\n")
-    assert validate(bundle).problems == ["function.yaml: not a YAML file (not UTF-8 text)"]
+    with pytest.raises(BundleError, match=r"^function\.yaml: not a YAML file \(not UTF-8 text\)$"):
+        validate(bundle)
     (bundle / "function.yaml").write_text("- a list\n")
-    assert validate(bundle).problems == ["function.yaml: expected a mapping with metadata and spec"]
+    assert cli(capsys, "validate", str(bundle)) == (
+        2, ["quadratseg validate: error: function.yaml: expected a mapping with metadata and spec"]
+    )  # fmt: skip
     assert cli(capsys, "validate", str(tmp_path / "absent.zip")) == (
         2,
         [f"quadratseg validate: error: {tmp_path / 'absent.zip'}: not found"],

@@ -78,7 +78,7 @@ def test_totals_over_the_limit_or_the_free_space_are_refused(tmp_path, monkeypat
         info.file_size = info.compress_size = 3 * 1024**3
     assert size_problems(infos, free=10 * 1024**3) == []
     assert size_problems(infos, free=1024**3) == [
-        "expands to 6.0 GiB, only 1.0 GiB free to unpack it"
+        "expands to 6.0 GiB, but only 1.0 GiB is free to unpack it and 256.0 MiB must stay free"
     ]
     monkeypatch.setattr(extraction, "MAX_UNPACKED_BYTES", 4 * 1024**3)
     assert size_problems(infos) == ["expands to 6.0 GiB, over the limit of 4.0 GiB"]

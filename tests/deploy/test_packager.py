@@ -347,8 +347,8 @@ def test_a_failed_write_leaves_no_partial_bundle(capsys, tmp_path, levels, monke
 
     monkeypatch.setattr("quadratseg_handlers.deploy.packager.write_zip", fail)
     code, err = cli(capsys, "package", "levelboxes", str(levels), "--output", str(out), "--force")
-    assert code == 1 and err == [
-        f"quadratseg package: error: writing {out} failed: [Errno 28] No space left on device"
+    assert code == 2 and err == [
+        f"quadratseg package: error: cannot write {out}: no space left on device"
     ]
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["levels.npy", "nuclio.zip"]

@@ -38,6 +38,17 @@ def cut_image(valid: dict[str, Any]) -> bytes:
     return json.dumps({**valid, "image": b64(data[: len(data) // 2])}).encode()
 
 
+def cut_behind_end_marker(valid: dict[str, Any]) -> bytes:
+    """The image's first 60 % with an end marker after it: OpenCV and PIL would answer grey."""
+    data = base64.b64decode(valid["image"])
+    return json.dumps({**valid, "image": b64(data[: len(data) * 6 // 10] + b"\xff\xd9")}).encode()
+
+
+def with_number(name: str, digits: int) -> Body:
+    """The valid body with ``name`` set to a JSON integer of ``digits`` digits."""
+    return lambda valid: json.dumps(valid)[:-1].encode() + f', "{name}": {"9" * digits}}}'.encode()
+
+
 def nested(depth: int, opening: bytes, closing: bytes) -> Body:
     return lambda valid: opening * depth + closing * depth
 
@@ -63,11 +74,15 @@ ROWS: list[tuple[str, Body, list[str], int, str, bool]] = [
     ("bad-base64", with_fields(image="@@@"), JSON_TYPES, 400, "not valid base64", False),
     ("not-an-image", with_fields(image=b64(b"hello")), JSON_TYPES, 400, "not a decodable", False),
     ("cut-image", cut_image, JSON_TYPES, 400, "'image'", False),
+    ("cut-behind-end", cut_behind_end_marker, JSON_TYPES, 400, "'image'", False),
+    ("digits-5000", with_number("threshold", 5000), JSON_TYPES, 400, "4300 digits", False),
     ("png-bomb", with_fields(image=b64(huge_png_header(20_000, 20_000))), JSON_TYPES, 413,
      "MAX_IMAGE_PIXELS", False),
     ("threshold-text", with_fields(threshold="high"), JSON_TYPES, 400, "'threshold'", True),
     ("threshold-huge", lambda v: json.dumps(v)[:-1].encode() + b', "threshold": 1e400}',
      JSON_TYPES, 400, "'threshold'", True),
+    ("threshold-400-digits", with_number("threshold", 400), JSON_TYPES, 400, "'threshold'",
+     True),
     ("batch-pixels", lambda v: json.dumps({"images": [b64(huge_png_header(8000, 8000))] * 2})
      .encode(), JSON_TYPES, 413, "MAX_REQUEST_PIXELS", True),
     ("batch-size", lambda v: json.dumps({"images": [v["image"]] * 17}).encode(), JSON_TYPES,
