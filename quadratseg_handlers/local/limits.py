@@ -28,21 +28,21 @@ class ServeSettings(Settings):
 
     serve_header_timeout: float = setting(
         10.0,
-        "`quadratseg serve`: seconds a client has to send a request's headers, from connecting "
+        "Seconds a client has to send a request's headers, from connecting "
         "(or from the previous answer on a kept-alive connection); then the connection is "
         "closed. Also how long an idle kept-alive connection stays open.",
         low=0.05,
     )
     serve_body_timeout: float = setting(
         30.0,
-        "`quadratseg serve`: seconds a client has to send a request's whole body once its "
+        "Seconds a client has to send a request's whole body once its "
         "headers arrived (time spent waiting for body memory not counted); then 408 and the "
         "connection closed.",
         low=0.05,
     )
     serve_body_memory: int | None = setting(
         None,
-        "`quadratseg serve`: most bytes of request bodies held in memory at once, all "
+        "Most bytes of request bodies held in memory at once, all "
         "connections together, counted as the bytes arrive (a slow sender holds only what it "
         "sent); a body that would pass it waits for room within the trigger's "
         "workerAvailabilityTimeoutMilliseconds, then 503. Empty: twice what the workers take "
@@ -51,21 +51,21 @@ class ServeSettings(Settings):
     )
     serve_start_retries: int = setting(
         3,
-        "`quadratseg serve`: times a worker that dies while it starts (killed, out of memory, "
-        "crashed in init_context) is started again, after 1, 2, 4 ... times "
-        "SERVE_START_BACKOFF seconds; one more death stops the server with exit 1 and the "
-        "reason, as Nuclio restarts a function whose worker cannot start.",
+        "Times a worker that dies while it starts (killed, out of memory, a native crash; "
+        "not an init_context that raises, which stops the server at once) is started again, "
+        "after 1, 2, 4 ... times SERVE_START_BACKOFF seconds; one more death stops the server "
+        "with exit 1 and the reason, as Nuclio restarts a function whose worker cannot start.",
         low=0,
     )
     serve_start_backoff: float = setting(
         1.0,
-        "`quadratseg serve`: seconds before a worker that died while starting is started "
+        "Seconds before a worker that died while starting is started "
         "again, doubled at each death in a row (at most 30 s).",
         low=0.0,
     )
     serve_shutdown_timeout: float = setting(
         30.0,
-        "`quadratseg serve`: seconds Ctrl-C or SIGTERM may take: requests in flight get their "
+        "Seconds Ctrl-C or SIGTERM may take: requests in flight get their "
         "answer until a few seconds before it (then 503), waiting ones 503 at once, then the "
         "workers are stopped.",
         low=1.0,

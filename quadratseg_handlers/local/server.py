@@ -9,11 +9,13 @@ bundle whose ``main.py`` imports modules this version lacks (packaged by 0.1) st
 server before it listens, with one line (:mod:`~quadratseg_handlers.deploy.compatibility`).
 Two GET paths are the server's own: ``/health`` and ``/spec`` (the CVAT labels, which
 ``quadratseg check`` and ``annotate`` use when no spec is given); every other request goes to
-the function, whatever its method and path, as in Nuclio.
+the function, whatever its method and path, as in Nuclio. The server's own limits (header and
+body time-outs, body memory in bytes, start-up retries, shutdown time) are
+:class:`~.limits.ServeSettings`, from the environment.
 
 :class:`FunctionServer` is the asyncio object; :func:`serve_forever` runs it until Ctrl-C or
-SIGTERM; :class:`BackgroundServer` runs it in a thread on a free loopback port for tests,
-notebooks and the demo.
+SIGTERM (or until a worker cannot be started again); :class:`BackgroundServer` runs it in a
+thread on a free loopback port for tests, notebooks and the demo.
 """
 
 from __future__ import annotations
