@@ -255,7 +255,8 @@ class WorkerPool:
             self.idle.put_nowait(None)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop every worker (each finishes its current event first, within ``timeout``)."""
+        """Stop every worker (each finishes its current event first, within ``timeout``; one
+        still in ``init_context`` is stopped at once)."""
         self.stopping = True
         self.close("the server is stopping")
         for task in [self._watch, *self._tasks]:
@@ -263,7 +264,10 @@ class WorkerPool:
                 task.cancel()
         loop = asyncio.get_running_loop()
         await asyncio.gather(
-            *(loop.run_in_executor(None, worker.stop, timeout) for worker in self.workers)
+            *(
+                loop.run_in_executor(None, worker.stop, timeout if worker.ready else 0.0)
+                for worker in self.workers
+            )
         )
         self.executor.shutdown(wait=False)
 

@@ -212,7 +212,7 @@ class FunctionServer:
             self._app(),
             access_log=None,
             keepalive_timeout=self.settings.serve_header_timeout,
-            shutdown_timeout=STOP_RESERVE_S,
+            shutdown_timeout=1.0,  # by then every request is answered (see stop)
         )
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)

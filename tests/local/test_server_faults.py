@@ -214,3 +214,26 @@ def test_sigterm_with_requests_waiting_ends_within_the_shutdown_time(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sigterm_while_the_worker_loads_exits_143_at_once(tmp_path):
+    folder = starts_bundle(tmp_path / "f", LOAD_S="60")
+    process, _ = serve(folder, {})
+    try:
+        wait_for(lambda: len(started_pids(folder)) == 1)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 143
+        assert time.monotonic() - sent < 5.0
+        killed_worker = started_pids(folder)[0]
+        wait_for(
+            lambda: (
+                not Path(f"/proc/{killed_worker}").exists()
+                or Path(f"/proc/{killed_worker}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                in {"Z", "X"}
+            )
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
