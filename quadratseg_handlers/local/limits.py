@@ -89,7 +89,8 @@ MAX_START_BACKOFF_S = 30.0
 
 def start_backoff(settings: ServeSettings, deaths: int) -> float:
     """Seconds to wait after the ``deaths``-th start-up death in a row (1, 2, 4 ... times)."""
-    return float(min(settings.serve_start_backoff * 2 ** (deaths - 1), MAX_START_BACKOFF_S))
+    doubled = settings.serve_start_backoff * 2.0 ** min(deaths - 1, 32)
+    return min(doubled, MAX_START_BACKOFF_S)
 
 
 class NoBodyMemory(Exception):
