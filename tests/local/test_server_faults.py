@@ -56,7 +56,10 @@ FAST_RETRIES = {"SERVE_START_RETRIES": "2", "SERVE_START_BACKOFF": "0.05"}
 
 
 def starts_bundle(folder: Path, **env: str) -> Path:
-    return write_bundle(folder, STARTS_MAIN, env={"STARTS_FILE": str(folder / "starts"), **env})
+    """A bundle of STARTS_MAIN whose requests wait up to 60 s for a worker (longer than any
+    series of restarts here)."""
+    env = {"STARTS_FILE": str(folder / "starts"), **env}
+    return write_bundle(folder, STARTS_MAIN, env=env, availability_ms=60_000)
 
 
 def started_pids(folder: Path) -> list[int]:
@@ -166,7 +169,7 @@ def test_a_request_right_after_an_idle_worker_dies_is_never_500(tmp_path):
         killed(json.loads(post(url, b"{}")[2])["pid"])
         landed = time.monotonic()
         wait_for(lambda: health(url) != (200, "ok"), seconds=5)
-        assert time.monotonic() - landed < 0.5  # once the process is reaped, not at the watch
+        assert time.monotonic() - landed < 1.0  # once the process is reaped
         assert health(url) == (503, "down")
         assert post(url, b"{}")[0] == 200
         assert get_json(url + "/health")["status"] == "ok"  # type: ignore[index]
