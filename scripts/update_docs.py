@@ -1,4 +1,5 @@
-"""Regenerate the environment-variable table in docs/configuration.md from the handlers.
+"""Regenerate the environment-variable tables in docs/configuration.md: the functions' from
+the handlers, and ``quadratseg serve``'s own from its ServeSettings.
 
 ``--check`` exits 1 (and says so) when the committed table differs from the generated one.
 """
@@ -9,18 +10,24 @@ import re
 import sys
 from pathlib import Path
 
-from quadratseg_handlers.core.config import combined_table
+from quadratseg_handlers.core.config import combined_table, markdown_table
 from quadratseg_handlers.deploy import catalog
+from quadratseg_handlers.local.limits import ServeSettings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 START, END = "<!-- settings-table -->", "<!-- /settings-table -->"
+SERVE_START, SERVE_END = "<!-- serve-settings-table -->", "<!-- /serve-settings-table -->"
+
+
+def _replaced(text: str, start: str, end: str, table: str) -> str:
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    return pattern.sub(lambda _: f"{start}\n{table}\n{end}", text)
 
 
 def render(text: str) -> str:
-    """The document with its table region replaced by the generated table."""
-    table = combined_table(catalog.declared_settings())
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", text)
+    """The document with its table regions replaced by the generated tables."""
+    text = _replaced(text, START, END, combined_table(catalog.declared_settings()))
+    return _replaced(text, SERVE_START, SERVE_END, markdown_table(ServeSettings.declared()))
 
 
 def main(argv: list[str]) -> int:

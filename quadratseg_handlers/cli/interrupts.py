@@ -4,6 +4,8 @@ Python stops at once on SIGTERM, skipping ``finally`` blocks: ``quadratseg packa
 while writing left its hidden ``.nuclio.zip.*.tmp`` and its staging folder behind.
 :func:`terminate_as_interrupt` turns SIGTERM into :class:`Terminated`, raised in the main
 thread like KeyboardInterrupt, so the temporary files are removed before the process exits.
+``quadratseg serve`` handles both signals in its event loop instead (to shut down within its
+time) and raises the same exceptions once it has stopped, so it exits 130 or 143 too.
 """
 
 from __future__ import annotations

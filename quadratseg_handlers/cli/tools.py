@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.cli.errors import CliError, user_errors
+from quadratseg_handlers.cli.interrupts import Terminated
 from quadratseg_handlers.core.messages import plural
 from quadratseg_handlers.core.request import RequestError, load_image
 from quadratseg_handlers.cvat.spec import LabelSpec
@@ -55,21 +57,27 @@ def _spec_labels(spec: str | None, function: HttpFunction | None) -> list[LabelS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve a bundle until Ctrl-C or SIGTERM."""
+    """Serve a bundle until Ctrl-C (exit 130) or SIGTERM (exit 143), after the same clean
+    shutdown; exit 1 when a worker cannot be started again, 2 for a bundle that cannot start."""
     from quadratseg_handlers.local.server import FunctionServer, ServeError, serve_forever
 
-    with _user_errors(ServeError), open_bundle(args.bundle) as config:
-        server = FunctionServer(
-            config,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            env=_env_pairs(args.env),
-            batch_size=args.batch_size,
-            batch_timeout_ms=args.batch_timeout,
-        )
-        serve_forever(server)
-    return 0
+    with _user_errors(), open_bundle(args.bundle) as config:
+        try:
+            server = FunctionServer(
+                config,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                env=_env_pairs(args.env),
+                batch_size=args.batch_size,
+                batch_timeout_ms=args.batch_timeout,
+            )
+            stopped_by = serve_forever(server)
+        except ServeError as exc:
+            raise CliError(str(exc), exc.code) from None
+    if stopped_by == signal.SIGTERM:
+        raise Terminated
+    raise KeyboardInterrupt
 
 
 def cmd_check(args: argparse.Namespace) -> int:

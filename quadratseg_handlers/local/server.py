@@ -9,11 +9,13 @@ bundle whose ``main.py`` imports modules this version lacks (packaged by 0.1) st
 server before it listens, with one line (:mod:`~quadratseg_handlers.deploy.compatibility`).
 Two GET paths are the server's own: ``/health`` and ``/spec`` (the CVAT labels, which
 ``quadratseg check`` and ``annotate`` use when no spec is given); every other request goes to
-the function, whatever its method and path, as in Nuclio.
+the function, whatever its method and path, as in Nuclio. The server's own limits (header and
+body time-outs, body memory in bytes, start-up retries, shutdown time) are
+:class:`~.limits.ServeSettings`, from the environment.
 
 :class:`FunctionServer` is the asyncio object; :func:`serve_forever` runs it until Ctrl-C or
-SIGTERM; :class:`BackgroundServer` runs it in a thread on a free loopback port for tests,
-notebooks and the demo.
+SIGTERM (or until a worker cannot be started again); :class:`BackgroundServer` runs it in a
+thread on a free loopback port for tests, notebooks and the demo.
 """
 
 from __future__ import annotations
@@ -34,29 +36,47 @@ from aiohttp import web
 
 from quadratseg_handlers.core.messages import byte_size, plural
 from quadratseg_handlers.deploy.compatibility import outdated_bundle
-from quadratseg_handlers.deploy.function_yaml import (
-    DEFAULT_BATCH_TIMEOUT_MS,
-    Batching,
-    FunctionConfig,
-    HttpTrigger,
-    batch_option_problems,
-)
+from quadratseg_handlers.deploy.function_yaml import FunctionConfig, HttpTrigger
 from quadratseg_handlers.local import pool
-from quadratseg_handlers.local.pool import Batcher, NoWorkerAvailable, WorkerPool
-from quadratseg_handlers.local.workers import EventMessage, WorkerError, WorkerSpec
+from quadratseg_handlers.local.limits import (
+    BodyMemory,
+    BodyTimeout,
+    BodyTooLarge,
+    NoBodyMemory,
+    ReadingStopped,
+    ServeSettings,
+)
+from quadratseg_handlers.local.pool import (
+    Batcher,
+    NoWorkerAvailable,
+    WorkerPool,
+    WorkersGaveUp,
+    batch_mode,
+)
+from quadratseg_handlers.local.workers import EventMessage, Reply, WorkerError, WorkerSpec
 
 log = logging.getLogger(__name__)
 
 
 class ServeError(Exception):
-    """The server could not start: one line saying why."""
+    """The server could not start, or stopped because a worker could not be started: one
+    line saying why, and the exit code ``quadratseg serve`` ends with."""
 
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+WORKERS_LOST_EXIT_CODE = 1
+"""``quadratseg serve``'s exit code when a worker kept dying while it started (or a dead
+worker's replacement could not start): the function ran and failed, as Nuclio's processor
+exits for its container to be restarted. Bad bundles and options are 2, as everywhere."""
 
 RETRY_AFTER_S = 1
 """Seconds a 503 (no free worker) asks the client to wait before retrying (``Retry-After``)."""
 
-READ_TIMEOUT_S = 60.0
-"""Seconds a client has to send a request's whole body once its headers arrived (else 408)."""
+STOP_RESERVE_S = 3.0
+"""Seconds of the shutdown time kept for stopping the workers after the last answer."""
 
 
 def _json_response(
@@ -75,6 +95,14 @@ def _busy_response(message: str) -> web.Response:
     return _json_response(503, {"error": message}, {"Retry-After": str(RETRY_AFTER_S)})
 
 
+class _Answered(Exception):
+    """The request is answered before it reaches a worker (408, 413, 503)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 class FunctionServer:
     """One function served over HTTP by Nuclio-like workers (asyncio; see BackgroundServer)."""
 
@@ -86,29 +114,35 @@ class FunctionServer:
         port: int = 8010,
         workers: int | None = None,
         env: Mapping[str, str] | None = None,
-        shutdown_timeout: float = 30.0,
-        read_timeout: float = READ_TIMEOUT_S,
-        buffered_bodies: int | None = None,
+        settings: ServeSettings | None = None,
         batch_size: int | None = None,
         batch_timeout_ms: int | None = None,
     ) -> None:
-        """``read_timeout``: seconds to receive a body (408 after); ``buffered_bodies``: most
-        request bodies held in memory at once (default: twice what the workers take at once);
-        ``batch_size`` and ``batch_timeout_ms``: the trigger's batch mode, over function.yaml's."""
+        """``settings``: the server's limits (:class:`~.limits.ServeSettings`; default: read
+        from this process's environment); ``batch_size`` and ``batch_timeout_ms``: the
+        trigger's batch mode, over function.yaml's."""
         trigger: HttpTrigger = function.trigger
         if workers is not None:
             if workers < 1:
                 raise ServeError(f"--workers must be at least 1, got {workers}")
             trigger = replace(trigger, workers=workers)
-        trigger = replace(trigger, batch=_batching(trigger.batch, batch_size, batch_timeout_ms))
+        try:
+            batch = batch_mode(trigger.batch, batch_size, batch_timeout_ms)
+        except ValueError as exc:
+            raise ServeError(str(exc)) from None
+        trigger = replace(trigger, batch=batch)
         self.function = replace(function, trigger=trigger, env={**function.env, **(env or {})})
         self.host = host
         self.port = port
-        self.shutdown_timeout = shutdown_timeout
-        self.read_timeout = read_timeout
+        self.settings = settings if settings is not None else ServeSettings.load()
         per_worker = trigger.batch.size if trigger.batch is not None else 1
-        self.buffered_bodies = buffered_bodies or 2 * trigger.workers * per_worker
-        self.body_slots = asyncio.Semaphore(self.buffered_bodies)
+        try:
+            memory = self.settings.body_memory_for(
+                trigger.workers, per_worker, trigger.max_body_size
+            )
+        except ValueError as exc:
+            raise ServeError(str(exc)) from None
+        self.body_memory = BodyMemory(memory)
         self.pool = WorkerPool(
             WorkerSpec(
                 module_path=str(self.function.module_path),
@@ -120,11 +154,17 @@ class FunctionServer:
             trigger.workers,
             trigger.availability_timeout_ms / 1000.0,
             self.function.readiness_timeout_s,
+            self.settings,
         )
         self.batcher = Batcher(self.pool, trigger.batch) if trigger.batch is not None else None
         self.runner: web.AppRunner | None = None
         self.started = 0.0
         self.requests = 0
+        self.closing = False
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._abandon: asyncio.Future[None] | None = None
 
     @property
     def url(self) -> str:
@@ -163,8 +203,16 @@ class FunctionServer:
         outdated = outdated_bundle(self.function.folder)
         if outdated is not None:
             raise ServeError(outdated)
+        loop = asyncio.get_running_loop()
+        self._abandon = loop.create_future()
+        # aiohttp closes a connection whose request has not fully arrived when its keep-alive
+        # timer fires; the timer runs from the connection's start (and from each answer), so
+        # it is the time a client has to send its headers.
         self.runner = web.AppRunner(
-            self._app(), access_log=None, shutdown_timeout=self.shutdown_timeout
+            self._app(),
+            access_log=None,
+            keepalive_timeout=self.settings.serve_header_timeout,
+            shutdown_timeout=1.0,  # by then every request is answered (see stop)
         )
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
@@ -179,22 +227,52 @@ class FunctionServer:
             await self.pool.start()
         except WorkerError as exc:
             await self.runner.cleanup()
-            raise ServeError(str(exc)) from None
+            code = WORKERS_LOST_EXIT_CODE if isinstance(exc, WorkersGaveUp) else 2
+            raise ServeError(str(exc), code) from None
         if self.batcher is not None:
             self.batcher.start()
         self.started = time.monotonic()
 
+    def failure(self) -> ServeError | None:
+        """Why the server must stop on its own (a worker that cannot be started), if so."""
+        if self.pool.failure is None:
+            return None
+        return ServeError(str(self.pool.failure), WORKERS_LOST_EXIT_CODE)
+
     async def stop(self) -> None:
-        """Stop listening, let requests in flight finish (up to shutdown_timeout), stop workers."""
+        """Stop within ``serve_shutdown_timeout``: stop listening; requests waiting for a
+        worker (or still sending their body) get 503 at once; requests in flight get their
+        answer until STOP_RESERVE_S before the end, then 503; then the workers stop."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.settings.serve_shutdown_timeout
+        self.closing = True
+        if self.runner is not None:
+            for site in list(self.runner.sites):
+                await site.stop()
+        self.body_memory.stop_reading()
+        self.pool.close("the server is stopping; retry later")
+        if self.batcher is not None:
+            self.batcher.close()
+        try:
+            await asyncio.wait_for(
+                self._drained.wait(), max(ends - STOP_RESERVE_S - loop.time(), 0.0)
+            )
+        except asyncio.TimeoutError:
+            self.hurry()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
         if self.batcher is not None:
             await self.batcher.stop()
-        await self.pool.stop()
+        await self.pool.stop(timeout=min(max(ends - loop.time() - 2.5, 0.1), 5.0))
+
+    def hurry(self) -> None:
+        """Answer every request in flight 503 now (a second Ctrl-C, or the shutdown time up)."""
+        if self._abandon is not None and not self._abandon.done():
+            self._abandon.set_result(None)
 
     def _health(self) -> web.Response:
-        """200 while starting or while a worker lives; 503 once none does."""
+        """200 while starting or while a worker can answer; 503 once none can."""
         alive = self.pool.alive() if self.started else 0
         status = "starting"
         if self.started:
@@ -221,65 +299,118 @@ class FunctionServer:
         limit = self.function.trigger.max_body_size
         if request.content_length is not None and request.content_length > limit:
             return self._log(request, started, self._too_large(request.content_length), None)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.pool.availability_timeout_s
+        if self.closing:
+            return self._log(request, started, _busy_response("the server is stopping"), None)
+        self._in_flight += 1
+        self._drained.clear()
         try:
-            await asyncio.wait_for(self.body_slots.acquire(), self.pool.availability_timeout_s)
-        except asyncio.TimeoutError:
-            return self._log(request, started, self._no_worker(), None)
-        try:
-            response, worker = await self._forward(request, deadline)
+            response, worker = await self._forward(request)
+        except _Answered as answered:
+            response, worker = answered.response, None
         finally:
-            self.body_slots.release()
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._drained.set()
         return self._log(request, started, response, worker)
 
-    def _no_worker(self) -> web.Response:
+    def _no_worker(self, reason: str | None = None) -> web.Response:
+        if reason is not None:
+            return _busy_response(reason)
         timeout = self.function.trigger.availability_timeout_ms
         return _busy_response(
             f"all {self.pool.count} workers busy for {timeout} ms "
             "(workerAvailabilityTimeoutMilliseconds); retry later"
         )
 
-    async def _forward(
-        self, request: web.Request, deadline: float
-    ) -> tuple[web.Response, int | None]:
-        """Read the body (within the read timeout) and hand it to a worker before ``deadline``."""
+    async def _forward(self, request: web.Request) -> tuple[web.Response, int | None]:
+        """Read the body and hand it to a worker within the availability timeout."""
+        deadline = asyncio.get_running_loop().time() + self.pool.availability_timeout_s
+        body = await self._read_body(request, deadline)
         try:
-            body = await asyncio.wait_for(request.read(), self.read_timeout)
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large(None), None
-        except asyncio.TimeoutError:
-            response = _json_response(
-                408, {"error": f"request body not received within {self.read_timeout:g} s"}
+            message = EventMessage(
+                body=body,
+                content_type=request.headers.get("Content-Type", ""),
+                method=request.method,
+                path=request.path,
+                url=str(request.url),
+                headers=dict(request.headers),
+                fields=dict(request.query),
             )
-            # Sent now and the connection closed: aiohttp would otherwise linger, reading
-            # what is left of the body for another 10 s.
-            response.force_close()
-            await response.prepare(request)
-            await response.write_eof()
-            if request.protocol is not None:
-                request.protocol.force_close()
-            return response, None
-        message = EventMessage(
-            body=body,
-            content_type=request.headers.get("Content-Type", ""),
-            method=request.method,
-            path=request.path,
-            url=str(request.url),
-            headers=dict(request.headers),
-            fields=dict(request.query),
+            self.requests += 1
+            return await self._call(message, deadline)
+        finally:
+            await self.body_memory.give(len(body))
+
+    async def _call(
+        self, message: EventMessage, deadline: float
+    ) -> tuple[web.Response, int | None]:
+        """The worker's answer, or 503 when none is free in time or the server gives up
+        waiting for it while stopping."""
+        call: asyncio.Future[tuple[Reply, int]] = asyncio.ensure_future(
+            self.batcher.call(message, deadline)
+            if self.batcher is not None
+            else self.pool.call(message, deadline)
         )
-        self.requests += 1
+        assert self._abandon is not None
+        either: list[asyncio.Future[Any]] = [call, self._abandon]
         try:
-            if self.batcher is not None:
-                reply, worker = await self.batcher.call(message, deadline)
-            else:
-                reply, worker = await self.pool.call(message, deadline)
-        except NoWorkerAvailable:
-            return self._no_worker(), None
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the client left: the worker finishes its event unheard
+            call.cancel()
+            raise
+        if not call.done():
+            call.cancel()
+            return _busy_response(
+                "the server stopped before the function answered "
+                f"(SERVE_SHUTDOWN_TIMEOUT={self.settings.serve_shutdown_timeout:g} s); "
+                "retry later"
+            ), None
+        try:
+            reply, worker = call.result()
+        except NoWorkerAvailable as exc:
+            return self._no_worker(str(exc) if exc.args and exc.args[0] else None), None
         headers = dict(reply.headers)
         headers["Content-Type"] = reply.content_type
         return web.Response(status=reply.status, body=reply.body, headers=headers), worker
+
+    async def _read_body(self, request: web.Request, deadline: float) -> bytes:
+        """The whole body (:meth:`~.limits.BodyMemory.read`); _Answered with 408, 413 or 503
+        when it cannot be read."""
+        try:
+            return await self.body_memory.read(
+                request.content,
+                self.function.trigger.max_body_size,
+                self.settings.serve_body_timeout,
+                deadline,
+            )
+        except BodyTooLarge:
+            raise _Answered(self._too_large(None)) from None
+        except BodyTimeout:
+            error = f"request body not received within {self.settings.serve_body_timeout:g} s"
+            response = _json_response(408, {"error": error})
+        except NoBodyMemory:
+            response = self._no_body_memory()
+        except ReadingStopped:
+            response = _busy_response("the server is stopping; retry later")
+        raise _Answered(await self._closed(request, response))
+
+    def _no_body_memory(self) -> web.Response:
+        timeout = self.function.trigger.availability_timeout_ms
+        return _busy_response(
+            f"request bodies fill the server's {byte_size(self.body_memory.limit)} of body "
+            f"memory (SERVE_BODY_MEMORY) for {timeout} ms; retry later"
+        )
+
+    @staticmethod
+    async def _closed(request: web.Request, response: web.Response) -> web.Response:
+        """Send ``response`` now and close the connection: aiohttp would otherwise linger,
+        reading what is left of the body for another 10 s."""
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()
+        return response
 
     def _too_large(self, length: int | None) -> web.Response:
         trigger = self.function.trigger
@@ -309,25 +440,6 @@ class FunctionServer:
         return response
 
 
-def _batching(
-    declared: Batching | None, size: int | None, timeout_ms: int | None
-) -> Batching | None:
-    """The batch mode to serve: function.yaml's, with ``--batch-size``/``--batch-timeout``
-    over it; ServeError with one line when the options are wrong."""
-    if size is None and timeout_ms is None:
-        return declared
-    if size is None and declared is None:
-        raise ServeError("--batch-timeout needs --batch-size (the requests per batch)")
-    base = declared or Batching(1, DEFAULT_BATCH_TIMEOUT_MS)
-    batch = Batching(
-        base.size if size is None else size, base.timeout_ms if timeout_ms is None else timeout_ms
-    )
-    problems = batch_option_problems(batch.size, batch.timeout_ms)
-    if problems:
-        raise ServeError("; ".join(problems))
-    return batch
-
-
 def _configure_logging() -> None:
     """Request lines and the pool's worker replacements on stderr, in the style of the
     workers' Nuclio logger."""
@@ -342,24 +454,46 @@ def _configure_logging() -> None:
             logger.propagate = False
 
 
-def serve_forever(server: FunctionServer) -> None:
-    """Run until Ctrl-C or SIGTERM, then shut down cleanly (in-flight requests finish first)."""
+def serve_forever(server: FunctionServer) -> int:
+    """Run until Ctrl-C or SIGTERM, then shut down within the shutdown time; return the
+    signal that stopped it. A second signal answers the requests in flight 503 at once.
+    ServeError when it cannot start, or when a worker cannot be started again."""
     _configure_logging()
 
-    async def main() -> None:
+    async def main() -> int:
+        received: list[int] = []
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await server.start()
-        print(server.describe() + "; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            await stop.wait()
-        finally:
-            print("stopping: finishing requests in flight, stopping workers", file=sys.stderr)
-            await server.stop()
 
-    asyncio.run(main())
+        def on_signal(number: int) -> None:
+            if received:
+                server.hurry()
+            received.append(number)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        stopped = loop.create_task(stop.wait())
+        starting = loop.create_task(server.start())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a ServeError ends here, before anything is printed
+            print(server.describe() + "; Ctrl-C to stop", file=sys.stderr, flush=True)
+            failed = loop.create_task(server.pool.failed.wait())
+            await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            failed.cancel()
+        else:  # stopped while the workers load
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        stopped.cancel()
+        print("stopping: finishing requests in flight, stopping workers", file=sys.stderr)
+        await server.stop()
+        failure = server.failure()
+        if failure is not None:
+            raise failure
+        return received[0]
+
+    return asyncio.run(main())
 
 
 class BackgroundServer:
@@ -378,8 +512,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_requests: bool = False,
-        read_timeout: float = READ_TIMEOUT_S,
-        buffered_bodies: int | None = None,
+        settings: ServeSettings | None = None,
         batch_size: int | None = None,
         batch_timeout_ms: int | None = None,
     ) -> None:
@@ -389,8 +522,7 @@ class BackgroundServer:
             port=port,
             workers=workers,
             env=env,
-            read_timeout=read_timeout,
-            buffered_bodies=buffered_bodies,
+            settings=settings,
             batch_size=batch_size,
             batch_timeout_ms=batch_timeout_ms,
         )
@@ -416,9 +548,13 @@ class BackgroundServer:
                 self._ready.set()
                 return
             self._ready.set()
+            failed = asyncio.ensure_future(self.server.pool.failed.wait())
+            stopped = asyncio.ensure_future(self._stop.wait())
             try:
-                await self._stop.wait()
+                await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                failed.cancel()
+                stopped.cancel()
                 await self.server.stop()
 
         asyncio.run(main())

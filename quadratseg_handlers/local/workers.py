@@ -5,10 +5,12 @@ imports the handler module, calls ``init_context`` once, then serves one event a
 :class:`WorkerProcess` does the same with a ``spawn``-started process talking over a pipe, so
 module globals, the model in ``context.user_data`` and any thread-unsafe state stay per
 worker, CPU work outside the GIL-releasing parts runs in parallel, and a crashing worker
-cannot take the server down. The event a handler sees is built as Nuclio builds it: the body
-is a dict only when the content type is exactly ``application/json`` and the JSON parses,
-else bytes; what the handler returns is encoded as Nuclio's wrapper encodes it. A list of
-requests (the trigger's batch mode) reaches the handler as one list of events, as in Nuclio.
+cannot take the server down. A worker says when it has taken an event, before its handler
+runs, so an event handed to a worker that has just died goes to another one. The event a
+handler sees is built as Nuclio builds it: the body is a dict only when the content type is
+exactly ``application/json`` and the JSON parses, else bytes; what the handler returns is
+encoded as Nuclio's wrapper encodes it. A list of requests (the trigger's batch mode) reaches
+the handler as one list of events, as in Nuclio.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ from quadratseg_handlers.deploy.compatibility import outdated_import
 
 class WorkerError(Exception):
     """A worker that failed to start or died: one line saying which and why."""
+
+
+class WorkerDied(WorkerError):
+    """A worker process ended while it started, without a word: killed (the out-of-memory
+    killer, a person) or crashed. Unlike an ``init_context`` that raised, it may start if
+    tried again."""
+
+
+class WorkerGone(WorkerError):
+    """A worker ended before it took the event handed to it: the event may go to another."""
+
+
+TOOK = "took"
+"""What a worker sends the moment it has read an event, before its handler runs: a worker
+that ends before saying it never saw the event, which can then go to another worker."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +247,7 @@ def worker_main(spec: WorkerSpec, worker_id: int, conn: Connection) -> None:
             break
         if message is None:
             break
+        conn.send(TOOK)
         if isinstance(message, list):
             events = [make_event(item, spec.trigger_name) for item in message]
             conn.send(run_batch(handler, context, events))
@@ -247,6 +265,7 @@ class WorkerProcess:
     def __init__(self, spec: WorkerSpec, worker_id: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.worker_id = worker_id
+        self.ready = False
         self.conn, child = context.Pipe()
         # Daemonic: a worker can never outlive the server, whatever way the server ends.
         self.process = context.Process(
@@ -258,32 +277,55 @@ class WorkerProcess:
         self.process.start()
         child.close()
 
-    def _died(self, doing: str) -> WorkerError:
+    def died(self, doing: str) -> str:
+        """``worker N exited (code C) DOING``, naming the signal that killed it, if one did."""
         self.process.join(timeout=1.0)
-        return WorkerError(f"worker {self.worker_id} exited (code {self.process.exitcode}) {doing}")
+        code = self.process.exitcode
+        how = ""
+        if code is not None and code < 0:
+            try:
+                how = f", killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f", killed by signal {-code}"
+            if code == -signal.SIGKILL:
+                how += " (as the out-of-memory killer does)"
+        return f"worker {self.worker_id} exited (code {code}{how}) {doing}"
 
     def wait_ready(self, timeout: float) -> None:
-        """Block until ``init_context`` has run; raise WorkerError if it failed or timed out."""
+        """Block until ``init_context`` has run; raise WorkerDied if the process ended without
+        a word, WorkerError if ``init_context`` failed or did not finish in ``timeout``."""
         try:
             if not self.conn.poll(timeout):
                 raise WorkerError(f"worker {self.worker_id} not ready after {timeout:.0f} s")
             state, detail = self.conn.recv()
         except (EOFError, OSError):
-            raise self._died("during start-up") from None
+            raise WorkerDied(self.died("during start-up")) from None
         if state == "outdated":  # the bundle's own one-line message: package it again
             raise WorkerError(detail)
         if state != "ready":
             raise WorkerError(f"worker {self.worker_id} failed to start: {detail}")
+        self.ready = True
 
     def call(self, message: EventMessage | list[EventMessage]) -> Reply | list[Reply]:
         """Send one event (or a batch: a list, answered by a list) and block for the reply
-        (the caller runs this in a thread)."""
+        (the caller runs this in a thread). WorkerGone when the worker ended before it took
+        the event (it may go to another), WorkerError when it ended while handling it."""
         try:
             self.conn.send(message)
+            took = self.conn.recv()
+        except (EOFError, OSError):
+            raise WorkerGone(self.died("before it took a request")) from None
+        if took != TOOK:
+            raise WorkerError(f"worker {self.worker_id} answered {took!r} to an event")
+        try:
             reply: Reply | list[Reply] = self.conn.recv()
         except (EOFError, OSError):
-            raise self._died("while handling a request") from None
+            raise WorkerError(self.died("while handling a request")) from None
         return reply
+
+    def can_answer(self) -> bool:
+        """Started (``init_context`` done) and still running."""
+        return self.ready and self.process.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to finish, then terminate (and kill) it if it does not."""

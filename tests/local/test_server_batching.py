@@ -86,7 +86,8 @@ def test_options_override_the_yaml_batch_and_bad_values_are_one_line(tmp_path, c
     server = FunctionServer(config, batch_timeout_ms=100)
     assert server.function.trigger.batch == Batching(8, 100)
     assert "batches of up to 8 requests gathered for 100 ms" in server.describe()
-    assert server.buffered_bodies == 16
+    # body memory: twice what the one worker takes at once, 8 bodies of 4 MiB
+    assert server.body_memory.limit == 2 * 8 * 4 * 1024 * 1024
     assert FunctionServer(config, batch_size=2).function.trigger.batch == Batching(2, 1000)
     plain = read_function_config(batched_bundle(tmp_path / "plain", None))
     assert FunctionServer(plain, batch_size=3).function.trigger.batch == Batching(3, 50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,8 @@ from bundles_for_tests import ECHO_MAIN, SLOW_MAIN, write_bundle
 from test_server import get_json, post
 
 from quadratseg_handlers.deploy.function_yaml import read_function_config
-from quadratseg_handlers.local.server import BackgroundServer
+from quadratseg_handlers.local.limits import ServeSettings
+from quadratseg_handlers.local.server import BackgroundServer, FunctionServer, ServeError
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +87,8 @@ def test_health_reports_a_pool_with_no_live_worker(tmp_path):
 
 def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(tmp_path):
     folder = write_bundle(tmp_path / "echo", ECHO_MAIN)
-    with BackgroundServer(read_function_config(folder), read_timeout=0.5) as url:
+    settings = ServeSettings(serve_body_timeout=0.5)
+    with BackgroundServer(read_function_config(folder), settings=settings) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as client:
             client.sendall(
@@ -103,19 +106,106 @@ def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(tmp_path):
         assert post(url, b"{}")[0] == 200
 
 
-@pytest.mark.parametrize(("buffered", "statuses"), [(1, [200, 503]), (2, [200, 200])])
-def test_bodies_held_at_once_are_bounded(tmp_path, buffered, statuses):
-    """Two workers, one slow request in flight: a second body is read only if a slot is free."""
+@pytest.mark.parametrize(("memory", "statuses"), [(1000, [200, 503]), (2000, [200, 200])])
+def test_bodies_held_at_once_are_bounded_by_bytes(tmp_path, memory, statuses):
+    """Two workers, one slow request of 600 bytes in flight: a second one of 600 bytes is read
+    only if the body memory has room for both."""
     folder = write_bundle(
-        tmp_path / "slow", SLOW_MAIN, env={"DELAY_S": "1.5"}, workers=2, availability_ms=400
-    )
-    with BackgroundServer(read_function_config(folder), buffered_bodies=buffered) as url:
+        tmp_path / "slow", SLOW_MAIN, env={"DELAY_S": "1.5"}, workers=2, availability_ms=400,
+        max_body=1000,
+    )  # fmt: skip
+    body = json.dumps({"pad": "x" * 589}).encode()
+    assert len(body) == 600
+    settings = ServeSettings(serve_body_memory=memory)
+    with BackgroundServer(read_function_config(folder), settings=settings) as url:
         first: list[int] = []
-        thread = threading.Thread(target=lambda: first.append(post(url, b"{}")[0]))
+        thread = threading.Thread(target=lambda: first.append(post(url, body)[0]))
         thread.start()
         wait_for(lambda: get_json(url + "/health")["busy"] == 1)
-        status, headers, _ = post(url, b"{}")
+        status, headers, data = post(url, body)
         thread.join()
         assert [*first, status] == statuses
         if status == 503:
             assert headers["Retry-After"] == "1"
+            assert "1000 B of body memory (SERVE_BODY_MEMORY)" in json.loads(data)["error"]
+
+
+def test_body_memory_below_one_largest_body_is_one_line(tmp_path):
+    folder = write_bundle(tmp_path / "echo", ECHO_MAIN, max_body=1000)
+    with pytest.raises(ServeError, match=r"SERVE_BODY_MEMORY=999 is below maxRequestBodySize"):
+        FunctionServer(read_function_config(folder), settings=ServeSettings(serve_body_memory=999))
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_until_closed(client: socket.socket) -> bytes:
+    """What the server sends before it closes the connection (a reset counts as closed)."""
+    answer = b""
+    try:
+        while chunk := client.recv(4096):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
+def test_headers_that_never_end_are_cut_off(tmp_path):
+    folder = write_bundle(tmp_path / "echo", ECHO_MAIN)
+    settings = ServeSettings(serve_header_timeout=0.5)
+    with BackgroundServer(read_function_config(folder), settings=settings) as url:
+        with connect(url) as client:
+            client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            started = time.monotonic()
+            assert read_until_closed(client) == b""
+            waited = time.monotonic() - started
+        assert 0.4 < waited < 5
+        assert post(url, b"{}")[0] == 200
+
+
+SLOW_HEADERS = b"POST / HTTP/1.1\r\nHost: x\r\n"
+SLOW_BODY = (
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9000\r\n\r\n{"
+)
+
+
+def test_200_slow_clients_do_not_delay_a_good_one(tmp_path):
+    """100 clients send their headers and 100 their bodies a byte at a time: a good client is
+    answered at once, and every slow one is cut off once its time is up (408 for a body)."""
+    folder = write_bundle(tmp_path / "echo", ECHO_MAIN)
+    settings = ServeSettings(serve_header_timeout=3.0, serve_body_timeout=3.0)
+    with BackgroundServer(read_function_config(folder), settings=settings) as url:
+        slow = [connect(url) for _ in range(200)]
+        try:
+            for index, client in enumerate(slow):
+                client.sendall(SLOW_BODY if index % 2 else SLOW_HEADERS)
+            dripping = threading.Event()
+            dripping.set()
+
+            def drip() -> None:
+                while dripping.is_set():
+                    for index, client in enumerate(slow):
+                        with contextlib.suppress(OSError):
+                            client.send(b" " if index % 2 else b"X")
+                    time.sleep(0.2)
+
+            dripper = threading.Thread(target=drip)
+            dripper.start()
+            time.sleep(0.5)
+            took = []
+            for _ in range(3):
+                started = time.monotonic()
+                assert post(url, b"{}")[0] == 200
+                took.append(time.monotonic() - started)
+            dripping.clear()
+            dripper.join()
+            assert max(took) < 2.0, took
+            answers = [read_until_closed(client) for client in slow]
+            assert all(answer == b"" for answer in answers[0::2])
+            assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers[1::2])
+        finally:
+            for client in slow:
+                client.close()
+        assert post(url, b"{}")[0] == 200
