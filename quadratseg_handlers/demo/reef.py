@@ -174,6 +174,32 @@ def _tube_shading(mask: np.ndarray, width: float, shiny: float) -> np.ndarray:
     return np.asarray(0.55 + 0.45 * across**0.6 + shiny * (np.abs(across - 0.75) < 0.12))
 
 
+def _paint_tube(
+    plane: np.ndarray,
+    mask: np.ndarray,
+    start: tuple[int, int],
+    end: tuple[int, int],
+    thickness: int,
+    colour: np.ndarray,
+    shading: tuple[float, float],
+) -> None:
+    """Paint a tube from ``start`` to ``end`` (``shading``: its width and shine), in a window
+    around it only (the whole canvas would cost seconds a band)."""
+    reach = thickness // 2 + 3
+    x0, y0 = max(min(start[0], end[0]) - reach, 0), max(min(start[1], end[1]) - reach, 0)
+    x1 = min(max(start[0], end[0]) + reach + 1, mask.shape[1])
+    y1 = min(max(start[1], end[1]) + reach + 1, mask.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    local = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    cv2.line(local, (start[0] - x0, start[1] - y0), (end[0] - x0, end[1] - y0), 1, thickness)
+    where = local.astype(bool)
+    shade = _tube_shading(local, *shading)
+    window = plane[y0:y1, x0:x1]
+    window[where] = (shade[..., None] * colour)[where]
+    mask[y0:y1, x0:x1] |= where
+
+
 def _band(
     plane: np.ndarray,
     mask: np.ndarray,
@@ -187,12 +213,8 @@ def _band(
     """Paint the stretch t[0]..t[1] of the bar a->b, ``thickness`` px wide, in ``colour``."""
     start = tuple(int(v) for v in np.round(px @ np.r_[a + (b - a) * t[0], 1.0]))
     end = tuple(int(v) for v in np.round(px @ np.r_[a + (b - a) * t[1], 1.0]))
-    sleeve = np.zeros(mask.shape, dtype=np.uint8)
-    cv2.line(sleeve, start, end, 1, max(1, thickness))
-    where = sleeve.astype(bool)
-    shade = _tube_shading(sleeve, thickness, 0.15)
-    plane[where] = (shade[..., None] * colour)[where]
-    mask |= where
+    width = max(1, thickness)
+    _paint_tube(plane, mask, (start[0], start[1]), (end[0], end[1]), width, colour, (width, 0.15))
 
 
 def _draw_frame(
@@ -213,14 +235,11 @@ def _draw_frame(
     for k in range(4):
         a, b = corners[k], corners[(k + 1) % 4]
         ext = (b - a) * overrun
-        bar = np.zeros((canvas, canvas), dtype=np.uint8)
-        p0 = tuple(int(v) for v in np.round(px @ np.r_[a - ext, 1.0]))
-        p1 = tuple(int(v) for v in np.round(px @ np.r_[b + ext, 1.0]))
-        cv2.line(bar, p0, p1, 1, max(2, int(round(width))))
-        where = bar.astype(bool)
+        p0 = [int(v) for v in np.round(px @ np.r_[a - ext, 1.0])]
+        p1 = [int(v) for v in np.round(px @ np.r_[b + ext, 1.0])]
         shiny = 0.25 if style in ("metal", "criobe") else 0.1
-        colour[where] = (_tube_shading(bar, width, shiny)[..., None] * base)[where]
-        mask |= where
+        thickness = max(2, int(round(width)))
+        _paint_tube(colour, mask, (p0[0], p0[1]), (p1[0], p1[1]), thickness, base, (width, shiny))
     thick = int(round(width))
     if style == "criobe":
         tape = np.array([205.0, 208.0, 212.0]) * rng.uniform(0.8, 1.05)
