@@ -182,9 +182,11 @@ def _paint_tube(
     thickness: int,
     colour: np.ndarray,
     shading: tuple[float, float],
+    square: bool = False,
 ) -> None:
-    """Paint a tube from ``start`` to ``end`` (``shading``: its width and shine), in a window
-    around it only (the whole canvas would cost seconds a band)."""
+    """Paint a tube from ``start`` to ``end`` (``shading``: its width and shine; ``square``:
+    cut square at its ends, as tape is), in a window around it only (the whole canvas would
+    cost seconds a band)."""
     reach = thickness // 2 + 3
     x0, y0 = max(min(start[0], end[0]) - reach, 0), max(min(start[1], end[1]) - reach, 0)
     x1 = min(max(start[0], end[0]) + reach + 1, mask.shape[1])
@@ -192,7 +194,15 @@ def _paint_tube(
     if x1 <= x0 or y1 <= y0:
         return
     local = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    cv2.line(local, (start[0] - x0, start[1] - y0), (end[0] - x0, end[1] - y0), 1, thickness)
+    if square:
+        along = np.subtract(end, start).astype(np.float64)
+        normal = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-6)
+        ends = np.array([start, end], dtype=np.float64) - (x0, y0)
+        half = normal * thickness / 2
+        outline = np.array([ends[0] + half, ends[1] + half, ends[1] - half, ends[0] - half])
+        cv2.fillPoly(local, [np.round(outline).astype(np.int32)], 1)
+    else:
+        cv2.line(local, (start[0] - x0, start[1] - y0), (end[0] - x0, end[1] - y0), 1, thickness)
     where = local.astype(bool)
     shade = _tube_shading(local, *shading)
     window = plane[y0:y1, x0:x1]
@@ -214,7 +224,8 @@ def _band(
     start = tuple(int(v) for v in np.round(px @ np.r_[a + (b - a) * t[0], 1.0]))
     end = tuple(int(v) for v in np.round(px @ np.r_[a + (b - a) * t[1], 1.0]))
     width = max(1, thickness)
-    _paint_tube(plane, mask, (start[0], start[1]), (end[0], end[1]), width, colour, (width, 0.15))
+    ends = ((start[0], start[1]), (end[0], end[1]))
+    _paint_tube(plane, mask, *ends, width, colour, (width, 0.15), square=True)
 
 
 def _draw_frame(
@@ -251,15 +262,19 @@ def _draw_frame(
                 _band(colour, mask, px, a, b, (0.12, 0.88), max(1, thick // 2), ruler)
             if k == camera:
                 blue = np.array([40.0, 75.0, 200.0]) * rng.uniform(0.8, 1.1)
-                for t0 in (rng.uniform(0.02, 0.08), rng.uniform(0.72, 0.8)):
-                    _band(colour, mask, px, a, b, (t0, t0 + 0.18), int(thick * 2.6), blue)
+                length = rng.uniform(0.14, 0.2)
+                for t0 in (rng.uniform(0.02, 0.07), 1 - rng.uniform(0.02, 0.07) - length):
+                    sleeve = int(thick * rng.uniform(2.6, 3.4))
+                    _band(colour, mask, px, a, b, (t0, t0 + length), sleeve, blue)
                 _band(colour, mask, px, a, b, (0.45, 0.55), int(thick * 1.8), tape * 0.8)
                 continue
-            for t0 in rng.uniform(0.0, 0.9, int(rng.integers(2, 5))):
-                length = rng.uniform(0.04, 0.09)
-                _band(colour, mask, px, a, b, (t0, t0 + length), int(thick * 2.4), tape)
-                mid = t0 + length / 2
-                _band(colour, mask, px, a, b, (mid - 0.006, mid + 0.006), int(thick * 2.45), orange)
+            length = rng.uniform(0.07, 0.12)
+            ends = (rng.uniform(0.015, 0.06), 1 - rng.uniform(0.015, 0.06) - length)
+            for t0 in (*ends, *rng.uniform(0.2, 0.7, int(rng.integers(0, 3)))):
+                sleeve = int(thick * rng.uniform(2.6, 3.4))
+                _band(colour, mask, px, a, b, (t0, t0 + length), sleeve, tape)
+                mid, half = t0 + length * rng.uniform(0.3, 0.7), rng.uniform(0.003, 0.008)
+                _band(colour, mask, px, a, b, (mid - half, mid + half), sleeve + 1, orange)
         a, b = corners[camera], corners[(camera + 1) % 4]
         middle = px @ np.r_[(a + b) / 2, 1.0]
         half = int(0.035 * scale)
@@ -305,6 +320,22 @@ def _draw_frame(
     return mask, np.asarray(colour * noise[..., None], dtype=np.float32), float(width)
 
 
+def _leg_piece(
+    mask: np.ndarray,
+    axis: tuple[np.ndarray, np.ndarray],
+    span: tuple[float, float],
+    half_widths: tuple[float, float],
+) -> None:
+    """Fill the stretch ``span`` (pixels along the leg's ``axis``: start, unit direction) of a
+    leg, ``half_widths`` wide at its two ends."""
+    start, direction = axis
+    normal = np.array([-direction[1], direction[0]])
+    a, b = start + direction * span[0], start + direction * span[1]
+    w0, w1 = half_widths
+    polygon = np.array([a + normal * w0, b + normal * w1, b - normal * w1, a - normal * w0])
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+
+
 def _legs(
     rng: np.random.Generator,
     corners: np.ndarray,
@@ -312,12 +343,13 @@ def _legs(
     size: tuple[int, int],
     camera: int,
     joints: bool,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Legs leaving each corner diagonally outward past the photo's edge (photo pixels):
-    tubes widening towards the camera, with dark joints at the camera side's corners."""
+    tubes widening towards the camera; with ``joints`` (CRIOBE's frame) wide legs with a white
+    label band near the corner, and a dark foam joint over each of the camera side's corners
+    capped by a white disc. Masks of the legs, the joints and the white parts."""
     width, height = size
-    mask = np.zeros((height, width), dtype=np.uint8)
-    joint = np.zeros((height, width), dtype=np.uint8)
+    masks = [np.zeros((height, width), dtype=np.uint8) for _ in range(3)]
     centre = corners.mean(axis=0)
     reach = 2.0 * max(width, height)
     for k, corner in enumerate(corners):
@@ -325,25 +357,28 @@ def _legs(
         angle = np.radians(rng.uniform(-12, 12))
         turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         direction = turn @ (direction / max(np.linalg.norm(direction), 1e-6))
-        normal = np.array([-direction[1], direction[0]])
-        near, far = bar * rng.uniform(1.0, 1.4) / 2, bar * rng.uniform(2.0, 4.0) / 2
+        if joints:
+            near, far = bar * rng.uniform(1.5, 2.2) / 2, bar * rng.uniform(3.0, 5.0) / 2
+        else:
+            near, far = bar * rng.uniform(1.0, 1.4) / 2, bar * rng.uniform(2.0, 4.0) / 2
         start = corner + direction * rng.uniform(0.0, 0.6) * bar
-        end = corner + direction * reach
-        polygon = np.array(
-            [start + normal * near, end + normal * far, end - normal * far, start - normal * near]
-        )
-        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
-        if joints and k in (camera, (camera + 1) % 4):
-            length = rng.uniform(1.5, 3.5) * bar
-            stop = start + direction * length
-            cv2.line(
-                joint,
-                tuple(int(v) for v in np.round(start + direction * bar)),
-                tuple(int(v) for v in np.round(stop)),
-                1,
-                max(2, int(round(bar * 2.0))),
-            )
-    return mask.astype(bool), joint.astype(bool)
+        axis = (start, direction)
+        _leg_piece(masks[0], axis, (0.0, reach), (near, far))
+        if not joints:
+            continue
+        growth = (far - near) / reach
+        if k in (camera, (camera + 1) % 4):
+            back, front = rng.uniform(0.5, 1.5) * bar, rng.uniform(3.0, 5.0) * bar
+            thick = bar * rng.uniform(2.6, 3.4) / 2
+            _leg_piece(masks[1], axis, (-back, front), (thick, thick))
+            disc = start + direction * (front + 0.3 * bar)
+            radius = int(round(near * rng.uniform(1.0, 1.4)))
+            cv2.circle(masks[2], (int(round(disc[0])), int(round(disc[1]))), radius, 1, -1)
+        elif rng.random() < 0.8:
+            t0, t1 = rng.uniform(0.3, 1.0) * bar, rng.uniform(2.0, 3.5) * bar
+            _leg_piece(masks[2], axis, (t0, t1), (near + growth * t0, near + growth * t1))
+    leg, joint, white = (mask.astype(bool) for mask in masks)
+    return leg, joint, white
 
 
 def _overgrowth(
@@ -384,7 +419,7 @@ def reef_quadrat(
     """A quadrat photograph drawn over real reef, with its truth.
 
     ``string``: with a grid string (None: three photos in four); ``frame``: one of
-    :data:`REEF_FRAMES` (None: at random, the CRIOBE frame two times in five). The corners are
+    :data:`REEF_FRAMES` (None: at random, the CRIOBE frame one time in two). The corners are
     where the bars' centre lines cross; without a string the grid points are where the string
     would be (``look["string"]`` says which). Deterministic for a seed and textures.
     """
@@ -392,7 +427,7 @@ def reef_quadrat(
     rng = np.random.default_rng(seed)
     short = min(width, height)
     style = frame or (
-        "criobe" if rng.random() < 0.4 else str(rng.choice(np.array(REEF_FRAMES[1:])))
+        "criobe" if rng.random() < 0.5 else str(rng.choice(np.array(REEF_FRAMES[1:])))
     )
     strung = bool(rng.random() < 0.75) if string is None else string
     if style == "criobe":
@@ -491,12 +526,13 @@ def reef_quadrat(
     frame_px = cv2.warpPerspective(on_frame.astype(np.uint8), warp, size_wh) > 0
     bar_px = bar * float(np.linalg.norm(corners[1] - corners[0])) / scale
     legs = style == "criobe" or rng.random() < 0.3
-    leg_mask, joint_mask = (
+    nothing = np.zeros((height, width), dtype=bool)
+    leg_mask, joint_mask, white_mask = (
         _legs(rng, corners, bar_px, size_wh, camera, style == "criobe")
         if legs
-        else (np.zeros((height, width), bool), np.zeros((height, width), bool))
+        else (nothing, nothing, nothing)
     )
-    solid = frame_px | leg_mask | joint_mask
+    solid = frame_px | leg_mask | joint_mask | white_mask
     offset = (
         rng.uniform(0.3, 1.5) * bar_px * np.array([np.cos(t := rng.uniform(0, 6.3)), np.sin(t)])
     )
@@ -513,14 +549,14 @@ def reef_quadrat(
             np.array([170.0, 176.0, 182.0])
             if style in ("criobe", "metal")
             else warped[frame_px].mean(0)
-        ) * rng.uniform(0.7, 1.1)
-        leg_colour = _tube_shading(leg_mask, 2 * bar_px, 0.25)[..., None] * leg_base
+        ) * rng.uniform(0.55 if style == "criobe" else 0.7, 1.1)
+        leg_colour = _tube_shading(leg_mask, 3 * bar_px, 0.25)[..., None] * leg_base
         photo[leg_mask] = leg_colour[leg_mask]
-        photo[joint_mask] = (
-            _tube_shading(joint_mask, 2 * bar_px, 0.1)[..., None] * np.array([28.0, 28.0, 30.0])
-        )[joint_mask]
-        owners[leg_mask | joint_mask] = 0
-        strung_px[leg_mask | joint_mask] = 0.0
+        for part, shade in ((joint_mask, (28.0, 28.0, 30.0)), (white_mask, (228.0, 228.0, 222.0))):
+            tube = _tube_shading(part, 3 * bar_px, 0.1)[..., None] * np.array(shade)
+            photo[part] = tube[part]
+        owners[leg_mask | joint_mask | white_mask] = 0
+        strung_px[leg_mask | joint_mask | white_mask] = 0.0
     growth, grown = _overgrowth(rng, textures, frame_px, size_wh, bar_px)
     photo = photo * (1 - grown[..., None]) + growth * grown[..., None]
     strung_px[grown > 0.5] = 0.0
