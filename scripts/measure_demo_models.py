@@ -172,6 +172,40 @@ def real_photos(urls: dict[str, str], folder: Path, annotated: dict[str, Any]) -
     }
 
 
+def table_rows(figures: dict[str, Any]) -> list[str]:
+    """docs/demo.md's table rows for what was measured."""
+    rows = [
+        "| Photos | All 4 corners within the bar | Grid points within 1 % | Corals found / right |",
+        "| --- | --- | --- | --- |",
+    ]
+    drawn, reef, real = figures.get("drawn"), figures.get("reef"), figures.get("real")
+    if drawn:
+        rows.append(
+            f"| drawn world, {drawn['photos']} held-out seeds | {drawn['corners_within_2pc']} "
+            f"(2 %) | {drawn['grid_points_within_1pc']} | {drawn['corals_found']} / "
+            f"{drawn['corals_right']} |"
+        )
+    if reef:
+        rows.append(
+            f"| drawn frames and string over held-out real reef (sources "
+            f"{', '.join(reef['sources'])}), {reef['photos']} photos | "
+            f"{reef['corners_within_2pc']} (2 %) | {reef['grid_points_within_1pc']} | - |"
+        )
+        rows.append(
+            f"| the same without string, {reef['photos']} photos | "
+            f"{reef['stringless_corners_within_2pc']} (2 %) | gridpose answers a grid on "
+            f"{reef['stringless_grid_answered']} (mean confidence "
+            f"{reef['stringless_grid_confidence_mean']} %) | - |"
+        )
+    if real:
+        rows.append(
+            f"| real quadrat photos (CRIOBE frame, no string), {real['photos']} photos | "
+            f"{real['corners_within_3pc']} (3 %) | gridpose answers a grid on "
+            f"{real['grid_answered']} | - |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="demo-models")
@@ -211,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["drawn"] = drawn_world(urls, args.drawn)
             log(f"(a) drawn world: {json.dumps(figures['drawn'])}")
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print("\n".join(table_rows(figures)))
     return 0
 
 

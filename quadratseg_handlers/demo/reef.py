@@ -125,7 +125,7 @@ def reef_mosaic(
 ) -> np.ndarray:
     """Reef filling a height x width photo: patches scaled, flipped, tinted and cross-faded."""
     longest = max(height, width)
-    tile = float(rng.uniform(0.16, 0.42)) * longest
+    tile = float(rng.uniform(0.08, 0.32)) * longest
     base = cv2.resize(textures.read(rng), (width, height), interpolation=cv2.INTER_AREA)
     canvas = base * np.float32(rng.uniform(0.8, 1.1))
     step = 0.72 * tile
@@ -241,7 +241,7 @@ def _draw_frame(
     elif style == "painted":
         base = np.array(STRING_COLOURS[int(rng.integers(len(STRING_COLOURS)))], dtype=np.float64)
     else:
-        base = np.array([170.0, 176.0, 182.0]) * rng.uniform(0.75, 1.15)
+        base = np.array([175.0, 180.0, 186.0]) * rng.uniform(0.8, 1.3)
     overrun = rng.uniform(0.0, 0.025)
     for k in range(4):
         a, b = corners[k], corners[(k + 1) % 4]
@@ -253,7 +253,7 @@ def _draw_frame(
         _paint_tube(colour, mask, (p0[0], p0[1]), (p1[0], p1[1]), thickness, base, (width, shiny))
     thick = int(round(width))
     if style == "criobe":
-        tape = np.array([205.0, 208.0, 212.0]) * rng.uniform(0.8, 1.05)
+        tape = np.array([215.0, 218.0, 222.0]) * rng.uniform(0.85, 1.15)
         orange = np.array([225.0, 130.0, 45.0]) * rng.uniform(0.85, 1.1)
         ruler = np.array([205.0, 185.0, 120.0]) * rng.uniform(0.8, 1.05)
         for k in range(4):
@@ -405,6 +405,18 @@ def _overgrowth(
         )
     soft = cv2.GaussianBlur(alpha, (0, 0), max(1.0, bar / 4))
     return texture, np.asarray(np.clip(soft * 1.3, 0, 1), dtype=np.float32)
+
+
+def _levels(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The camera's or the diver's exposure and colour correction: levels stretched from the
+    photo's own percentiles, saturation raised (a bright, contrasty, cyan survey photo)."""
+    pixels = image.astype(np.float32)
+    low = np.percentile(pixels, rng.uniform(0.5, 3), axis=(0, 1))
+    high = np.percentile(pixels, rng.uniform(97, 99.7), axis=(0, 1))
+    stretched = (pixels - low) / np.maximum(high - low, 1.0) * 255.0
+    grey = stretched.mean(axis=2, keepdims=True)
+    vivid = grey + (stretched - grey) * rng.uniform(1.0, 1.5)
+    return np.asarray(np.clip(vivid, 0, 255), dtype=np.uint8)
 
 
 def reef_quadrat(
@@ -562,6 +574,8 @@ def reef_quadrat(
     strung_px[grown > 0.5] = 0.0
     owners[grown > 0.5] = 0
     image, look = _water(rng, np.clip(photo, 0, 255), short)
+    if rng.random() < 0.6:
+        image, look["levels"] = _levels(rng, image), True
     quality = int(rng.integers(45, 96))
     image = _jpeg(image, quality)
 
