@@ -172,7 +172,11 @@ MODELS: dict[str, DemoModel] = {
     for model in (
         DemoModel(
             "gridpose", "detect", ("point",), 320, 160, 30, 15, 1, "pth-yolo-gridpose",
-            refinements=(Refinement(8, 0.0002),), serve_env=("IMGSZ=352",),
+            refinements=(
+                Refinement(8, 0.0002),
+                Refinement(5, 0.0005, images=240, reef=True, val_images=40),
+            ),
+            serve_env=("IMGSZ=352",),
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
@@ -181,6 +185,9 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(12, 0.001),
                 Refinement(20, 0.001, imgsz=416, mosaic=1.0),
                 Refinement(10, 0.0005, imgsz=416, mosaic=1.0, images=320),
+                Refinement(6, 0.001, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
+                Refinement(5, 0.0007, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
+                Refinement(6, 0.0007, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
             ),
             serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
         ),
@@ -482,7 +489,7 @@ def refine_model(
         if reef is None:
             raise ValueError(f"{model.name} run {step + 1} draws over real reef: no textures")
         textures = reef.training()
-        folder = f"data-reef-{drawn.train_images}"
+        folder = f"data-reef{step + 1}-{drawn.train_images}"
     start = {"file": target.name, "sha256": sha256(target)}
     data = write_dataset(drawn, work / model.name / folder, log, textures)
     started = time.perf_counter()
