@@ -93,3 +93,14 @@ def test_gridpose_learns_no_points_where_there_is_no_string(textures):
         _, lines = draw_example(model, seed, textures)
         counts.add(len(lines))
     assert counts == {0, GRID_POINTS}
+
+
+def test_train_demo_refuses_a_missing_textures_folder(tmp_path, capsys):
+    from quadratseg_handlers.cli.main import main
+
+    code = main(
+        ["train-demo", "--reef-textures", str(tmp_path / "none"), "--output", str(tmp_path)]
+    )
+    assert code == 2
+    assert "no reef textures folder" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.json").exists()
