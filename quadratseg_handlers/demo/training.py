@@ -188,6 +188,7 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(6, 0.001, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
                 Refinement(5, 0.0007, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
                 Refinement(6, 0.0007, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
+                Refinement(6, 0.0005, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
             ),
             serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
         ),
