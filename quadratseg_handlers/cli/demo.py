@@ -59,6 +59,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
     """Draw the data sets and train the demo models into --output (tens of minutes on a CPU)."""
+    from quadratseg_handlers.demo.reef import reef_textures_folder
     from quadratseg_handlers.demo.training import train_demo_models
 
     with user_errors(ValueError):
@@ -68,6 +69,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
             only=args.only or None,
             epochs=args.epochs,
             log=lambda line: print(f"train-demo: {line}", file=sys.stderr, flush=True),
+            reef=reef_textures_folder(args.reef_textures),
         )
     print(f"trained; manifest: {manifest}")
     return 0
@@ -153,4 +155,9 @@ def add_demo_command(sub: Any) -> None:
         help="train only this model (repeatable)",
     )  # fmt: skip
     train.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    train.add_argument(
+        "--reef-textures", default=None,
+        help="real reef photos to draw over (default: $QUADRATSEG_REEF_TEXTURES, else "
+        "../shared/data/reef-textures when it exists; without them the reef runs are skipped)",
+    )  # fmt: skip
     train.set_defaults(run=cmd_train_demo)

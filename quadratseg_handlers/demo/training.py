@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from quadratseg_handlers.demo.reef import HELD_OUT_SOURCES, ReefTextures, reef_quadrat
 from quadratseg_handlers.demo.synthetic import GENERA, SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.ops.gridmask import dilate, draw_grid_mask
 from quadratseg_handlers.ops.matching import project
@@ -71,6 +72,10 @@ MIN_BOX = 0.05
 """Smallest box side, as a fraction of the photo's long side: at 320 px that is 16 px, two
 strides of YOLO's finest head, so that every box holds anchor centres to learn from."""
 
+REEF_DRAWN_SHARE = 4
+"""In a run over real reef, photos whose seed is a multiple of this come from the drawn world,
+so that the drawn world is not forgotten."""
+
 ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (3, 2), (16, 9))
 """Aspect ratios of the drawn photographs (width : height)."""
 
@@ -93,10 +98,18 @@ class Refinement:
     images: int | None = None
     """Training photos of this run (the model's training seeds, continued); None: the model's.
     The validation photos stay the model's."""
+    reef: bool = False
+    """Photos of this run drawn over real reef (:mod:`~quadratseg_handlers.demo.reef`, the
+    training sources only; one in REEF_DRAWN_SHARE from the drawn world); skipped without
+    reef textures."""
+    val_images: int | None = None
+    """Validation photos of this run; None: the model's."""
 
     def data_model(self, model: DemoModel) -> DemoModel:
-        """``model`` with this run's training photos."""
-        return model if self.images is None else replace(model, train_images=self.images)
+        """``model`` with this run's training and validation photos."""
+        if self.images is not None:
+            model = replace(model, train_images=self.images)
+        return model if self.val_images is None else replace(model, val_images=self.val_images)
 
     def args(self, imgsz: int) -> dict[str, Any]:
         """The ultralytics arguments this run changes from TRAIN_ARGS."""
@@ -159,7 +172,11 @@ MODELS: dict[str, DemoModel] = {
     for model in (
         DemoModel(
             "gridpose", "detect", ("point",), 320, 160, 30, 15, 1, "pth-yolo-gridpose",
-            refinements=(Refinement(8, 0.0002),), serve_env=("IMGSZ=352",),
+            refinements=(
+                Refinement(8, 0.0002),
+                Refinement(5, 0.0005, images=240, reef=True, val_images=40),
+            ),
+            serve_env=("IMGSZ=352",),
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",
@@ -168,6 +185,10 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(12, 0.001),
                 Refinement(20, 0.001, imgsz=416, mosaic=1.0),
                 Refinement(10, 0.0005, imgsz=416, mosaic=1.0, images=320),
+                Refinement(6, 0.001, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
+                Refinement(5, 0.0007, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
+                Refinement(6, 0.0007, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
+                Refinement(6, 0.0005, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
             ),
             serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
         ),
@@ -279,19 +300,31 @@ def _polygon_lines(
     return lines
 
 
-def draw_example(model: DemoModel, seed: int) -> tuple[np.ndarray, list[str]]:
-    """One training photo of ``model`` and its YOLO label lines, drawn from ``seed``."""
+def _scene(size: tuple[int, int], seed: int, reef: ReefTextures | None) -> SyntheticQuadrat:
+    """The drawn world's photo, or over real reef when ``reef`` (one in REEF_DRAWN_SHARE drawn)."""
+    if reef is None or seed % REEF_DRAWN_SHARE == 0:
+        return quadrat_image(size, seed)
+    return reef_quadrat(size, seed, reef)
+
+
+def draw_example(
+    model: DemoModel, seed: int, reef: ReefTextures | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """One training photo of ``model`` and its YOLO label lines, drawn from ``seed`` (over
+    real reef from ``reef``'s patches when given; no grid point labels without a string)."""
     rng = np.random.default_rng(seed + 7)
     if model.name == "gridcorners":
         size = random_photo_size_wh(rng, (512, 832))
-        scene = quadrat_image(size, seed)
+        scene = _scene(size, seed, reef)
         box = max(CORNER_BOX * scene.side, MIN_BOX * max(size))
         return scene.image, _box_lines(scene.corners, box, size)
-    scene = quadrat_image(random_photo_size_wh(rng, (640, 1024)), seed)
+    scene = _scene(random_photo_size_wh(rng, (640, 1024)), seed, reef)
     warp = int(rng.integers(model.imgsz, 2 * model.imgsz))
     margin = rng.uniform(0.02, 0.08)
     view = warped_view(scene, warp, corners=jittered_corners(scene, rng), margin=margin)
     if model.name == "gridpose":
+        if not scene.look.get("string", True):
+            return view.image, []
         return view.image, _box_lines(view.grid_points, POINT_BOX * warp, (warp, warp))
     clean = remove_string(view)
     min_area = int(0.0005 * warp * warp)
@@ -299,7 +332,12 @@ def draw_example(model: DemoModel, seed: int) -> tuple[np.ndarray, list[str]]:
     return clean, _polygon_lines(masks, model.names, min_area)
 
 
-def write_dataset(model: DemoModel, folder: Path, log: Callable[[str], None] = print) -> Path:
+def write_dataset(
+    model: DemoModel,
+    folder: Path,
+    log: Callable[[str], None] = print,
+    reef: ReefTextures | None = None,
+) -> Path:
     """Draw ``model``'s training and validation photos into a YOLO data set; return its yaml."""
     data = folder / "data.yaml"
     if data.is_file() and _drawn(folder) == model.train_images + model.val_images:
@@ -311,7 +349,7 @@ def write_dataset(model: DemoModel, folder: Path, log: Callable[[str], None] = p
         images.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
-            image, lines = draw_example(model, seed)
+            image, lines = draw_example(model, seed, reef)
             Image.fromarray(image).save(images / f"{seed}.png", compress_level=1)
             (labels / f"{seed}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     data.write_text(
@@ -427,10 +465,16 @@ def train_model(
 
 
 def refine_model(
-    model: DemoModel, step: int, work: Path, output: Path, log: Callable[[str], None] = print
+    model: DemoModel,
+    step: int,
+    work: Path,
+    output: Path,
+    log: Callable[[str], None] = print,
+    reef: ReefTextures | None = None,
 ) -> dict[str, Any]:
     """Run ``model``'s refinement ``step`` from its weights in ``output``; replace them and
-    return its updated manifest entry (the run appended to its ``refinements``)."""
+    return its updated manifest entry (the run appended to its ``refinements``). A run over
+    real reef draws from ``reef``'s training sources (the held-out ones never)."""
     from ultralytics import YOLO
 
     from quadratseg_handlers.demo.tinymodels.yolo import CONFIGS
@@ -441,7 +485,14 @@ def refine_model(
     entry: dict[str, Any] = read_manifest(output)["models"][model.name]
     drawn = refinement.data_model(model)
     folder = "data" if drawn is model else f"data-{drawn.train_images}"
-    data = write_dataset(drawn, work / model.name / folder, log)
+    textures = None
+    if refinement.reef:
+        if reef is None:
+            raise ValueError(f"{model.name} run {step + 1} draws over real reef: no textures")
+        textures = reef.training()
+        folder = f"data-reef{step + 1}-{drawn.train_images}"
+    start = {"file": target.name, "sha256": sha256(target)}
+    data = write_dataset(drawn, work / model.name / folder, log, textures)
     started = time.perf_counter()
     YOLO(CONFIGS[model.task]).train(
         data=str(data),
@@ -457,15 +508,27 @@ def refine_model(
     summary = _validate(target, data, int(args["imgsz"]))
     log(f"{model.name}: refined {refinement.epochs} epochs in {seconds / 60:.1f} min; {summary}")
     runs = entry.get("refinements", [])[:step]
-    runs.append(
-        {
-            "epochs": refinement.epochs,
-            "train_images": drawn.train_images,
-            "args": args,
-            "minutes": round(seconds / 60, 1),
-            "validation_before": entry["validation"],
+    run: dict[str, Any] = {
+        "epochs": refinement.epochs,
+        "train_images": drawn.train_images,
+        "args": args,
+        "minutes": round(seconds / 60, 1),
+        "validation_before": entry["validation"],
+    }
+    if textures is not None:
+        run.update(
+            world=f"over real reef; 1 in {REEF_DRAWN_SHARE} photos from the drawn world",
+            initialised_from=start,
+            val_images=drawn.val_images,
+            train_seeds=[drawn.train_seeds.start, drawn.train_seeds.stop - 1],
+            val_seeds=[drawn.val_seeds.start, drawn.val_seeds.stop - 1],
+        )
+        entry["real_photos"] = {
+            "textures": "XL-SHAO/CoralConditionDataset coral_images (MIT), commit 5e9295b69ec2",
+            "sources_seen": list(textures.sources),
+            "sources_held_out": list(HELD_OUT_SOURCES),
         }
-    )
+    runs.append(run)
     entry.update(refinements=runs, validation=summary, sha256=sha256(target))
     entry["bytes"] = target.stat().st_size
     return entry
@@ -499,8 +562,10 @@ def train_demo_models(
     only: list[str] | None = None,
     epochs: int | None = None,
     log: Callable[[str], None] = print,
+    reef: Path | None = None,
 ) -> Path:
-    """Train the demo models (``only`` some of them) into ``output``; update its manifest."""
+    """Train the demo models (``only`` some of them) into ``output``; update its manifest.
+    Runs over real reef need the ``reef`` textures folder; without it they are skipped."""
     import tempfile
 
     names = only or list(MODELS)
@@ -508,13 +573,18 @@ def train_demo_models(
     if unknown:
         raise ValueError(f"unknown demo model {unknown[0]!r}; expected one of {', '.join(MODELS)}")
     manifest_path = output / MANIFEST
+    textures = ReefTextures.from_folder(reef) if reef else None
     with tempfile.TemporaryDirectory(prefix="quadratseg-train-") as temporary:
         folder = Path(work) if work else Path(temporary)
         for name in names:
             model = MODELS[name]
             _record(output, name, train_model(model, folder, output, epochs=epochs, log=log))
             for step in range(len(model.refinements) if epochs is None else 0):
-                _record(output, name, refine_model(model, step, folder, output, log))
+                if model.refinements[step].reef and textures is None:
+                    log(f"{name}: run {step + 1} skipped: it draws over real reef (no textures)")
+                    continue
+                entry = refine_model(model, step, folder, output, log, textures)
+                _record(output, name, entry)
     return manifest_path
 
 

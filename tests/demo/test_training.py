@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from quadratseg_handlers.demo.reef import HELD_OUT_SOURCES
 from quadratseg_handlers.demo.synthetic import GENERA
 from quadratseg_handlers.demo.training import (
     MANIFEST,
@@ -32,7 +33,8 @@ def test_training_validation_and_test_seeds_are_disjoint():
         drawn = [step.data_model(model) for step in model.refinements]
         training = max((model, *drawn), key=lambda m: m.train_images).train_seeds
         assert all(set(m.train_seeds) <= set(training) for m in drawn)
-        ranges += [training, model.val_seeds]
+        validation = max((model, *drawn), key=lambda m: m.val_images).val_seeds
+        ranges += [training, validation]
     seen: set[int] = set()
     for seeds in ranges:
         assert not seen & set(seeds)
@@ -85,6 +87,11 @@ def test_the_committed_models_match_their_manifest_and_budget(committed_models):
         for run, step in zip(runs, model.refinements, strict=True):
             assert run["args"] == step.args(model.imgsz) and run["minutes"] > 0
             assert run["train_images"] == step.data_model(model).train_images
+            assert ("initialised_from" in run) == step.reef
+        if any(step.reef for step in model.refinements):
+            real = entry["real_photos"]
+            assert real["sources_held_out"] == list(HELD_OUT_SOURCES)
+            assert real["sources_seen"] and not set(real["sources_seen"]) & set(HELD_OUT_SOURCES)
     assert manifest["models"]["coralseg"]["names"] == list(GENERA)
 
 

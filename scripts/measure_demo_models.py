@@ -1,0 +1,253 @@
+"""Measure demo models where docs/demo.md's table says: drawn world, drawn frames over held-out
+real reef, real quadrat photos. Each function is packaged and served with the demo's settings
+and called over HTTP as `make demo` calls it.
+
+    python scripts/measure_demo_models.py --models demo-models --out measure.json
+
+(a) drawn world, held-out seeds: all 4 corners within 2 % of the side (share of photos), grid
+    points at their index within 1 % (grid warped from the found corners), corals found/right;
+(b) drawn frames and string over the held-out reef sources (demo/reef.py HELD_OUT_SOURCES):
+    the same corner and grid figures, and on the same frames without string, the share of
+    photos where gridpose still answers a grid;
+(c) real photos (no string) against hand-annotated corners (a JSON of {file: 4 x [x, y]}, TL
+    TR BR BL): all 4 corners within 3 % of the side, and gridpose's answer.
+Needs the reef textures (--reef-textures) for (b) and the photos for (c); skips what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from quadratseg_handlers.core.request import encode_image
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.pipeline import (
+    CORNERS,
+    GRID,
+    STAGES,
+    WARP_SIDE,
+    Pipeline,
+    PipelineRun,
+    StageFailed,
+    served_functions,
+)
+from quadratseg_handlers.demo.reef import ReefTextures, reef_quadrat
+from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
+from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
+from quadratseg_handlers.ops.template import GRID_POINTS, grid_template
+
+REAL_TOLERANCE = 0.03
+"""A corner on a real photo is right within this share of the side (hand annotation)."""
+
+
+def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, Any]:
+    """Stages 1-3 on one photo: worst corner error, grid hits, and gridpose's raw answer."""
+    run = PipelineRun(scene)
+    out: dict[str, Any] = {"corner_error": None, "grid_hits": None, "grid_answered": False}
+    try:
+        pipeline._corners(run)
+        out["corner_error"] = run.corner_error
+        pipeline._warp(run, WARP_SIDE)
+        assert run.warped is not None
+        shapes = pipeline.call(run, "3 grid", GRID, {"image": encode_image(run.warped, "PNG")})
+        skeleton = [s for s in shapes if s.get("type") == "skeleton"]
+        out["grid_answered"] = bool(skeleton)
+        out["grid_confidence"] = float(skeleton[0].get("confidence", 0)) if skeleton else None
+        found = accuracy.skeleton_of(shapes, GRID_POINTS)
+        if found is not None and run.transform is not None:
+            from quadratseg_handlers.ops.matching import project
+            from quadratseg_handlers.ops.quadrat import quadrat_side
+
+            truth = project(run.transform, scene.grid_points)
+            side = quadrat_side(project(run.transform, scene.corners))
+            errors = accuracy.point_errors(found, truth, side)
+            out["grid_hits"] = float((errors <= accuracy.GRID_TOLERANCE).mean())
+    except StageFailed as failure:
+        out["failure"] = str(failure)
+    out["found_corners"] = None if run.corners is None else np.round(run.corners, 1).tolist()
+    return out
+
+
+def real_scene(path: Path, corners: np.ndarray) -> SyntheticQuadrat:
+    """A real photo dressed as a scene: its annotated corners are the truth, nothing else is."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float32)
+    homography = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
+    points = cv2.perspectiveTransform(grid_template()[None].astype(np.float64), homography)[0]
+    side = float(max(np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)))
+    blank = np.zeros(image.shape[:2], dtype=bool)
+    return SyntheticQuadrat(image, corners, points, [], homography, blank, 1.0, side, {})
+
+
+def share(values: list[bool]) -> str:
+    """``k/n (p %)``."""
+    return f"{sum(values)}/{len(values)} ({100 * sum(values) / max(len(values), 1):.0f} %)"
+
+
+def drawn_world(urls: dict[str, str], photos: int) -> dict[str, Any]:
+    """(a): the whole pipeline on held-out drawn photos (the accuracy test's seeds)."""
+    pipeline = Pipeline(urls)
+    runs = []
+    for offset in range(photos):
+        seed = TEST_SEEDS + 1000 + offset
+        size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
+        runs.append(pipeline.run(quadrat_image(size, seed)))
+    corals = [run.corals for run in runs if run.corals is not None]
+    found = sum(c.found for c in corals)
+    colonies = sum(c.colonies for c in corals)
+    right = sum(c.true_shapes for c in corals)
+    shapes = sum(c.shapes for c in corals)
+    hits = [run.grid_hits if run.grid is not None else 0.0 for run in runs]
+    return {
+        "photos": photos,
+        "corners_within_2pc": share(
+            [run.corner_error <= accuracy.CORNER_TOLERANCE for run in runs]
+        ),
+        "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
+        "corals_found": f"{found}/{colonies} ({100 * found / max(colonies, 1):.0f} %)",
+        "corals_right": f"{right}/{shapes} ({100 * right / max(shapes, 1):.0f} %)",
+        "failures": [run.failure for run in runs if run.failure],
+    }
+
+
+def reef_world(urls: dict[str, str], textures: ReefTextures, photos: int) -> dict[str, Any]:
+    """(b): corners and grid on drawn frames with string over held-out reef; gridpose on the
+    same kinds of frames without string."""
+    pipeline = Pipeline(urls)
+    strung, bare = [], []
+    for offset in range(photos):
+        seed = TEST_SEEDS + 2000 + offset
+        size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
+        scene = reef_quadrat(size, seed, textures, string=True)
+        strung.append({"seed": seed, "frame": scene.look["frame"]}
+                      | corners_and_grid(pipeline, scene))  # fmt: skip
+        empty = reef_quadrat(size, seed + 500, textures, string=False)
+        bare.append({"seed": seed + 500, "frame": empty.look["frame"]}
+                    | corners_and_grid(pipeline, empty))  # fmt: skip
+    ok = [r["corner_error"] is not None and r["corner_error"] <= 0.02 for r in strung]
+    hits = [r["grid_hits"] or 0.0 for r in strung]
+    bare_ok = [r["corner_error"] is not None and r["corner_error"] <= 0.02 for r in bare]
+    answered = [r["grid_answered"] for r in bare if r["corner_error"] is not None]
+    confidence = [r["grid_confidence"] for r in bare if r.get("grid_confidence") is not None]
+    return {
+        "photos": photos,
+        "sources": list(textures.sources),
+        "corners_within_2pc": share(ok),
+        "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
+        "stringless_corners_within_2pc": share(bare_ok),
+        "stringless_grid_answered": share(answered),
+        "stringless_grid_confidence_mean": round(float(np.mean(confidence)), 3)
+        if confidence
+        else None,
+        "with_string": strung,
+        "without_string": bare,
+    }
+
+
+def real_photos(urls: dict[str, str], folder: Path, annotated: dict[str, Any]) -> dict[str, Any]:
+    """(c): corners against the hand annotation, and whether gridpose answers a grid."""
+    pipeline = Pipeline(urls)
+    rows = []
+    for name, corners in sorted(annotated.items()):
+        path = folder / name
+        if not path.is_file():
+            continue
+        scene = real_scene(path, np.asarray(corners, dtype=np.float64))
+        rows.append({"photo": name} | corners_and_grid(pipeline, scene))
+    ok = [r["corner_error"] is not None and r["corner_error"] <= REAL_TOLERANCE for r in rows]
+    return {
+        "photos": len(rows),
+        "corners_within_3pc": share(ok),
+        "grid_answered": share([r["grid_answered"] for r in rows]),
+        "rows": rows,
+    }
+
+
+def table_rows(figures: dict[str, Any]) -> list[str]:
+    """docs/demo.md's table rows for what was measured."""
+    rows = [
+        "| Photos | All 4 corners within the bar | Grid points within 1 % | Corals found / right |",
+        "| --- | --- | --- | --- |",
+    ]
+    drawn, reef, real = figures.get("drawn"), figures.get("reef"), figures.get("real")
+    if drawn:
+        rows.append(
+            f"| drawn world, {drawn['photos']} held-out seeds | {drawn['corners_within_2pc']} "
+            f"(2 %) | {drawn['grid_points_within_1pc']} | {drawn['corals_found']} / "
+            f"{drawn['corals_right']} |"
+        )
+    if reef:
+        rows.append(
+            f"| drawn frames and string over held-out real reef (sources "
+            f"{', '.join(reef['sources'])}), {reef['photos']} photos | "
+            f"{reef['corners_within_2pc']} (2 %) | {reef['grid_points_within_1pc']} | - |"
+        )
+        rows.append(
+            f"| the same without string, {reef['photos']} photos | "
+            f"{reef['stringless_corners_within_2pc']} (2 %) | gridpose answers a grid on "
+            f"{reef['stringless_grid_answered']} (mean confidence "
+            f"{reef['stringless_grid_confidence_mean']} %) | - |"
+        )
+    if real:
+        rows.append(
+            f"| real quadrat photos (CRIOBE frame, no string), {real['photos']} photos | "
+            f"{real['corners_within_3pc']} (3 %) | gridpose answers a grid on "
+            f"{real['grid_answered']} | - |"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="demo-models")
+    parser.add_argument("--out", required=True, help="JSON file for the figures")
+    parser.add_argument("--reef-textures", default="../shared/data/reef-textures")
+    parser.add_argument("--real-photos", default="../shared/data/quadrats")
+    parser.add_argument("--real-corners", default=None, help="JSON of annotated corners")
+    parser.add_argument("--drawn", type=int, default=16, help="(a) photos; 0 skips")
+    parser.add_argument("--reef", type=int, default=20, help="(b) photos; 0 skips")
+    args = parser.parse_args(argv)
+    models = verified_models(Path(args.models))
+    figures: dict[str, Any] = {"models": str(args.models)}
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
+
+    stages = STAGES if args.drawn else (CORNERS, GRID)
+    with (
+        tempfile.TemporaryDirectory(prefix="quadratseg-measure-") as temporary,
+        served_functions(Path(temporary), Path(temporary) / "bundles", models, log, stages) as (
+            urls,
+            _labels,
+        ),
+    ):
+        if args.real_corners and Path(args.real_corners).is_file():
+            annotated = json.loads(Path(args.real_corners).read_text())
+            figures["real"] = real_photos(urls, Path(args.real_photos), annotated)
+            summary = {k: v for k, v in figures["real"].items() if k != "rows"}
+            log(f"(c) real photos: {json.dumps(summary)}")
+        reef = Path(args.reef_textures)
+        if args.reef and reef.is_dir():
+            figures["reef"] = reef_world(urls, ReefTextures.from_folder(reef).held_out(), args.reef)
+            summary = {k: v for k, v in figures["reef"].items() if not k.startswith("with")}
+            log(f"(b) over held-out reef: {json.dumps(summary)}")
+        if args.drawn:
+            figures["drawn"] = drawn_world(urls, args.drawn)
+            log(f"(a) drawn world: {json.dumps(figures['drawn'])}")
+    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print("\n".join(table_rows(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
