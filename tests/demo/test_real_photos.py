@@ -1,0 +1,99 @@
+"""The demo models on real photos: frames drawn over real reef (committed MIT patches from
+held-out source photos), and real quadrat photos with a real frame, hand-annotated.
+
+Each photo goes through the pipeline with the demo's serving settings, as `make demo` runs it.
+The real quadrat photos (CC BY-NC-SA) are never committed: they are read from
+../shared/data/quadrats next to the checkout, and their test skips where that is absent;
+their corners (our own measurement) are in tests/data/real-quadrats/corners.json.
+
+The bars below are what the committed models reach today (issue 28), so that a retrained model
+that does worse fails; the issue's goals are in docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reef_for_tests import framed_reef, reef_patches
+
+from quadratseg_handlers.core.request import load_image
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.pipeline import Pipeline, PipelineRun, served_functions
+from quadratseg_handlers.demo.training import verified_models
+from quadratseg_handlers.ops.quadrat import quadrat_side
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATIONS = ROOT / "tests" / "data" / "real-quadrats" / "corners.json"
+REAL_QUADRATS = ROOT.parent / "shared" / "data" / "quadrats"
+
+REAL_CORNER_TOLERANCE = 0.03
+"""A corner of a real photo is right within this share of the side (hand annotation, +-3 px)."""
+
+REAL_PHOTOS_RIGHT = 0
+"""Real quadrat photos with all 4 corners within REAL_CORNER_TOLERANCE, of 2: what the committed
+models reach (no quadrat found on either). The issue's goal: 6 of 7."""
+
+REEF_SEEDS = range(6)
+"""Frames drawn over real reef, scored through the whole pipeline."""
+
+REEF_CORNERS_RIGHT = 0
+"""Of those, photos with all 4 corners within 2 % of the side: what the committed models reach.
+The issue's goal: 90 %."""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, committed_models):
+    work = tmp_path_factory.mktemp("real")
+    found = verified_models(committed_models)
+    with served_functions(work, work / "bundles", found, log=lambda _: None) as (urls, _):
+        yield urls
+
+
+def test_the_committed_reef_patches_are_real_photos_with_their_licence():
+    patches = reef_patches()
+    assert len(patches) == 16 and all(patch.shape == (512, 512, 3) for patch in patches)
+    assert all(patch.std() > 10 for patch in patches)  # real texture, not a flat fill
+    notice = (ROOT / "tests" / "data" / "reef-textures" / "LICENSE").read_text()
+    assert "MIT License" in notice and "Xinlei Shao" in notice
+    readme = (ROOT / "tests" / "data" / "reef-textures" / "README.md").read_text()
+    assert "XL-SHAO/CoralConditionDataset" in readme and "5e9295b69ec2" in readme
+
+
+def test_frames_drawn_over_real_reef_through_the_pipeline(served):
+    """Corners, grid points and grid removal scored as in the drawn world."""
+    pipeline = Pipeline(served)
+    runs: list[PipelineRun] = [pipeline.run(framed_reef(seed)) for seed in REEF_SEEDS]
+    errors = [run.corner_error for run in runs]  # nan where no quadrat was found
+    right = sum(bool(error <= accuracy.CORNER_TOLERANCE) for error in errors)
+    assert right >= REEF_CORNERS_RIGHT, [round(e, 3) for e in errors]
+    for run in runs:  # where the corners were right, the grid and its removal hold
+        if run.corner_error <= accuracy.CORNER_TOLERANCE and run.grid is not None:
+            assert run.grid_hits >= 0.9, (run.scene and run.scene.look, run.grid_hits)
+            assert run.repaint is not None and run.repaint.outside_untouched
+
+
+@pytest.mark.skipif(
+    not REAL_QUADRATS.is_dir(),
+    reason=f"the real quadrat photos (CC BY-NC-SA, never committed) are not at {REAL_QUADRATS}",
+)
+def test_corners_of_real_quadrat_photos_against_the_hand_annotation(served):
+    annotations = json.loads(ANNOTATIONS.read_text())
+    pipeline = Pipeline(served)
+    worst: dict[str, float] = {}
+    for name, corners in annotations.items():
+        truth = np.asarray(corners, dtype=np.float64)
+        run = pipeline.corners_of(load_image(REAL_QUADRATS / name))
+        assert run.reports and run.reports[0].function.startswith("pth-yolo-gridcorners")
+        if run.corners is None:
+            assert run.failure.startswith("no quadrat found"), run.failure
+            worst[name] = float("inf")
+            continue
+        errors = accuracy.point_errors(run.corners, truth, quadrat_side(truth))
+        worst[name] = float(errors.max())
+    right = sum(error <= REAL_CORNER_TOLERANCE for error in worst.values())
+    assert right >= REAL_PHOTOS_RIGHT, worst
