@@ -159,7 +159,22 @@ class Pipeline:
         """Every stage on the previous one's answer; a failed stage stops the run. A drawn
         quadrat is scored against its truth; a photo (an RGB array) only answers."""
         run = self._start(source)
-        self._stages(run, self._corners, lambda ran: self._warp(ran, warp_side), self._grid)
+        self._stages(run, self._corners)
+        return self._after_corners(run, warp_side)
+
+    def run_from_corners(
+        self, source: SyntheticQuadrat | np.ndarray, corners: Any, *, warp_side: int = WARP_SIDE
+    ) -> PipelineRun:
+        """The stages after the corners, warped from ``corners`` given (TL, TR, BR, BL: a hand
+        annotation, or the truth), to see the later stages apart from the corner model."""
+        run = self._start(source)
+        run.corners = np.asarray(corners, dtype=np.float64)
+        return self._after_corners(run, warp_side)
+
+    def _after_corners(self, run: PipelineRun, warp_side: int) -> PipelineRun:
+        if run.failure:
+            return run
+        self._stages(run, lambda ran: self._warp(ran, warp_side), self._grid)
         if run.grid is not None:
             self._stages(run, self._grid_removal)
         elif not run.failure:
@@ -317,7 +332,8 @@ class Pipeline:
         found = accuracy.shape_instances(shapes, height, width)
         if run.scene is None:
             genera = ", ".join(sorted({label for label, _ in found})) or "none"
-            run.reports[-1].result = f"{len(found)} colonies answered ({genera}; {NO_TRUTH})"
+            count = f"{len(found)} {'colony' if len(found) == 1 else 'colonies'}"
+            run.reports[-1].result = f"{count} answered ({genera}; {NO_TRUTH})"
             return
         side = quadrat_side(project(run.transform, run.scene.corners))
         truth = warped_masks(run.scene, run.transform, (width, height))
