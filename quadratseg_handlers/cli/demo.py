@@ -1,7 +1,8 @@
 """The ``demo`` and ``train-demo`` sub-commands.
 
-``demo`` runs the whole pipeline over HTTP on a drawn quadrat with the trained demo models (or,
-with --example, the blob handler); ``train-demo`` retrains those models. The work itself lives in
+``demo`` runs the whole pipeline over HTTP on a drawn quadrat with the trained demo models
+(with --photo, on the user's own photo, unscored; with --example, the blob handler instead);
+``train-demo`` retrains those models. The work itself lives in
 :mod:`quadratseg_handlers.demo.pipeline` and :mod:`quadratseg_handlers.demo.training`; this
 module parses the options and prints the results.
 """
@@ -13,16 +14,71 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from quadratseg_handlers.cli.errors import user_errors
+from quadratseg_handlers.cli.errors import CliError, user_errors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the pipeline over HTTP on a drawn quadrat (or, with --example, the blob handler)."""
+    """Run the pipeline over HTTP on a drawn quadrat or on --photo (or, with --example, the blob
+    handler)."""
+    if args.photo and args.example:
+        raise CliError("--photo and --example cannot go together")
+    if args.photo:
+        return run_photo_demo(args)
     if not args.example:
         return run_pipeline_demo(args)
     return example_demo(args)
+
+
+def read_photo(path: str) -> np.ndarray:
+    """The user's photo as an RGB array (EXIF orientation applied, as the functions decode it);
+    a missing or undecodable file is one line (exit 2)."""
+    from quadratseg_handlers.core.request import RequestError, load_image
+
+    target = Path(path)
+    if not target.is_file():
+        raise CliError(f"{path}: {'not a file' if target.exists() else 'no such file'}")
+    try:
+        return load_image(target)
+    except PermissionError as error:
+        raise CliError(f"{path}: cannot be read ({error.strerror})") from None
+    except (RequestError, OSError, ValueError):
+        raise CliError(
+            f"{path}: not a readable image (expected JPEG, PNG, TIFF, BMP or WebP)"
+        ) from None
+
+
+def run_photo_demo(args: argparse.Namespace) -> int:
+    """The pipeline on the user's own photo: answers and overlays in --output, nothing scored.
+
+    Exit 0 when every stage answered, 1 when one failed (no quadrat found, say).
+    """
+    from quadratseg_handlers.demo.pipeline import NO_TRUTH, run_photo_demo, summary
+    from quadratseg_handlers.demo.training import DemoModelsError
+
+    photo = read_photo(args.photo)
+    started = time.perf_counter()
+    with user_errors(DemoModelsError):
+        run = run_photo_demo(
+            photo,
+            args.output,
+            models=args.models,
+            log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
+        )
+    print(summary(run.reports))
+    print(
+        f"\n{NO_TRUTH}: the table says what each model answered, not whether it is right; "
+        f"look at the overlays in {args.output}/ and the CVAT answers in {args.output}/answers/ "
+        f"({time.perf_counter() - started:.0f} s in all)"
+    )
+    if run.failure:
+        print(f"demo: the pipeline stopped: {run.failure}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_pipeline_demo(args: argparse.Namespace) -> int:
@@ -133,6 +189,11 @@ def add_demo_command(sub: Any) -> None:
     )
     demo.add_argument(
         "--models", default="demo-models", help="folder of the trained demo models and manifest"
+    )
+    demo.add_argument(
+        "--photo",
+        default=None,
+        help="instead of a drawn quadrat: your own photo (answers and overlays, no scores)",
     )
     demo.add_argument(
         "--example",

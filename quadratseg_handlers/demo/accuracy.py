@@ -5,8 +5,9 @@
 - grid points: the share of the 117 points at their true index within 1 % of the side;
 - corals: colonies matched one to one (Hungarian, on mask IoU) by a shape of the right genus at
   IoU >= 0.5; recall over colonies of at least a minimum area, precision over returned shapes;
-- grid removal: the share of string pixels repainted, and whether every pixel outside the
-  repainted mask is bit-identical.
+- grid removal: how visible the drawn string stays (its contrast against the reef around it,
+  after removal as a share of before), the share of string pixels changed, and whether every
+  pixel outside the repainted mask is bit-identical.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -118,16 +120,79 @@ def score_corals(
     )
 
 
+SURROUNDINGS_REACH = 12
+"""Pixels around the string whose colour is the string's surroundings (past a 2 px seam)."""
+
+SEAM = 2
+"""Pixels next to the string left out of its surroundings (the drawing's soft edge)."""
+
+
 @dataclass(frozen=True)
 class RepaintScore:
-    """What grid removal changed."""
+    """What grid removal changed, and what it left visible."""
 
+    string_visible: float
+    """The string's contrast against its surroundings after removal, as a share of its contrast
+    before (0: gone into the reef around it, 1: as visible as before); see :func:`visibility`."""
     string_repainted: float
-    """Share of the drawn string's pixels that changed (or lie in the repainted mask)."""
+    """Share of the drawn string's pixels that changed (or lie in the repainted mask): a pixel
+    repainted in the string's own colour counts, so this says what was touched, not removed."""
     outside_untouched: bool
     """Every pixel outside the repainted mask is bit-identical to the input."""
     changed: float
     """Share of all pixels that changed."""
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """The string's contrast before and after removal (mean RGB distance, 0-255 levels)."""
+
+    before: float
+    after: float
+    texture: float
+    """The surroundings' own contrast: what a string perfectly painted out still shows."""
+
+    @property
+    def share(self) -> float:
+        """Contrast above the texture after removal, as a share of it before (0 when the string
+        did not stand out to begin with)."""
+        above = self.before - self.texture
+        if above <= 0:
+            return 0.0
+        return float(np.clip((self.after - self.texture) / above, 0.0, None))
+
+
+def visibility(before: np.ndarray, after: np.ndarray, string: np.ndarray) -> Visibility:
+    """How much the drawn string stands out from the reef around it, before and after removal.
+
+    The surroundings are the input's pixels within SURROUNDINGS_REACH of the string (past a
+    SEAM): their local mean is the colour each string pixel had without the string. The
+    contrast is the mean RGB distance of the string's pixels from it, once in the input and
+    once in the output; the surroundings' own distance from their local mean is the texture
+    level, the contrast a perfectly painted-out string still shows. A string repainted in its
+    own colour keeps its contrast, however many of its pixels changed.
+    """
+    mask = np.asarray(string, dtype=bool)
+    if not mask.any():
+        return Visibility(0.0, 0.0, 0.0)
+
+    def grown(radius: int) -> np.ndarray:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+    ring = grown(SURROUNDINGS_REACH) & ~grown(SEAM)
+    source = np.asarray(before, dtype=np.float32)
+    window = (2 * SURROUNDINGS_REACH + 1,) * 2
+    weight = cv2.blur(ring.astype(np.float32), window)
+    summed = cv2.blur(source * ring[..., None], window)
+    local = summed / np.maximum(weight, 1e-6)[..., None]
+    seen = mask & (weight > 0)
+
+    def contrast(image: np.ndarray, where: np.ndarray) -> float:
+        distance = np.linalg.norm(np.asarray(image, dtype=np.float32) - local, axis=2)
+        return float(distance[where].mean()) if where.any() else 0.0
+
+    return Visibility(contrast(before, seen), contrast(after, seen), contrast(before, ring))
 
 
 def score_repaint(
@@ -137,6 +202,7 @@ def score_repaint(
     changed = (np.asarray(before) != np.asarray(after)).any(axis=2)
     covered = (changed | repainted)[string]
     return RepaintScore(
+        string_visible=visibility(before, after, string).share,
         string_repainted=float(covered.mean()) if covered.size else 1.0,
         outside_untouched=not bool(changed[~repainted].any()),
         changed=float(changed.mean()),

@@ -1,6 +1,7 @@
-"""The demo: the whole QUADRATSEG pipeline over HTTP, with trained models, on a drawn quadrat.
+"""The demo: the whole QUADRATSEG pipeline over HTTP, with trained models, on a drawn quadrat
+or on a user's own photo.
 
-The photo is drawn from a seed no demo model was trained on
+The drawn photo comes from a seed no demo model was trained on
 (:data:`~quadratseg_handlers.demo.training.TEST_SEEDS`), so it also shows what the
 committed models do on data they have not seen. Each function is packaged into a real bundle
 with its trained weights from ``demo-models/``, served by ``quadratseg serve``'s server and
@@ -8,13 +9,16 @@ called over HTTP the way the QUADRATSEG bridge calls it, every stage on the prev
 answer: gridcorners -> warp -> gridpose -> grid removal -> coral segmentation. Each stage's
 answer is scored against the drawn truth (:mod:`~quadratseg_handlers.demo.accuracy`); a
 stage that fails stops the pipeline and says why, and nothing falls back to the truth.
-Grid removal runs the OpenCV backend: the LaMa weights cannot be downloaded here.
+A user's photo (``--photo``) has no truth: its stages answer and draw their overlays, and
+nothing is scored. Grid removal runs the OpenCV backend: the LaMa weights cannot be
+downloaded here.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +42,6 @@ from quadratseg_handlers.demo.training import (
     WARP_MARGIN,
     verified_models,
     warped_masks,
-    warped_view,
 )
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import open_bundle
@@ -49,7 +52,7 @@ from quadratseg_handlers.local.overlay import draw_shapes, save_png
 from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
-from quadratseg_handlers.ops.quadrat import quadrat_side
+from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform
 from quadratseg_handlers.ops.template import CORNER_POINTS, GRID_POINTS
 
 CORNERS = "pth-yolo-gridcorners"
@@ -71,6 +74,14 @@ CORAL_MIN_AREA = 0.002
 SERVE_ENV: dict[str, dict[str, str]] = {LAMA: {"INPAINT_BACKEND": "opencv"}}
 """Settings the demo changes when serving: grid removal without weights (OpenCV)."""
 
+BACKEND_NAMES = {"opencv": "OpenCV", "lama": "LaMa"}
+"""How the grid-removal row names the inpainting backend it ran."""
+
+VISIBLE_BAR = 0.1
+"""Grid removal passes when the drawn string keeps at most this share of its contrast."""
+
+NO_TRUTH = "no truth for this photo: not scored"
+
 
 class StageFailed(RuntimeError):
     """A stage's answer cannot carry the pipeline on (no quadrat, no grid, an HTTP error)."""
@@ -91,8 +102,12 @@ class StageReport:
 class PipelineRun:
     """One photo through the pipeline: every stage's answer, score and report."""
 
-    scene: SyntheticQuadrat
+    photo: np.ndarray
+    scene: SyntheticQuadrat | None = None
+    """The drawn truth; None for a user's photo, whose answers are not scored."""
     reports: list[StageReport] = field(default_factory=list)
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Each function's CVAT answer, by the name of the file it is written to."""
     corners: np.ndarray | None = None
     corner_error: float = float("nan")
     """Worst corner's distance from the truth, as a share of the quadrat's side."""
@@ -138,30 +153,74 @@ class Pipeline:
             raise StageFailed(f"{function} answered {answer.status}: {answer.error_text()}")
         return answer.json()
 
-    def run(self, scene: SyntheticQuadrat, *, warp_side: int = WARP_SIDE) -> PipelineRun:
-        """Every stage on the previous one's answer; a failed stage stops the run."""
-        run = PipelineRun(scene)
+    def run(
+        self, source: SyntheticQuadrat | np.ndarray, *, warp_side: int = WARP_SIDE
+    ) -> PipelineRun:
+        """Every stage on the previous one's answer; a failed stage stops the run. A drawn
+        quadrat is scored against its truth; a photo (an RGB array) only answers."""
+        run = self._start(source)
+        self._stages(run, self._corners)
+        return self._after_corners(run, warp_side)
+
+    def run_from_corners(
+        self, source: SyntheticQuadrat | np.ndarray, corners: Any, *, warp_side: int = WARP_SIDE
+    ) -> PipelineRun:
+        """The stages after the corners, warped from ``corners`` given (TL, TR, BR, BL: a hand
+        annotation, or the truth), to see the later stages apart from the corner model."""
+        run = self._start(source)
+        run.corners = np.asarray(corners, dtype=np.float64)
+        return self._after_corners(run, warp_side)
+
+    def _after_corners(self, run: PipelineRun, warp_side: int) -> PipelineRun:
+        if run.failure:
+            return run
+        self._stages(run, lambda ran: self._warp(ran, warp_side), self._grid)
+        if run.grid is not None:
+            self._stages(run, self._grid_removal)
+        elif not run.failure:
+            run.clean = run.warped
+            run.reports.append(StageReport("4 grid removal", LAMA, 0.0, "not run: no grid"))
+        if not run.failure:
+            self._stages(run, self._corals)
+        return run
+
+    def corners_of(self, source: SyntheticQuadrat | np.ndarray) -> PipelineRun:
+        """The first stage alone (the corners), scored when ``source`` is drawn."""
+        run = self._start(source)
+        self._stages(run, self._corners)
+        return run
+
+    @staticmethod
+    def _start(source: SyntheticQuadrat | np.ndarray) -> PipelineRun:
+        if isinstance(source, SyntheticQuadrat):
+            return PipelineRun(source.image, source)
+        return PipelineRun(np.asarray(source))
+
+    @staticmethod
+    def _stages(run: PipelineRun, *stages: Callable[[PipelineRun], None]) -> None:
+        """Run ``stages`` in order on ``run`` until one fails (the failure is recorded)."""
         try:
-            self._corners(run)
-            self._warp(run, warp_side)
-            self._grid(run)
-            self._grid_removal(run)
-            self._corals(run)
+            for stage in stages:
+                stage(run)
         except StageFailed as failure:
             run.failure = str(failure)
             if run.reports:
                 run.reports[-1].result = f"FAILED: {failure}"
                 run.reports[-1].passed = False
-        return run
 
     def _corners(self, run: PipelineRun) -> None:
         scene = run.scene
-        shapes = self.call(run, "1 corners", CORNERS, {"image": encode_image(scene.image, "JPEG")})
+        shapes = self.call(run, "1 corners", CORNERS, {"image": encode_image(run.photo, "JPEG")})
+        run.answers["01-corners"] = shapes
         found = accuracy.skeleton_of(shapes, CORNER_POINTS)
         if found is None:
             raise StageFailed(f"no quadrat found ({len(shapes)} shapes, no 4-point skeleton)")
-        side = quadrat_side(scene.corners)
         run.corners = found
+        if scene is None:
+            side_px = quadrat_side(found)
+            run.reports[-1].result = f"4 corners, the quadrat's side {side_px:.0f} px ({NO_TRUTH})"
+            return
+        side = quadrat_side(scene.corners)
         run.corner_error = float(accuracy.point_errors(found, scene.corners, side).max())
         run.reports[-1].result = (
             f"4 corners, worst {run.corner_error:.1%} of the side from the drawn one "
@@ -172,8 +231,13 @@ class Pipeline:
     def _warp(self, run: PipelineRun, side: int) -> None:
         assert run.corners is not None
         started = time.perf_counter()
-        view = warped_view(run.scene, side, corners=run.corners)
-        run.transform, run.warped = view.transform, view.image
+        try:
+            run.transform = quadrat_transform(run.corners, side, int(round(WARP_MARGIN * side)))
+        except ValueError as error:
+            raise StageFailed(f"the corners cannot be warped: {error}") from None
+        run.warped = np.asarray(
+            cv2.warpPerspective(run.photo, run.transform, (side, side), flags=cv2.INTER_LINEAR)
+        )
         run.reports.append(
             StageReport(
                 "2 warp",
@@ -186,13 +250,24 @@ class Pipeline:
     def _grid(self, run: PipelineRun) -> None:
         assert run.warped is not None and run.transform is not None
         shapes = self.call(run, "3 grid points", GRID, {"image": encode_image(run.warped, "PNG")})
+        run.answers["03-grid"] = shapes
         found = accuracy.skeleton_of(shapes, GRID_POINTS)
+        scene = run.scene
+        if found is None and scene is None:
+            run.reports[-1].result = (
+                f"no grid answered ({len(shapes)} shapes): no string to remove; "
+                "the corals run on the warped photo"
+            )
+            return
         if found is None:
             raise StageFailed(f"no grid found ({len(shapes)} shapes, no 117-point skeleton)")
-        truth = project(run.transform, run.scene.grid_points)
-        side = quadrat_side(project(run.transform, run.scene.corners))
-        errors = accuracy.point_errors(found, truth, side)
         run.grid = found
+        if scene is None:
+            run.reports[-1].result = f"{GRID_POINTS} points answered ({NO_TRUTH})"
+            return
+        truth = project(run.transform, scene.grid_points)
+        side = quadrat_side(project(run.transform, scene.corners))
+        errors = accuracy.point_errors(found, truth, side)
         run.grid_hits = float((errors <= accuracy.GRID_TOLERANCE).mean())
         hits = int((errors <= accuracy.GRID_TOLERANCE).sum())
         run.reports[-1].result = (
@@ -201,11 +276,14 @@ class Pipeline:
         )
         run.reports[-1].passed = run.grid_hits >= 0.98
 
-    def string_width(self, run: PipelineRun) -> int:
+    def string_width(self, run: PipelineRun) -> int | None:
         """Grid removal's line width: the string's width in the warped image, plus the grid
-        points' typical error on each side (POINT_MARGIN), as a lab sets it for its frame."""
+        points' typical error on each side (POINT_MARGIN), as a lab sets it for its frame;
+        on a photo with no truth, the function's own setting (None) unless one was given."""
         if self.line_width:
             return self.line_width
+        if run.scene is None:
+            return None
         assert run.warped is not None
         side = run.warped.shape[0] * (1 - 2 * WARP_MARGIN)
         plane = run.scene.string_width / run.scene.side
@@ -214,39 +292,51 @@ class Pipeline:
     def _grid_removal(self, run: PipelineRun) -> None:
         assert run.warped is not None and run.grid is not None and run.transform is not None
         width = self.string_width(run)
-        answer = self.call(
-            run,
-            "4 grid removal",
-            LAMA,
-            {
-                "image": encode_image(run.warped, "PNG"),
-                "keypoints": run.grid.tolist(),
-                "format": "png",
-                "line_width": width,
-            },
-        )
+        payload: dict[str, Any] = {
+            "image": encode_image(run.warped, "PNG"),
+            "keypoints": run.grid.tolist(),
+            "format": "png",
+        }
+        if width is not None:
+            payload["line_width"] = width
+        answer = self.call(run, "4 grid removal", LAMA, payload)
+        backend = SERVE_ENV.get(LAMA, {}).get("INPAINT_BACKEND", "lama")
+        run.reports[-1].function = f"{LAMA} ({BACKEND_NAMES.get(backend, backend)})"
         run.clean = load_image(base64.b64decode(answer["image"]))
+        line = f"line width {width} px" if width else "the function's line width"
+        if run.scene is None:
+            done = f"the string between the points painted out ({line}; {NO_TRUTH})"
+            run.reports[-1].result = done
+            return
         size = (run.warped.shape[1], run.warped.shape[0])
         string = cv2.warpPerspective(
             run.scene.string_mask.astype(np.uint8), run.transform, size, flags=cv2.INTER_NEAREST
         ).astype(bool)
-        painted = draw_grid_mask(run.grid, size, width)
-        run.repaint = accuracy.score_repaint(run.warped, run.clean, string, painted)
-        rest = "every other pixel unchanged" if run.repaint.outside_untouched else "OTHERS CHANGED"
+        painted = draw_grid_mask(run.grid, size, width or 1)
+        score = run.repaint = accuracy.score_repaint(run.warped, run.clean, string, painted)
+        rest = "every other pixel unchanged" if score.outside_untouched else "OTHERS CHANGED"
         run.reports[-1].result = (
-            f"{run.repaint.string_repainted:.1%} of the string repainted, {rest} "
-            f"(line width {width} px)"
+            f"string still visible: {score.string_visible:.0%} of its contrast "
+            f"(bar {VISIBLE_BAR:.0%}; {score.string_repainted:.0%} of its pixels changed), "
+            f"{rest} ({line})"
         )
-        run.reports[-1].passed = run.repaint.outside_untouched
+        run.reports[-1].passed = score.outside_untouched and score.string_visible <= VISIBLE_BAR
 
     def _corals(self, run: PipelineRun) -> None:
         assert run.clean is not None and run.transform is not None and run.corners is not None
         shapes = self.call(run, "5 corals", CORALS, {"image": encode_image(run.clean, "PNG")})
         run.coral_shapes = shapes
+        run.answers["05-corals"] = shapes
+        run.answers["06-corals-on-photo"] = shapes_to_photo(shapes, run.transform)
         height, width = run.clean.shape[:2]
+        found = accuracy.shape_instances(shapes, height, width)
+        if run.scene is None:
+            genera = ", ".join(sorted({label for label, _ in found})) or "none"
+            count = f"{len(found)} {'colony' if len(found) == 1 else 'colonies'}"
+            run.reports[-1].result = f"{count} answered ({genera}; {NO_TRUTH})"
+            return
         side = quadrat_side(project(run.transform, run.scene.corners))
         truth = warped_masks(run.scene, run.transform, (width, height))
-        found = accuracy.shape_instances(shapes, height, width)
         run.corals = accuracy.score_corals(found, truth, int(CORAL_MIN_AREA * side * side))
         photo_height, photo_width = run.scene.image.shape[:2]
         in_photo = accuracy.shape_instances(
@@ -292,6 +382,8 @@ def served_functions(
         result = package(request, source=source, wheel=wheel)
         bundles[name], labels[name] = result.output, result.labels
         log(f"packaged {name:<22} {result.size / 1e6:6.1f} MB in {result.seconds:4.1f} s")
+        settings = [*env, *(f"{key}={value}" for key, value in SERVE_ENV.get(name, {}).items())]
+        log(f"settings {name:<22} {' '.join(settings) or 'its defaults'}")
     with contextlib.ExitStack() as stack:
         started = time.perf_counter()
         urls = {}
@@ -310,13 +402,20 @@ def points_skeleton(label: str, points: np.ndarray) -> cvat.Shape:
 
 
 def write_overlays(run: PipelineRun, labels: Mapping[str, list[cvat.LabelSpec]], out: Path) -> None:
-    """One picture per stage that ran, into ``out``."""
-    scene = run.scene
-    Image.fromarray(scene.image).save(out / "00-photo.jpg", quality=92)
+    """One picture per stage that ran, into ``out``, and each function's CVAT answer as JSON
+    into ``out/answers`` (the corals twice: in the warped image and in the photo's pixels)."""
+    photo = run.photo
+    Image.fromarray(photo).save(out / "00-photo.jpg", quality=92)
+    answers = out / "answers"
+    answers.mkdir(exist_ok=True)
+    for stale in answers.glob("*.json"):
+        stale.unlink()
+    for name, shapes in run.answers.items():
+        (answers / f"{name}.json").write_text(json.dumps(shapes, indent=1) + "\n")
     if run.corners is not None:
         corners = points_skeleton("quadrat_corner", run.corners)
         save_png(
-            draw_shapes(scene.image, [corners], labels[CORNERS], title="1 gridcorners"),
+            draw_shapes(photo, [corners], labels[CORNERS], title="1 gridcorners"),
             out / "01-corners.png",
         )
     if run.warped is not None:
@@ -328,14 +427,14 @@ def write_overlays(run: PipelineRun, labels: Mapping[str, list[cvat.LabelSpec]],
         )
     if run.clean is not None:
         save_png(run.clean, out / "04-grid-removed.png")
-    if run.corals is not None and run.clean is not None and run.transform is not None:
+    if "05-corals" in run.answers and run.clean is not None and run.transform is not None:
         save_png(
             draw_shapes(run.clean, run.coral_shapes, labels[CORALS], title="5 coralsegv4"),
             out / "05-corals.png",
         )
         save_png(
             draw_shapes(
-                scene.image,
+                photo,
                 shapes_to_photo(run.coral_shapes, run.transform),
                 labels[CORALS],
                 title="6 coralsegv4, in the photo's pixels",
@@ -352,19 +451,49 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> PipelineRun:
     """Run the pipeline end to end on one drawn photo; overlays and bundles go to ``output``."""
-    out = Path(output)
     found = verified_models(Path(models))
-    out.mkdir(parents=True, exist_ok=True)
     scene = quadrat_image(size, seed)
     log(
         f"drew a {size[0]} x {size[1]} quadrat (seed {seed}): {len(scene.corals)} colonies, "
         f"117 grid points, {scene.look['frame']} frame"
     )
+    return _serve_and_run(scene, Path(output), found, Path(models), log)
+
+
+def run_photo_demo(
+    photo: np.ndarray,
+    output: str | Path = "demo-output",
+    models: str | Path = DEFAULT_FOLDER,
+    log: Callable[[str], None] = print,
+) -> PipelineRun:
+    """Run the pipeline on a user's own photo (an RGB array): answers and overlays into
+    ``output``, nothing scored, since there is no truth to score against."""
+    found = verified_models(Path(models))
+    height, width = photo.shape[:2]
+    log(f"your photo, {width} x {height}: the stages answer and draw; {NO_TRUTH}")
+    return _serve_and_run(np.asarray(photo), Path(output), found, Path(models), log)
+
+
+def _serve_and_run(
+    source: SyntheticQuadrat | np.ndarray,
+    out: Path,
+    found: Mapping[str, Path],
+    folder: Path,
+    log: Callable[[str], None],
+) -> PipelineRun:
+    """Package and serve the functions, run the pipeline on ``source``, write its overlays."""
+    out.mkdir(parents=True, exist_ok=True)
+    if folder.resolve() != DEFAULT_FOLDER.resolve():
+        log(
+            f"the weights in {folder} are served with the demo models' settings below "
+            "(chosen for the demo models on drawn held-out photos; a lab's models may want "
+            "others: `quadratseg package MODEL FILE --env NAME=VALUE`)"
+        )
     with (
         tempfile.TemporaryDirectory(prefix="quadratseg-demo-") as temporary,
         served_functions(Path(temporary), out / "bundles", found, log) as (urls, labels),
     ):
-        run = Pipeline(urls).run(scene)
+        run = Pipeline(urls).run(source)
         write_overlays(run, labels, out)
         if run.coral_shapes:
             problems = cvat.validate_response(

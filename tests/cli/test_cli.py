@@ -88,3 +88,17 @@ def test_demo_options_are_checked(capsys, args):
         main(args)
     assert exit_.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_demo_on_a_missing_or_broken_photo_is_one_line_and_exit_2(tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    for path, reason in [
+        (tmp_path / "absent.jpg", "no such file"),
+        (tmp_path, "not a file"),
+        (broken, "not a readable image"),
+    ]:
+        assert main(["demo", "--photo", str(path), "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"quadratseg demo: error: {path}: {reason}")
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from quadratseg_handlers import cvat
@@ -55,6 +56,53 @@ def test_repaint_score_sees_pixels_changed_outside_the_mask():
     assert score.string_repainted == 1.0 and score.outside_untouched
     after[0, 0] = 1
     assert not accuracy.score_repaint(before, after, string, painted).outside_untouched
+
+
+def strung_reef(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A textured 160 x 160 'reef', the same with a 3 px pale string across it, and the string."""
+    rng = np.random.default_rng(seed)
+    reef = cv2.GaussianBlur(rng.uniform(40, 140, (160, 160, 3)).astype(np.float32), (0, 0), 2)
+    reef = reef.astype(np.uint8)
+    string = np.zeros((160, 160), dtype=np.uint8)
+    cv2.line(string, (10, 20), (150, 140), 1, 3)
+    cv2.line(string, (80, 0), (80, 159), 1, 3)
+    strung = reef.copy()
+    strung[string.astype(bool)] = (235, 230, 210)
+    return reef, strung, string.astype(bool)
+
+
+def test_a_string_repainted_in_its_own_colour_stays_visible():
+    """Every string pixel changed, so 'repainted' says 100 %; the string is still all there."""
+    _, strung, string = strung_reef()
+    recoloured = strung.copy()
+    recoloured[string] = (233, 228, 212)
+    score = accuracy.score_repaint(strung, recoloured, string, string)
+    assert score.string_repainted == 1.0 and score.outside_untouched
+    assert score.string_visible >= 0.9
+
+
+def test_a_string_painted_out_is_no_longer_visible():
+    reef, strung, string = strung_reef()
+    restored = strung.copy()
+    restored[string] = reef[string]
+    assert accuracy.score_repaint(strung, restored, string, string).string_visible <= 0.05
+    wide = cv2.dilate(string.astype(np.uint8), np.ones((5, 5), np.uint8))
+    inpainted = cv2.inpaint(strung, wide, 3, cv2.INPAINT_TELEA)
+    assert accuracy.visibility(strung, inpainted, string).share <= 0.2
+    thin = cv2.inpaint(strung, cv2.erode(string.astype(np.uint8), np.ones((3, 3))), 3, 0)
+    assert accuracy.visibility(strung, thin, string).share >= 0.5  # the line missed the edges
+
+
+def test_visibility_is_measured_against_the_surroundings_before():
+    """The contrast of each string pixel is taken from the reef around it in the input, so a
+    removal that paints its own surroundings in the string's colour cannot hide the string."""
+    _, strung, string = strung_reef()
+    painted_around = strung.copy()
+    around = cv2.dilate(string.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    painted_around[around] = (235, 230, 210)
+    seen = accuracy.visibility(strung, painted_around, string)
+    assert seen.share >= 0.9 and seen.before > 4 * seen.texture
+    assert accuracy.visibility(strung, strung, np.zeros_like(string)).share == 0.0
 
 
 def test_point_errors_are_shares_of_the_side():

@@ -1,0 +1,148 @@
+"""The demo models on real photos: frames drawn over real reef (committed MIT patches from
+held-out source photos), and real quadrat photos with a real frame, hand-annotated.
+
+Each photo goes through the pipeline with the demo's serving settings, as `make demo` runs it.
+The real quadrat photos (CC BY-NC-SA) are never committed: they are read from
+../shared/data/quadrats next to the checkout, and their test skips where that is absent;
+their corners (our own measurement) are in tests/data/real-quadrats/corners.json.
+
+The bars below are what the committed models reach today (issue 28), so that a retrained model
+that does worse fails; the issue's goals are in docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reef_for_tests import framed_reef, reef_patches
+
+from quadratseg_handlers.core.request import load_image
+from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.pipeline import VISIBLE_BAR, Pipeline, PipelineRun, served_functions
+from quadratseg_handlers.demo.training import verified_models
+from quadratseg_handlers.ops.quadrat import quadrat_side
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATIONS = ROOT / "tests" / "data" / "real-quadrats" / "corners.json"
+REAL_QUADRATS = ROOT.parent / "shared" / "data" / "quadrats"
+
+REAL_CORNER_TOLERANCE = 0.03
+"""A corner of a real photo is right within this share of the side (hand annotation, +-3 px)."""
+
+REAL_PHOTOS_RIGHT = 0
+"""Real quadrat photos with all 4 corners within REAL_CORNER_TOLERANCE, of 2: what the committed
+models reach (no quadrat found on either). The issue's goal: 6 of 7."""
+
+REAL_PHOTOS_WITHOUT_GRID = 1
+"""Real photos (no string) on which gridpose, run on the quadrat warped from the hand-annotated
+corners, answers no grid: what the committed models reach (ausrai1_20m_05; a full grid on 06).
+The issue's goal: no grid, or a low-confidence one, on every photo without a string."""
+
+REEF_SEEDS = range(6)
+"""Frames drawn over real reef, scored through the whole pipeline."""
+
+REEF_GRID_FROM_TRUE_CORNERS = 0.95
+"""Share of the grid points at their index within 1 % of the side on those photos, warped from
+the true corners (apart from the corner model): 97.0 % measured (89.7 % to 100 % a photo)."""
+
+REEF_CORNERS_RIGHT = 2
+"""Of those, photos with all 4 corners within 2 % of the side: what the committed models reach
+(seeds 1 and 3; 0.9 % and 0.75 % of the side; the others 12 % to 100 % off, or no quadrat).
+The issue's goal: 90 %."""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, committed_models):
+    work = tmp_path_factory.mktemp("real")
+    found = verified_models(committed_models)
+    with served_functions(work, work / "bundles", found, log=lambda _: None) as (urls, _):
+        yield urls
+
+
+def test_the_committed_reef_patches_are_real_photos_with_their_licence():
+    patches = reef_patches()
+    assert len(patches) == 16 and all(patch.shape == (512, 512, 3) for patch in patches)
+    assert all(patch.std() > 10 for patch in patches)  # real texture, not a flat fill
+    notice = (ROOT / "tests" / "data" / "reef-textures" / "LICENSE").read_text()
+    assert "MIT License" in notice and "Xinlei Shao" in notice
+    readme = (ROOT / "tests" / "data" / "reef-textures" / "README.md").read_text()
+    assert "XL-SHAO/CoralConditionDataset" in readme and "5e9295b69ec2" in readme
+
+
+def test_frames_drawn_over_real_reef_through_the_pipeline(served):
+    """Corners, grid points and grid removal scored as in the drawn world."""
+    pipeline = Pipeline(served)
+    runs: list[PipelineRun] = [pipeline.run(framed_reef(seed)) for seed in REEF_SEEDS]
+    errors = [run.corner_error for run in runs]  # nan where no quadrat was found
+    right = sum(bool(error <= accuracy.CORNER_TOLERANCE) for error in errors)
+    assert right >= REEF_CORNERS_RIGHT, [round(e, 3) for e in errors]
+    for run in runs:  # where the corners were right, the grid and its removal hold
+        if run.corner_error <= accuracy.CORNER_TOLERANCE and run.grid is not None:
+            assert run.grid_hits >= 0.9, (run.scene and run.scene.look, run.grid_hits)
+            assert run.repaint is not None and run.repaint.outside_untouched
+            assert run.repaint.string_visible <= VISIBLE_BAR
+
+
+@pytest.mark.skipif(
+    not REAL_QUADRATS.is_dir(),
+    reason=f"the real quadrat photos (CC BY-NC-SA, never committed) are not at {REAL_QUADRATS}",
+)
+def test_corners_of_real_quadrat_photos_against_the_hand_annotation(served):
+    annotations = json.loads(ANNOTATIONS.read_text())
+    pipeline = Pipeline(served)
+    worst: dict[str, float] = {}
+    for name, corners in annotations.items():
+        truth = np.asarray(corners, dtype=np.float64)
+        run = pipeline.corners_of(load_image(REAL_QUADRATS / name))
+        assert run.reports and run.reports[0].function.startswith("pth-yolo-gridcorners")
+        if run.corners is None:
+            assert run.failure.startswith("no quadrat found"), run.failure
+            worst[name] = float("inf")
+            continue
+        errors = accuracy.point_errors(run.corners, truth, quadrat_side(truth))
+        worst[name] = float(errors.max())
+    right = sum(error <= REAL_CORNER_TOLERANCE for error in worst.values())
+    assert right >= REAL_PHOTOS_RIGHT, worst
+
+
+def test_grid_over_real_reef_from_the_true_corners(served):
+    """The grid model apart from the corner model: warped from the drawn corners."""
+    pipeline = Pipeline(served)
+    hits = []
+    for seed in REEF_SEEDS:
+        scene = framed_reef(seed)
+        run = pipeline.run_from_corners(scene, scene.corners)
+        assert not run.failure, run.failure
+        hits.append(run.grid_hits)
+    assert np.mean(hits) >= REEF_GRID_FROM_TRUE_CORNERS, [round(h, 3) for h in hits]
+
+
+@pytest.mark.skipif(
+    not REAL_QUADRATS.is_dir(),
+    reason=f"the real quadrat photos (CC BY-NC-SA, never committed) are not at {REAL_QUADRATS}",
+)
+def test_grid_on_real_photos_without_a_string(served):
+    """On the quadrat warped from the hand-annotated corners: a photo without a string should
+    get no grid; the pipeline carries on either way (no grid: no removal, corals on the warp)."""
+    annotations = json.loads(ANNOTATIONS.read_text())
+    pipeline = Pipeline(served)
+    without = 0
+    for name, corners in annotations.items():
+        run = pipeline.run_from_corners(load_image(REAL_QUADRATS / name), corners)
+        assert not run.failure, run.failure
+        assert [report.stage for report in run.reports] == [
+            "2 warp",
+            "3 grid points",
+            "4 grid removal",
+            "5 corals",
+        ]
+        if run.grid is None:
+            without += 1
+            assert run.reports[2].result == "not run: no grid"
+            assert run.clean is run.warped
+    assert without >= REAL_PHOTOS_WITHOUT_GRID
