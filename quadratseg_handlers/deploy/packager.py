@@ -49,6 +49,7 @@ from quadratseg_handlers.deploy.rendering import (
     render_function_yaml,
     render_main,
 )
+from quadratseg_handlers.deploy.torch_builds import CudaBuild, cuda_build
 
 BUNDLE_FOLDER = "nuclio"
 
@@ -74,6 +75,8 @@ class PackageRequest:
     sources: tuple[Path, ...] = ()
     output: Path = Path("nuclio.zip")
     gpu: bool = False
+    cuda: str | None = None
+    """``--cuda 12.6``: a GPU bundle with that CUDA build of torch (PyTorch's index), not PyPI's."""
     tag: str | None = None
     force: bool = False
     env: tuple[str, ...] = ()
@@ -202,6 +205,11 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
         problems.append(
             f"--network {request.network!r}: a Docker network name (letters, digits, '_', '.', '-')"
         )
+    if request.cuda is not None:
+        try:
+            torch_cuda_build(request, source)
+        except ValueError as exc:
+            problems.append(str(exc))
     if request.batch_size is None and request.batch_timeout_ms is not None:
         problems.append("--batch-timeout needs --batch-size (the events per batch)")
     if request.batch is not None:
@@ -292,6 +300,17 @@ def env_problems(function: FunctionSpec, env: Mapping[str, str]) -> list[str]:
             except ConfigError as exc:
                 problems.append(f"--env {exc}")
     return problems
+
+
+def torch_cuda_build(request: PackageRequest, source: SourceTree) -> CudaBuild | None:
+    """The CUDA build of the pinned torch that ``--cuda`` asks for (None without it);
+    ValueError when PyTorch publishes none such or constraints.txt pins no torch."""
+    if request.cuda is None:
+        return None
+    version = source.torch_version
+    if version is None:
+        raise ValueError(f"--cuda {request.cuda}: constraints.txt pins no torch version")
+    return cuda_build(version, request.cuda)
 
 
 def customised(request: PackageRequest) -> FunctionSpec:
@@ -469,7 +488,9 @@ def package(
             _stage(path, stage / names[argument])
         for path in request.sources:
             _stage(path, stage / path.name)
-        constraints = source.bundle_constraints(gpu=request.gpu)
+        cuda = torch_cuda_build(request, source)
+        gpu = request.gpu or cuda is not None
+        constraints = source.bundle_constraints(gpu=gpu, cuda=cuda)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
         labels = read_labels(request, layout, stage)
@@ -480,12 +501,13 @@ def package(
                 function,
                 layout,
                 source,
-                gpu=request.gpu,
+                gpu=gpu,
                 labels_json=labels_json,
                 tag=request.tag,
                 name=request.name,
                 network=request.network,
                 batch=request.batch,
+                cuda=cuda,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,
@@ -516,7 +538,7 @@ def package(
 
 def describe(result: PackageResult, function: FunctionSpec, request: PackageRequest) -> str:
     """The summary line the command prints after writing a bundle."""
-    kind = "GPU" if request.gpu else "CPU"
+    kind = f"GPU, CUDA {request.cuda}" if request.cuda else "GPU" if request.gpu else "CPU"
     return (
         f"packaged {function_name(function, request.tag, request.name)} ({kind}) -> "
         f"{result.output}: "
@@ -527,7 +549,7 @@ def describe(result: PackageResult, function: FunctionSpec, request: PackageRequ
 
 def warnings(function: FunctionSpec, request: PackageRequest) -> list[str]:
     """What the bundle will do badly though it is valid (a CPU bundle of a GPU model)."""
-    if function.cpu_warning and not request.gpu:
+    if function.cpu_warning and not (request.gpu or request.cuda):
         return [function.cpu_warning]
     return []
 

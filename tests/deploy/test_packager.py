@@ -721,3 +721,32 @@ def test_the_wheel_carries_no_demo_weights(wheel):
     assert any(name.startswith("quadratseg_handlers/local/") for name in names)
     assert not [name for name in names if "demo-models" in name or name.endswith(".pt")]
     assert wheel.stat().st_size < 2_000_000
+
+
+@pytest.mark.slow
+def test_cuda_option_packages_a_gpu_bundle_pinned_at_that_build(tmp_path, capsys, wheel):
+    levels = level_box_files(tmp_path)["levels"]
+    out = tmp_path / "cu126.zip"
+    code, lines = cli(
+        capsys, "package", "levelboxes", str(levels), "--cuda", "12.6", "--output", str(out)
+    )
+    assert code == 0, lines
+    assert lines[0].startswith(f"packaged test-level-boxes (GPU, CUDA 12.6) -> {out}: ")
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+        pins = bundle.read("nuclio/constraints.txt").decode().splitlines()
+    assert config["metadata"]["annotations"]["quadratseg.cuda"] == "12.6"
+    assert config["metadata"]["annotations"]["quadratseg.min-driver"] == "525.60.13"
+    assert config["spec"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["DEVICE"] == "cuda"
+    assert "torch==2.13.0+cu126" in pins and "torchvision==0.28.0+cu126" in pins
+    assert not [pin for pin in pins if pin.startswith(("cuda-toolkit", "nvidia-cublas"))]
+    assert validate(out, probe=None).ok
+
+
+def test_an_unpublished_cuda_version_is_refused_with_the_published_ones(capsys, tmp_path, levels):
+    assert refused(capsys, tmp_path, "levelboxes", str(levels), "--cuda", "12.8") == [
+        "--cuda 12.8: torch 2.13.0 has no CUDA 12.8 build on https://download.pytorch.org/whl "
+        "(published: 12.6, 13.0, 13.2); a CUDA 12 driver (>= 525.60.13) runs --cuda 12.6"
+    ]
