@@ -83,18 +83,24 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"no label spec: give --spec function.yaml (or the bundle); {args.function_url} "
                 "is not a quadratseg serve that could tell it"
             )
-        print(check.table_header())
+        width = check.name_width(images)
+        print(check.table_header(width))
 
         def show(result: check.ImageCheck) -> None:
-            print(check.table_row(result), flush=True)
+            print(check.table_row(result, width), flush=True)
 
-        results = check.check_images(function, images, labels, args.threshold, show)
+        results = check.check_images(
+            function, images, labels, args.threshold, show, strict=args.strict
+        )
     problems = check.details(results)
     if problems:
         print()
         print("\n".join(problems))
     print()
     print(check.summary(results))
+    warning = check.empty_warning(results)
+    if warning:
+        print(f"quadratseg check: warning: {warning}", file=sys.stderr)
     return 0 if all(result.passed for result in results) else 1
 
 
@@ -132,8 +138,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _annotate_answer(
     args: argparse.Namespace, body: bytes
-) -> tuple[Any, list[LabelSpec] | None, str]:
-    """The function's answer for the image, its labels, and the function's name."""
+) -> tuple[tuple[Any, str], list[LabelSpec] | None, str]:
+    """The function's answer for the image and its warning, its labels, and the function's
+    name."""
     if args.bundle is not None:
         from quadratseg_handlers.local.server import BackgroundServer, ServeError
 
@@ -149,12 +156,12 @@ def _annotate_answer(
     return _post(function, body), labels, function.name() or args.function_url
 
 
-def _post(function: HttpFunction, body: bytes) -> Any:
+def _post(function: HttpFunction, body: bytes) -> tuple[Any, str]:
     answer = function.post(body)
     if answer.status != 200:
         raise CliError(f"the function answered HTTP {answer.status}: {answer.error_text()}", 1)
     try:
-        return answer.json()
+        return answer.json(), answer.warning
     except (ValueError, UnicodeDecodeError):
         raise CliError("the function's answer is not JSON", 1) from None
 
@@ -169,7 +176,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             image = load_image(source)
         except (OSError, ValueError, RequestError) as exc:
             raise CliError(f"{source}: not a readable image ({exc})") from None
-        shapes, labels, name = _annotate_answer(args, request_body(source, args.threshold))
+        (shapes, warning), labels, name = _annotate_answer(
+            args, request_body(source, args.threshold)
+        )
     if not isinstance(shapes, list):
         raise CliError("the function's answer is not a list of CVAT shapes", 1)
     count = plural(len(shapes), "shape")
@@ -186,6 +195,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         f"{image.shape[0]} -> {args.out}",
         file=sys.stderr,
     )
+    if warning:
+        print(f"annotate: the function says: {warning}", file=sys.stderr)
     if labels is not None:
         problems = cvat.validate_response(shapes, labels, (image.shape[1], image.shape[0]))
         if problems:
@@ -237,6 +248,11 @@ def add_tool_commands(sub: Any) -> None:
     check_parser.add_argument(
         "--spec",
         help="function.yaml, bundle folder or zip with the labels (default: ask the server)",
+    )
+    check_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="an answer with no shapes fails the image (exit 1), with the function's reason",
     )
     check_parser.set_defaults(run=cmd_check)
 

@@ -139,6 +139,8 @@ class ModelHandler:
         self.loaded = False
         self.request_logger: Any = None
         """Nuclio's logger while the runtime serves a request (see :meth:`warn`)."""
+        self.request_notes: list[str] = []
+        """The warnings of the request being served; the runtime returns them to the client."""
 
     @classmethod
     def declared_settings(cls) -> list[Setting]:
@@ -170,8 +172,10 @@ class ModelHandler:
         """Log a warning about the request being served, e.g. why an answer is empty.
 
         Through Nuclio's logger (as a ``warn_with`` line) when serving, else the
-        ``quadratseg_handlers`` Python logger (notebooks).
+        ``quadratseg_handlers`` Python logger (notebooks). The message also goes back to the
+        client with the answer (the runtime's ``X-Quadratseg-Warning`` header).
         """
+        self.request_notes.append(message)
         if self.request_logger is not None:
             self.request_logger.warn_with(message, function=self.function_name, **fields)
         else:
