@@ -1,11 +1,11 @@
 """Small function bundles written by the tests: function.yaml + main.py, as Nuclio deploys them.
-
 ``BLOB_MAIN`` is the example blob handler behind a generated-style ``main.py``; ``SLOW_MAIN``
 sleeps before answering (to keep workers busy); ``FLOAT_CONFIDENCE_MAIN`` answers shapes whose
 confidences are floats, which CVAT drops (``quadratseg check`` must fail it); ``ECHO_MAIN``
 answers what it received (body type, path, fields, worker, pid) and can be told to raise, to
-exit, or to return a list; ``EMPTY_WITH_REASON_MAIN`` answers nothing and says why. :func:`as_packaged_by_0_1` turns any of them into a bundle of the
-flat 0.1 layout, which ``validate`` and ``serve`` must ask to be packaged again.
+exit, or to return a list; ``EMPTY_WITH_REASON_MAIN`` answers nothing and says why.
+:func:`as_packaged_by_0_1` turns any of them into a bundle of the flat 0.1 layout, which
+``validate`` and ``serve`` must ask to be packaged again.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Polygons, rectangles and masks are filled translucently in one colour per label 
 skeleton nodes are drawn as numbered points joined by the edges of the label's svg (the
 lattice of the grid functions); every scored shape shows its confidence; a legend lists the
 labels with their counts, placed where it covers no caption and the least of the shapes
-(captions are drawn last, over everything). The result has the input's size; :func:`save_png` writes it
-atomically.
+(captions are drawn last, over everything). The result has the input's size;
+:func:`save_png` writes it atomically.
 """
 
 from __future__ import annotations
