@@ -1,4 +1,5 @@
 """Small function bundles written by the tests: function.yaml + main.py, as Nuclio deploys them.
+
 ``BLOB_MAIN`` is the example blob handler behind a generated-style ``main.py``; ``SLOW_MAIN``
 sleeps before answering (to keep workers busy); ``FLOAT_CONFIDENCE_MAIN`` answers shapes whose
 confidences are floats, which CVAT drops (``quadratseg check`` must fail it); ``ECHO_MAIN``
