@@ -168,6 +168,11 @@ class ModelHandler:
         """The label spec CVAT shows for this function (``metadata.annotations.spec``)."""
         raise NotImplementedError
 
+    def model_family(self) -> str | None:
+        """The loaded model's architecture as its library names it (``YOLO11n-seg``), for the
+        name CVAT lists the function under; None when unknown."""
+        return None
+
     def warn(self, message: str, **fields: Any) -> None:
         """Log a warning about the request being served, e.g. why an answer is empty.
 

@@ -326,6 +326,18 @@ def customised(request: PackageRequest) -> FunctionSpec:
     )
 
 
+def named(
+    function: FunctionSpec, request: PackageRequest, labels: Sequence[LabelSpec], family: str | None
+) -> FunctionSpec:
+    """The function's CVAT name and description from its weights, unless given."""
+    described = function.described_by([str(label["name"]) for label in labels], family)
+    return replace(
+        function,
+        title=request.display_name or described.title,
+        description=request.description or described.description,
+    )
+
+
 def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, ...]]:
     """The files a bundle holds by their bundle name (given, else shipped defaults), and the
     arguments fetched at image-build time instead; a file the settings leave unused is
@@ -382,9 +394,12 @@ def _importable(folder: Path) -> Iterator[None]:
         sys.path.remove(str(folder))
 
 
-def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> list[LabelSpec]:
+def read_labels(
+    request: PackageRequest, layout: BundleLayout, stage: Path
+) -> tuple[list[LabelSpec], str | None]:
     """Construct and load the handler on the staged files, as Nuclio would, and return its
-    label spec: the weights prove they fit the function, and the spec comes from them."""
+    label spec and model family: the weights prove they fit the function, and the spec (and
+    the name CVAT shows) come from them."""
     function = customised(request)
     try:
         handler_class = resolve(function.handler)
@@ -407,7 +422,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
             [f"catalogue error: {', '.join(unknown)} not a setting of {function.handler}"], code=1
         )
     if layout.fetched:
-        return []
+        return [], None
     environ.update(trust_setting(declared))
     given = {str(stage / layout.files[a]): str(p) for a, p in request.files.items()}
     try:
@@ -415,6 +430,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
             handler = handler_class(environ=environ)
             handler.load()
             labels: list[LabelSpec] = handler.labels() if function.kind == "detector" else []
+            family = handler.model_family()
     except ConfigError as exc:
         raise PackageError([f"{function.model}: {_user_paths(str(exc), given)}"]) from None
     except Exception as exc:
@@ -430,7 +446,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
         raise PackageError(
             [f"{function.class_name} gives an invalid label spec: {p}" for p in problems], code=1
         )
-    return labels
+    return labels, family
 
 
 def _user_paths(message: str, staged: Mapping[str, str]) -> str:
@@ -493,7 +509,8 @@ def package(
         constraints = source.bundle_constraints(gpu=gpu, cuda=cuda)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
-        labels = read_labels(request, layout, stage)
+        labels, family = read_labels(request, layout, stage)
+        function = named(function, request, labels, family)
         wheel_path = wheel or build_wheel(source, Path(temporary) / "wheel")
         labels_json = cvat.spec_json(labels)
         entries: dict[str, Content] = {

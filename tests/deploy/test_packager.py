@@ -750,3 +750,49 @@ def test_an_unpublished_cuda_version_is_refused_with_the_published_ones(capsys, 
         "--cuda 12.8: torch 2.13.0 has no CUDA 12.8 build on https://download.pytorch.org/whl "
         "(published: 12.6, 13.0, 13.2); a CUDA 12 driver (>= 525.60.13) runs --cuda 12.6"
     ]
+
+
+@pytest.mark.slow
+def test_a_coral_model_is_named_and_described_from_its_weights(tmp_path, wheel):
+    """The catalogue's "CoralSeg v4 (YOLO11-seg, CRIOBE genera)" is the CRIOBE model's name: a
+    lab's own weights are named by their architecture and label count, unless given."""
+    coral = FUNCTIONS["pth-yolo-coralsegv4"]
+    result = pack(tmp_path, wheel, coral)
+    names = [label["name"] for label in result.labels]
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    family = "YOLO11n-seg"
+    assert config["metadata"]["annotations"]["name"] == (
+        f"CoralSeg v4 ({family}, {len(names)} labels)"
+    )
+    assert config["spec"]["description"] == (
+        f"Coral instance segmentation with {family}: {len(names)} labels ({', '.join(names)})"
+    )
+    given = pack(
+        tmp_path / "given",
+        wheel,
+        coral,
+        display_name="Moorea corals",
+        description="Our 6 genera",
+        output=tmp_path / "given.zip",
+    )
+    with zipfile.ZipFile(given.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["annotations"]["name"] == "Moorea corals"
+    assert config["spec"]["description"] == "Our 6 genera"
+
+
+def test_names_from_the_weights_count_labels_and_shorten_long_lists():
+    coral = FUNCTIONS["pth-yolo-coralsegv4"]
+    six = coral.described_by(["a", "b", "c", "d", "e", "f"], "YOLO11s-seg")
+    assert six.title == "CoralSeg v4 (YOLO11s-seg, 6 labels)"
+    assert (
+        six.description
+        == "Coral instance segmentation with YOLO11s-seg: 6 labels (a, b, c, d, e, f)"
+    )
+    many = coral.described_by([f"g{i}" for i in range(16)], None)
+    assert many.title == "CoralSeg v4 (pytorch, 16 labels)"
+    assert many.description.endswith("16 labels (g0, g1, g2, g3, g4, g5, g6, g7, ...)")
+    assert coral.described_by([], "YOLO11n-seg") == coral  # weights fetched at build time
+    grid = FUNCTIONS["pth-yolo-gridpose"]
+    assert grid.described_by(["grid"], "YOLO11n-pose").title == grid.title
