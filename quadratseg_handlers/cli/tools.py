@@ -208,6 +208,43 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Survey photos through corners, warp, grid, grid removal and corals; exit 1 if any
+    photo failed (reported and skipped)."""
+    from quadratseg_handlers.local import pipeline
+
+    if args.warp_side < 64 or not 0 <= args.warp_margin < 0.5:
+        raise CliError("--warp-side must be at least 64 and --warp-margin in [0, 0.5)")
+    with _user_errors():
+        photos = pipeline.photo_paths(args.photos)
+        urls = {"corners": args.corners, "grid": args.grid, "removal": args.removal}
+        functions = pipeline.functions({**urls, "corals": args.corals}, args.timeout)
+        chain = pipeline.Chain(
+            functions["corners"],
+            functions["grid"],
+            functions["removal"],
+            functions["corals"],
+            out=Path(args.out),
+            warp_side=args.warp_side,
+            warp_margin=args.warp_margin,
+            line_width=args.line_width,
+        )
+        bar = bench.ProgressBar(len(photos), label="pipeline")
+
+        def failed(result: pipeline.PhotoResult) -> None:
+            start = "\n" if bar.tty else ""
+            print(f"{start}pipeline: {result.photo}: skipped: {result.failure}", file=sys.stderr)
+
+        results = pipeline.run_chain(chain, photos, bar.update, failed)
+    done = sum(not result.failure for result in results)
+    print(
+        f"pipeline: {done}/{len(results)} photos through every stage -> {args.out} "
+        f"(stage images and {pipeline.EXPORT_NAME} per stage)",
+        file=sys.stderr,
+    )
+    return 0 if done == len(results) else 1
+
+
 def _function_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--function-url", required=True, help="the function, e.g. http://localhost:8010"
@@ -277,3 +314,32 @@ def add_tool_commands(sub: Any) -> None:
     annotate.add_argument("--threshold", type=float, help="send this threshold")
     annotate.add_argument("--timeout", type=float, default=120.0, help="seconds (120)")
     annotate.set_defaults(run=cmd_annotate)
+
+    chain = sub.add_parser(
+        "pipeline",
+        help="survey photos through the deployed functions, as the bridge does",
+        description="Corners on each photo, the quadrat warped upright, grid points, the string "
+        "painted out, corals segmented; each stage's images and CVAT for images 1.1 export "
+        "go to --out (docs/tools.md).",
+    )
+    chain.add_argument("photos", nargs="+", metavar="PHOTO", help="photos, or folders of them")
+    for name, what in (
+        ("corners", "the grid-corner function (pth-yolo-gridcorners)"),
+        ("grid", "the grid-point function (pth-yolo-gridpose)"),
+        ("removal", "the grid-removal function (pth-lama)"),
+        ("corals", "the coral-segmentation function (pth-yolo-coralsegv4 or another)"),
+    ):
+        chain.add_argument(f"--{name}", required=True, metavar="URL", help=what)
+    chain.add_argument("--out", required=True, help="folder for the stage images and exports")
+    chain.add_argument(
+        "--warp-side", type=int, default=1024, help="side of the warped quadrat in pixels (1024)"
+    )
+    chain.add_argument(
+        "--warp-margin", type=float, default=0.05,
+        help="margin around the warped quadrat, a share of its side (0.05)",
+    )  # fmt: skip
+    chain.add_argument(
+        "--line-width", type=int, help="grid removal's line width (default: the function's)"
+    )
+    chain.add_argument("--timeout", type=float, default=600.0, help="seconds per request (600)")
+    chain.set_defaults(run=cmd_pipeline)
