@@ -81,6 +81,7 @@ def cmd_package(args: argparse.Namespace) -> int:
         output=Path(args.output),
         gpu=args.gpu or args.cuda is not None,
         cuda=args.cuda,
+        wheelhouse=args.wheelhouse,
         tag=args.tag,
         force=args.force,
         env=tuple(args.env),
@@ -197,6 +198,12 @@ def add_bundle_commands(sub: Any) -> None:
         help="a GPU bundle whose torch is PyTorch's build for this CUDA version, for older "
         f"NVIDIA drivers ({', '.join(cuda_choices())}; docs/deployment.md gives each one's "
         "minimum driver); --gpu alone installs PyPI's build",
+    )
+    pack.add_argument(
+        "--wheelhouse",
+        action="store_true",
+        help="carry every wheel the image installs in the bundle (downloaded now), so a Nuclio "
+        "host without registry access can build it",
     )
     pack.add_argument("--tag", help="version tag appended to the function name (v2)")
     pack.add_argument(

@@ -46,10 +46,12 @@ from quadratseg_handlers.deploy.rendering import (
     BundleLayout,
     SourceTree,
     function_name,
+    pip_installs,
     render_function_yaml,
     render_main,
 )
-from quadratseg_handlers.deploy.torch_builds import CudaBuild, cuda_build
+from quadratseg_handlers.deploy.torch_builds import requested_build
+from quadratseg_handlers.deploy.wheelhouse import WheelhouseError, bundle_wheels
 
 BUNDLE_FOLDER = "nuclio"
 
@@ -77,6 +79,8 @@ class PackageRequest:
     gpu: bool = False
     cuda: str | None = None
     """``--cuda 12.6``: a GPU bundle with that CUDA build of torch (PyTorch's index), not PyPI's."""
+    wheelhouse: bool = False
+    """``--wheelhouse``: the image's wheels carried in the bundle, installed offline."""
     tag: str | None = None
     force: bool = False
     env: tuple[str, ...] = ()
@@ -207,9 +211,11 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
         )
     if request.cuda is not None:
         try:
-            torch_cuda_build(request, source)
+            requested_build(source.torch_version, request.cuda)
         except ValueError as exc:
             problems.append(str(exc))
+    if request.wheelhouse and bundle_files(request)[1]:
+        problems.append("--wheelhouse: give every file (one would be downloaded at build time)")
     if request.batch_size is None and request.batch_timeout_ms is not None:
         problems.append("--batch-timeout needs --batch-size (the events per batch)")
     if request.batch is not None:
@@ -302,17 +308,6 @@ def env_problems(function: FunctionSpec, env: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def torch_cuda_build(request: PackageRequest, source: SourceTree) -> CudaBuild | None:
-    """The CUDA build of the pinned torch that ``--cuda`` asks for (None without it);
-    ValueError when PyTorch publishes none such or constraints.txt pins no torch."""
-    if request.cuda is None:
-        return None
-    version = source.torch_version
-    if version is None:
-        raise ValueError(f"--cuda {request.cuda}: constraints.txt pins no torch version")
-    return cuda_build(version, request.cuda)
-
-
 def customised(request: PackageRequest) -> FunctionSpec:
     """The catalogue's function with the request's settings, display name and description."""
     function = request.function
@@ -323,18 +318,6 @@ def customised(request: PackageRequest) -> FunctionSpec:
         title=request.display_name or function.title,
         description=request.description or function.description,
         env=tuple(env.items()),
-    )
-
-
-def named(
-    function: FunctionSpec, request: PackageRequest, labels: Sequence[LabelSpec], family: str | None
-) -> FunctionSpec:
-    """The function's CVAT name and description from its weights, unless given."""
-    described = function.described_by([str(label["name"]) for label in labels], family)
-    return replace(
-        function,
-        title=request.display_name or described.title,
-        description=request.description or described.description,
     )
 
 
@@ -470,11 +453,13 @@ def package(
     problems: Sequence[str] = (),
     source: SourceTree | None = None,
     wheel: Path | None = None,
+    pip_options: Sequence[str] = (),
 ) -> PackageResult:
     """Check, stage, load, render and write one bundle; raise PackageError on any problem.
 
     ``problems`` found earlier (by :func:`assign_files`) are reported with the input checks.
     ``wheel`` reuses a wheel already built from this source (tests); otherwise one is built.
+    ``pip_options`` go to the wheelhouse's ``pip download`` (tests: a local index).
     """
     started = time.perf_counter()
     if source is None:
@@ -504,13 +489,17 @@ def package(
             _stage(path, stage / names[argument])
         for path in request.sources:
             _stage(path, stage / path.name)
-        cuda = torch_cuda_build(request, source)
+        cuda = requested_build(source.torch_version, request.cuda)
         gpu = request.gpu or cuda is not None
         constraints = source.bundle_constraints(gpu=gpu, cuda=cuda)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
         labels, family = read_labels(request, layout, stage)
-        function = named(function, request, labels, family)
+        described = function.described_by([str(label["name"]) for label in labels], family)
+        title, text = request.display_name, request.description  # given: kept as given
+        function = replace(
+            function, title=title or described.title, description=text or described.description
+        )
         wheel_path = wheel or build_wheel(source, Path(temporary) / "wheel")
         labels_json = cvat.spec_json(labels)
         entries: dict[str, Content] = {
@@ -525,12 +514,19 @@ def package(
                 network=request.network,
                 batch=request.batch,
                 cuda=cuda,
+                wheelhouse=request.wheelhouse,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,
         }
         if constraints is not None:
             entries[CONSTRAINTS_NAME] = constraints.encode()
+        if request.wheelhouse:
+            steps = pip_installs(function, source, gpu=gpu, cuda=cuda)
+            try:
+                entries.update(bundle_wheels(steps, constraints, Path(temporary), pip_options))
+            except WheelhouseError as exc:
+                raise PackageError([str(exc)], code=1) from None
         for argument, path in files.items():
             entries[names[argument]] = path
         for path in request.sources:

@@ -13,13 +13,13 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from quadratseg_handlers.deploy.catalog import FunctionSpec
+from quadratseg_handlers.deploy.catalog import FunctionSpec, PipStep
 from quadratseg_handlers.deploy.function_yaml import (
     HTTP_TRIGGER,
     MAX_REQUEST_BODY,
@@ -238,6 +238,52 @@ def bundle_path(name: str) -> str:
     return f"{NUCLIO_DIR}/{name}"
 
 
+def pip_installs(
+    spec: FunctionSpec,
+    source: SourceTree,
+    *,
+    gpu: bool = False,
+    cuda: CudaBuild | None = None,
+) -> list[PipStep]:
+    """The image's pip installs before the library's wheel, in order: torch and torchvision
+    from PyTorch's index (a CPU bundle's ``+cpu`` builds, without the CUDA libraries, or a
+    ``cuda`` build's ``+cu126``), the pinned requirements (those torch builds pinned), then
+    the catalogue's special steps."""
+    requirements = source.requirements(spec.extra)
+    special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
+    pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
+    steps = []
+    if not gpu or cuda is not None:
+        label, index = ("cpu", TORCH_CPU_INDEX) if cuda is None else (cuda.label, cuda.index_url)
+        torch = [build for build in (local_build(r, label) for r in pinned) if build]
+        if torch:
+            steps.append(PipStep(tuple(torch), ("--index-url", index)))
+        pinned = [local_build(r, label) or r for r in pinned]
+    steps.append(PipStep(tuple(pinned)))
+    for step in spec.pip_steps:
+        packages = tuple(source.pin(p, requirements) for p in step.packages)
+        steps.append(PipStep(packages, step.options, step.env))
+    return steps
+
+
+WHEELHOUSE = "wheels"
+"""The bundle's folder of wheels (``--wheelhouse``) the image installs from, offline."""
+
+
+def offline_options(options: Iterable[str]) -> tuple[str, ...]:
+    """pip options that install from the bundle's wheelhouse only: its index options dropped."""
+    kept: list[str] = []
+    skip = False
+    for option in options:
+        if skip:
+            skip = False
+        elif option in ("--index-url", "--extra-index-url"):
+            skip = True
+        else:
+            kept.append(option)
+    return ("--no-index", "--find-links", bundle_path(WHEELHOUSE), *kept)
+
+
 def build_commands(
     spec: FunctionSpec,
     layout: BundleLayout,
@@ -245,32 +291,25 @@ def build_commands(
     *,
     gpu: bool = False,
     cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> list[str]:
-    """Nuclio ``build.commands``: system packages, pinned requirements, special installs and
+    """Nuclio ``build.commands``: system packages, the pip installs (:func:`pip_installs`) and
     downloads before the bundle is copied (cached layers), then the library from its wheel;
-    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build. A CPU
-    bundle first installs torch and torchvision from PyTorch's CPU index (their ``+cpu``
-    builds, without the CUDA libraries), then pins them at those builds; a ``cuda`` build
-    likewise from its index (``+cu126``)."""
+    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build. With a
+    ``wheelhouse`` every install runs after the copy, from the bundle's wheels only."""
     commands = []
     if spec.apt_packages:
         commands.append(
             "apt-get update && apt-get install -y --no-install-recommends "
             f"{' '.join(spec.apt_packages)} && rm -rf /var/lib/apt/lists/*"
         )
-    requirements = source.requirements(spec.extra)
-    special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
-    pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
-    if not gpu or cuda is not None:
-        label, index = ("cpu", TORCH_CPU_INDEX) if cuda is None else (cuda.label, cuda.index_url)
-        torch = [build for build in (local_build(r, label) for r in pinned) if build]
-        if torch:
-            commands.append(_pip(torch, ("--index-url", index)))
-        pinned = [local_build(r, label) or r for r in pinned]
-    commands.append(_pip(pinned))
-    for step in spec.pip_steps:
-        packages = [source.pin(p, requirements) for p in step.packages]
-        commands.append(_pip(packages, step.options, step.env))
+    installs = pip_installs(spec, source, gpu=gpu, cuda=cuda)
+    offline: tuple[str, ...] = ()
+    if wheelhouse:
+        commands.append("@nuclio.postCopy")
+        offline = offline_options(())
+        installs = [replace(step, options=offline_options(step.options)) for step in installs]
+    commands += [_pip(step.packages, step.options, step.env) for step in installs]
     for argument in layout.fetched:
         bundle_file = spec.file(argument)
         target = bundle_path(bundle_file.bundle_name())
@@ -278,9 +317,10 @@ def build_commands(
             f'mkdir -p {NUCLIO_DIR} && python -c "import urllib.request; '
             f"urllib.request.urlretrieve('{bundle_file.fetch_url}', '{target}')\""
         )
-    commands.append("@nuclio.postCopy")
+    if not wheelhouse:
+        commands.append("@nuclio.postCopy")
     wheel = bundle_path(layout.wheel) + (f"[{spec.extra}]" if spec.extra else "")
-    options = ("-c", bundle_path(CONSTRAINTS_NAME)) if layout.constraints else ()
+    options = offline + (("-c", bundle_path(CONSTRAINTS_NAME)) if layout.constraints else ())
     commands.append(_pip([wheel], options))
     if gpu and any(name.lower().endswith(".onnx") for name in layout.files.values()):
         version = source.constraints.get("onnxruntime", "")
@@ -315,6 +355,7 @@ def function_config(
     network: str | None = None,
     batch: Batching | None = None,
     cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> dict[str, Any]:
     """The function.yaml content as data (``labels_json`` is the spec; None leaves it out).
 
@@ -332,6 +373,8 @@ def function_config(
     if cuda is not None:
         annotations["quadratseg.cuda"] = cuda.cuda
         annotations["quadratseg.min-driver"] = cuda.min_driver
+    if wheelhouse:
+        annotations["quadratseg.wheelhouse"] = WHEELHOUSE
     env = [
         {"name": f.env, "value": bundle_path(layout.files.get(f.argument, f.bundle_name()))}
         for f in spec.files
@@ -373,7 +416,9 @@ def function_config(
             "env": env,
             "build": {
                 "baseImage": spec.gpu_base_image if gpu else spec.cpu_base_image,
-                "commands": build_commands(spec, layout, source, gpu=gpu, cuda=cuda),
+                "commands": build_commands(
+                    spec, layout, source, gpu=gpu, cuda=cuda, wheelhouse=wheelhouse
+                ),
             },
             "triggers": {HTTP_TRIGGER: trigger},
             "resources": resources,
@@ -409,6 +454,7 @@ def render_function_yaml(
     network: str | None = None,
     batch: Batching | None = None,
     cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> str:
     """function.yaml (or function-gpu.yaml) text, with a header saying where it comes from."""
     config = function_config(
@@ -422,6 +468,7 @@ def render_function_yaml(
         network=network,
         batch=batch,
         cuda=cuda,
+        wheelhouse=wheelhouse,
     )
     variant = f"GPU, CUDA {cuda.cuda}" if cuda else "GPU" if gpu else "CPU"
     if labels_json is None:

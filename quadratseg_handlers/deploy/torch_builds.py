@@ -78,6 +78,16 @@ def cuda_build(torch_version: str, cuda: str) -> CudaBuild:
     )
 
 
+def requested_build(torch_version: str | None, cuda: str | None) -> CudaBuild | None:
+    """The CUDA build of the pinned torch that ``--cuda`` asks for (None without it);
+    ValueError when PyTorch publishes none such or constraints.txt pins no torch."""
+    if cuda is None:
+        return None
+    if torch_version is None:
+        raise ValueError(f"--cuda {cuda}: constraints.txt pins no torch version")
+    return cuda_build(torch_version, cuda)
+
+
 def cuda_choices() -> list[str]:
     """Every CUDA version recorded for any torch release (the ``--cuda`` choices)."""
     return sorted({build.cuda for builds in PUBLISHED_CUDA.values() for build in builds})

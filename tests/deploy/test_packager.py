@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     open_bundle,
 )
 from quadratseg_handlers.deploy.library_wheel import WHEEL_CACHE_ENV
-from quadratseg_handlers.deploy.packager import PackageError
+from quadratseg_handlers.deploy.packager import PackageError, PackageRequest, package
 from quadratseg_handlers.deploy.rendering import (
     SourceTree,
 )
@@ -796,3 +797,77 @@ def test_names_from_the_weights_count_labels_and_shorten_long_lists():
     assert coral.described_by([], "YOLO11n-seg") == coral  # weights fetched at build time
     grid = FUNCTIONS["pth-yolo-gridpose"]
     assert grid.described_by(["grid"], "YOLO11n-pose").title == grid.title
+
+
+def tiny_wheel(folder: Path, name: str = "tinydep", version: str = "1.0") -> Path:
+    """A real (pure Python) wheel of a one-module package, written by hand: pip takes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "VALUE = 1\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{entry},,\n" for entry in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(entry, text)
+    return path
+
+
+@pytest.mark.slow
+def test_a_wheelhouse_bundle_carries_its_wheels_and_installs_offline(tmp_path, wheel, source):
+    """`--wheelhouse`: pip downloads the image's requirements (here one tiny package, from a
+    local index) into the bundle's wheels/, and every install runs after the copy with
+    --no-index; pip resolves the bundle's requirements from those wheels alone."""
+    index = tmp_path / "index"
+    tiny_wheel(index)
+    tiny = replace(source, dependencies=("tinydep",), extras={}, constraints={"tinydep": "==1.0"})
+    levels = level_box_files(tmp_path)["levels"]
+    request = PackageRequest(
+        LEVELS, {"levels": levels}, output=tmp_path / "wh.zip", wheelhouse=True
+    )
+    local = ("--no-index", "--find-links", str(index))
+    result = package(request, source=tiny, wheel=wheel, pip_options=local)
+    assert "nuclio/wheels/tinydep-1.0-py3-none-any.whl" in result.entries
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["annotations"]["quadratseg.wheelhouse"] == "wheels"
+    offline = "python -m pip install --no-cache-dir --no-index --find-links /opt/nuclio/wheels"
+    assert config["spec"]["build"]["commands"] == [
+        "@nuclio.postCopy",
+        f"{offline} tinydep==1.0",
+        f"{offline} -c /opt/nuclio/constraints.txt /opt/nuclio/{wheel.name}",
+    ]
+    assert validate(result.output, probe=None).ok
+    folder = unpack(result.output, tmp_path / "bundle")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links",
+         str(folder / "wheels"), "--target", str(tmp_path / "target"), "tinydep==1.0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Would install tinydep-1.0" in done.stdout, done.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = replace(request, output=tmp_path / "missing.zip")
+    with pytest.raises(PackageError) as caught:
+        package(
+            missing,
+            source=tiny,
+            wheel=wheel,
+            pip_options=("--no-index", "--find-links", str(empty)),
+        )
+    assert caught.value.code == 1 and not missing.output.exists()
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "--wheelhouse: no wheel set for tinydep==1.0 on Linux x86_64 CPython 3.11: "
+    )
+
+
+def test_a_wheelhouse_bundle_needs_every_file_given(capsys, tmp_path):
+    assert refused(capsys, tmp_path, "maskfill", "--wheelhouse") == [
+        "--wheelhouse: give every file (one would be downloaded at build time)"
+    ]

@@ -219,3 +219,20 @@ def test_the_driver_table_of_the_docs_matches_the_record():
         text = (ROOT / "docs" / page).read_text()
         for build in PUBLISHED_CUDA["2.13.0"]:
             assert f"| `--cuda {build.cuda}` | `{build.label}` | {build.min_driver} |" in text, page
+
+
+def test_a_wheelhouse_build_installs_everything_after_the_copy_from_the_bundle(source):
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    layout = BundleLayout.default(spec, source)
+    commands = build_commands(spec, layout, source, gpu=False, wheelhouse=True)
+    normal = build_commands(spec, layout, source, gpu=False)
+    offline = "python -m pip install --no-cache-dir --no-index --find-links /opt/nuclio/wheels"
+    assert commands[0] == normal[0] and commands[0].startswith("apt-get update")  # system packages
+    assert commands[1] == "@nuclio.postCopy"
+    assert commands[2] == f"{offline} torch==2.13.0+cpu torchvision==0.28.0+cpu"
+    assert commands[3] == normal[2].replace("python -m pip install --no-cache-dir", offline)
+    assert commands[4] == normal[-1].replace("python -m pip install --no-cache-dir", offline)
+    assert not any("download.pytorch.org" in command for command in commands)
+    lama = FUNCTIONS["pth-lama"]
+    steps = build_commands(lama, BundleLayout.default(lama, source), source, wheelhouse=True)
+    assert f"{offline} --no-deps simple-lama-inpainting==0.1.2" in steps
