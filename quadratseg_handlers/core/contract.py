@@ -177,11 +177,11 @@ class ModelHandler:
         """Log a warning about the request being served, e.g. why an answer is empty.
 
         Through Nuclio's logger (as a ``warn_with`` line) when serving, else the
-        ``quadratseg_handlers`` Python logger (notebooks). The message also goes back to the
-        client with the answer (the runtime's ``X-Quadratseg-Warning`` header).
+        ``quadratseg_handlers`` Python logger (notebooks). When serving, the message also goes
+        back to the client with the answer (the runtime's ``X-Quadratseg-Warning`` header).
         """
-        self.request_notes.append(message)
         if self.request_logger is not None:
+            self.request_notes.append(message)
             self.request_logger.warn_with(message, function=self.function_name, **fields)
         else:
             log.warning("%s: %s %s", self.function_name, message, fields)

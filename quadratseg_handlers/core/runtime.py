@@ -38,11 +38,12 @@ from quadratseg_handlers.core.request import Request, RequestError, parse_body
 from quadratseg_handlers.cvat.answer import answer_json
 
 RETRY_AFTER_S = 5
+"""Seconds a 503 (out of memory) asks the client to wait before retrying (``Retry-After``)."""
 WARNING_HEADER = "X-Quadratseg-Warning"
 """The header of a 200 answer that carries the handler's warnings about the request (why an
 answer is empty: "no skeleton: ..."), so clients can show them; absent without warnings."""
 MAX_WARNING_CHARS = 1000
-"""Seconds a 503 (out of memory) asks the client to wait before retrying (``Retry-After``)."""
+"""The longest WARNING_HEADER value (a longer one is cut, ending in "...")."""
 
 
 def init_context(handler_class: type[ModelHandler], context: Any) -> None:
