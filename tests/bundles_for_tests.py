@@ -4,8 +4,9 @@
 sleeps before answering (to keep workers busy); ``FLOAT_CONFIDENCE_MAIN`` answers shapes whose
 confidences are floats, which CVAT drops (``quadratseg check`` must fail it); ``ECHO_MAIN``
 answers what it received (body type, path, fields, worker, pid) and can be told to raise, to
-exit, or to return a list. :func:`as_packaged_by_0_1` turns any of them into a bundle of the
-flat 0.1 layout, which ``validate`` and ``serve`` must ask to be packaged again.
+exit, or to return a list; ``EMPTY_WITH_REASON_MAIN`` answers nothing and says why.
+:func:`as_packaged_by_0_1` turns any of them into a bundle of the flat 0.1 layout, which
+``validate`` and ``serve`` must ask to be packaged again.
 """
 
 from __future__ import annotations
@@ -73,6 +74,28 @@ def handler(context, event):
     response.body = json.dumps(shapes)
     return response
 """
+
+EMPTY_WITH_REASON_MAIN = """\
+from quadratseg_handlers.core import runtime
+from quadratseg_handlers.handlers.blobs import BlobHandler
+
+REASON = "no skeleton: 2 distinct detection(s), at least 4 needed"
+
+
+class NoBlobs(BlobHandler):
+    def predict(self, images, threshold):
+        self.warn(REASON, detections=2)
+        return [[] for _ in images]
+
+
+def init_context(context):
+    runtime.init_context(NoBlobs, context)
+
+
+def handler(context, event):
+    return runtime.handle_event(context, event)
+"""
+"""Answers no shapes and warns why, as a grid function does when it finds no skeleton."""
 
 BLOB_LABELS = [cvat.label_spec("blob", "polygon")]
 

@@ -129,6 +129,10 @@ def run_page(
 ) -> subprocess.CompletedProcess[str]:
     """Run a page's runnable blocks in order in ``workspace`` (a copy of the stand-ins)."""
     shutil.copytree(stand_ins, workspace)
+    # README's `. .venv/bin/activate` runs from the repository's folder: here the environment
+    # running the tests stands in for the repository's .venv
+    if sys.prefix != sys.base_prefix:
+        (workspace / ".venv").symlink_to(sys.prefix, target_is_directory=True)
     runnable = [block.__dict__ for block in blocks(page, text) if block.skip is None]
     script = workspace.parent / f"{workspace.name}-blocks.json"
     script.write_text(json.dumps(runnable))

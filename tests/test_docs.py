@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +32,38 @@ def test_readme_has_exactly_the_two_set_up_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="the tests run outside a virtual env")
+def test_a_fresh_shell_following_readme_runs_quadratseg(tmp_path):
+    """README's activation line, as written, in a shell whose PATH lacks the environment (a new
+    terminal after `make demo`), puts `quadratseg` on the PATH: "command not found" before it."""
+    readme = ROOT / "README.md"
+    activation = [
+        line.split("#")[0].strip()
+        for block in blocks(readme)
+        if block.language == "shell" and block.skip is None
+        for line in block.code.splitlines()
+        if "activate" in line
+    ]
+    assert activation == [". .venv/bin/activate"]
+    (tmp_path / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {"PATH": path, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def shell(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    assert shell("command -v quadratseg").returncode != 0
+    done = shell(f"{activation[0]}\nquadratseg settings coralsegv4")
+    assert done.returncode == 0, done.stderr
+    assert "MODEL_PATH" in done.stdout
+    done = shell(f"{activation[0]}\npython -c 'import quadratseg_handlers'")
+    assert done.returncode == 0, done.stderr
 
 
 def test_every_module_the_docs_name_exists():

@@ -10,8 +10,9 @@ photo's pixels, are :mod:`quadratseg_handlers.backends.ultralytics_results`'.
 from __future__ import annotations
 
 import ast
+import re
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,9 @@ class YoloModel:
     decode_side: int | None = None
     """The long side images may be decoded at (the network input's, stride included); None:
     full resolution (SCALED_DECODE=false). Set by :meth:`configure`."""
+    family: str | None = None
+    """The architecture as ultralytics names it (``YOLO11n-seg``); None when the file does
+    not say."""
 
     def configure(self, settings: YoloSettings, device: str) -> None:
         """Fix the predict arguments from the YOLO settings, then warm the model up.
@@ -308,7 +312,23 @@ def load_yolo(
         raise ConfigError(
             f"{where}: not a model ultralytics can load ({describe_error(exc)})"
         ) from exc
-    return YoloModel(model, path, task, [str(names[i]) for i in sorted(names)], imgsz, fixed)
+    found = YoloModel(model, path, task, [str(names[i]) for i in sorted(names)], imgsz, fixed)
+    found.family = model_family(model, metadata)
+    return found
+
+
+def model_family(model: Any, metadata: Mapping[str, Any]) -> str | None:
+    """``YOLO11n-seg``: a checkpoint's architecture file (``yolo11n-seg.yaml``), or an
+    export's metadata description (``Ultralytics YOLO11n-seg model trained on ...``)."""
+    description = str(metadata.get("description", ""))
+    match = re.match(r"Ultralytics (\S+) model", description)
+    if match:
+        return match.group(1)
+    architecture = getattr(getattr(model, "model", None), "yaml", None)
+    yaml_file = architecture.get("yaml_file") if isinstance(architecture, dict) else None
+    if not yaml_file:
+        return None
+    return re.sub(r"^yolo", "YOLO", Path(str(yaml_file)).stem, flags=re.IGNORECASE)
 
 
 def load_configured_yolo(settings: YoloSettings, tasks: Collection[str], device: str) -> YoloModel:

@@ -17,6 +17,7 @@ from typing import Any
 from quadratseg_handlers.cli.errors import CliError
 from quadratseg_handlers.core.config import combined_table, markdown_table
 from quadratseg_handlers.deploy import catalog, function_yaml
+from quadratseg_handlers.deploy.torch_builds import cuda_choices
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -78,7 +79,9 @@ def cmd_package(args: argparse.Namespace) -> int:
         files=files,
         sources=tuple(Path(p) for p in args.source),
         output=Path(args.output),
-        gpu=args.gpu,
+        gpu=args.gpu or args.cuda is not None,
+        cuda=args.cuda,
+        wheelhouse=args.wheelhouse,
         tag=args.tag,
         force=args.force,
         env=tuple(args.env),
@@ -190,6 +193,19 @@ def add_bundle_commands(sub: Any) -> None:
     )
     pack.add_argument("--output", default="nuclio.zip", help="bundle to write (nuclio.zip)")
     pack.add_argument("--gpu", action="store_true", help="CUDA image and nvidia.com/gpu: 1")
+    pack.add_argument(
+        "--cuda",
+        metavar="VERSION",
+        help="a GPU bundle whose torch is PyTorch's build for this CUDA version, for older "
+        f"NVIDIA drivers ({', '.join(cuda_choices())}; docs/deployment.md gives each one's "
+        "minimum driver); --gpu alone installs PyPI's build",
+    )
+    pack.add_argument(
+        "--wheelhouse",
+        action="store_true",
+        help="carry every wheel the image installs in the bundle (downloaded now), so a Nuclio "
+        "host without registry access can build it",
+    )
     pack.add_argument("--tag", help="version tag appended to the function name (v2)")
     pack.add_argument(
         "--env",

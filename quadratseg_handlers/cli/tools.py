@@ -91,18 +91,24 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"no label spec: give --spec function.yaml (or the bundle); {args.function_url} "
                 "is not a quadratseg serve that could tell it"
             )
-        print(check.table_header())
+        width = check.name_width(images)
+        print(check.table_header(width))
 
         def show(result: check.ImageCheck) -> None:
-            print(check.table_row(result), flush=True)
+            print(check.table_row(result, width), flush=True)
 
-        results = check.check_images(function, images, labels, args.threshold, show)
+        results = check.check_images(
+            function, images, labels, args.threshold, show, strict=args.strict
+        )
     problems = check.details(results)
     if problems:
         print()
         print("\n".join(problems))
     print()
     print(check.summary(results))
+    warning = check.empty_warning(results)
+    if warning:
+        print(f"quadratseg check: warning: {warning}", file=sys.stderr)
     return 0 if all(result.passed for result in results) else 1
 
 
@@ -140,8 +146,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _annotate_answer(
     args: argparse.Namespace, body: bytes
-) -> tuple[Any, list[LabelSpec] | None, str]:
-    """The function's answer for the image, its labels, and the function's name."""
+) -> tuple[tuple[Any, str], list[LabelSpec] | None, str]:
+    """The function's answer for the image and its warning, its labels, and the function's
+    name."""
     if args.bundle is not None:
         from quadratseg_handlers.local.server import BackgroundServer, ServeError
 
@@ -157,12 +164,12 @@ def _annotate_answer(
     return _post(function, body), labels, function.name() or args.function_url
 
 
-def _post(function: HttpFunction, body: bytes) -> Any:
+def _post(function: HttpFunction, body: bytes) -> tuple[Any, str]:
     answer = function.post(body)
     if answer.status != 200:
         raise CliError(f"the function answered HTTP {answer.status}: {answer.error_text()}", 1)
     try:
-        return answer.json()
+        return answer.json(), answer.warning
     except (ValueError, UnicodeDecodeError):
         raise CliError("the function's answer is not JSON", 1) from None
 
@@ -177,7 +184,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             image = load_image(source)
         except (OSError, ValueError, RequestError) as exc:
             raise CliError(f"{source}: not a readable image ({exc})") from None
-        shapes, labels, name = _annotate_answer(args, request_body(source, args.threshold))
+        (shapes, warning), labels, name = _annotate_answer(
+            args, request_body(source, args.threshold)
+        )
     if not isinstance(shapes, list):
         raise CliError("the function's answer is not a list of CVAT shapes", 1)
     count = plural(len(shapes), "shape")
@@ -194,6 +203,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         f"{image.shape[0]} -> {args.out}",
         file=sys.stderr,
     )
+    if warning:
+        print(f"annotate: the function says: {warning}", file=sys.stderr)
     if labels is not None:
         problems = cvat.validate_response(shapes, labels, (image.shape[1], image.shape[0]))
         if problems:
@@ -203,6 +214,43 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Survey photos through corners, warp, grid, grid removal and corals; exit 1 if any
+    photo failed (reported and skipped)."""
+    from quadratseg_handlers.local import pipeline
+
+    if args.warp_side < 64 or not 0 <= args.warp_margin < 0.5:
+        raise CliError("--warp-side must be at least 64 and --warp-margin in [0, 0.5)")
+    with _user_errors():
+        photos = pipeline.photo_paths(args.photos)
+        urls = {"corners": args.corners, "grid": args.grid, "removal": args.removal}
+        functions = pipeline.functions({**urls, "corals": args.corals}, args.timeout)
+        chain = pipeline.Chain(
+            functions["corners"],
+            functions["grid"],
+            functions["removal"],
+            functions["corals"],
+            out=Path(args.out),
+            warp_side=args.warp_side,
+            warp_margin=args.warp_margin,
+            line_width=args.line_width,
+        )
+        bar = bench.ProgressBar(len(photos), label="pipeline")
+
+        def failed(result: pipeline.PhotoResult) -> None:
+            start = "\n" if bar.tty else ""
+            print(f"{start}pipeline: {result.photo}: skipped: {result.failure}", file=sys.stderr)
+
+        results = pipeline.run_chain(chain, photos, bar.update, failed)
+    done = sum(not result.failure for result in results)
+    print(
+        f"pipeline: {done}/{len(results)} photos through every stage -> {args.out} "
+        f"(stage images and {pipeline.EXPORT_NAME} per stage)",
+        file=sys.stderr,
+    )
+    return 0 if done == len(results) else 1
 
 
 def _function_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +294,11 @@ def add_tool_commands(sub: Any) -> None:
         "--spec",
         help="function.yaml, bundle folder or zip with the labels (default: ask the server)",
     )
+    check_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="an answer with no shapes fails the image (exit 1), with the function's reason",
+    )
     check_parser.set_defaults(run=cmd_check)
 
     bench_parser = sub.add_parser("bench", help="measure a function's latency and throughput")
@@ -269,3 +322,32 @@ def add_tool_commands(sub: Any) -> None:
     annotate.add_argument("--threshold", type=float, help="send this threshold")
     annotate.add_argument("--timeout", type=float, default=120.0, help="seconds (120)")
     annotate.set_defaults(run=cmd_annotate)
+
+    chain = sub.add_parser(
+        "pipeline",
+        help="survey photos through the deployed functions, as the bridge does",
+        description="Corners on each photo, the quadrat warped upright, grid points, the string "
+        "painted out, corals segmented; each stage's images and CVAT for images 1.1 export "
+        "go to --out (docs/tools.md).",
+    )
+    chain.add_argument("photos", nargs="+", metavar="PHOTO", help="photos, or folders of them")
+    for name, what in (
+        ("corners", "the grid-corner function (pth-yolo-gridcorners)"),
+        ("grid", "the grid-point function (pth-yolo-gridpose)"),
+        ("removal", "the grid-removal function (pth-lama)"),
+        ("corals", "the coral-segmentation function (pth-yolo-coralsegv4 or another)"),
+    ):
+        chain.add_argument(f"--{name}", required=True, metavar="URL", help=what)
+    chain.add_argument("--out", required=True, help="folder for the stage images and exports")
+    chain.add_argument(
+        "--warp-side", type=int, default=1024, help="side of the warped quadrat in pixels (1024)"
+    )
+    chain.add_argument(
+        "--warp-margin", type=float, default=0.05,
+        help="margin around the warped quadrat, a share of its side (0.05)",
+    )  # fmt: skip
+    chain.add_argument(
+        "--line-width", type=int, help="grid removal's line width (default: the function's)"
+    )
+    chain.add_argument("--timeout", type=float, default=600.0, help="seconds per request (600)")
+    chain.set_defaults(run=cmd_pipeline)

@@ -148,6 +148,8 @@ class ModelHandler:
         self.loaded = False
         self.request_logger: Any = None
         """Nuclio's logger while the runtime serves a request (see :meth:`warn`)."""
+        self.request_notes: list[str] = []
+        """The warnings of the request being served; the runtime returns them to the client."""
 
     @classmethod
     def declared_settings(cls) -> list[Setting]:
@@ -175,13 +177,20 @@ class ModelHandler:
         """The label spec CVAT shows for this function (``metadata.annotations.spec``)."""
         raise NotImplementedError
 
+    def model_family(self) -> str | None:
+        """The loaded model's architecture as its library names it (``YOLO11n-seg``), for the
+        name CVAT lists the function under; None when unknown."""
+        return None
+
     def warn(self, message: str, **fields: Any) -> None:
         """Log a warning about the request being served, e.g. why an answer is empty.
 
         Through Nuclio's logger (as a ``warn_with`` line) when serving, else the
-        ``quadratseg_handlers`` Python logger (notebooks).
+        ``quadratseg_handlers`` Python logger (notebooks). When serving, the message also goes
+        back to the client with the answer (the runtime's ``X-Quadratseg-Warning`` header).
         """
         if self.request_logger is not None:
+            self.request_notes.append(message)
             self.request_logger.warn_with(message, function=self.function_name, **fields)
         else:
             log.warning("%s: %s %s", self.function_name, message, fields)

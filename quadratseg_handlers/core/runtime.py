@@ -39,6 +39,11 @@ from quadratseg_handlers.cvat.answer import answer_json
 
 RETRY_AFTER_S = 5
 """Seconds a 503 (out of memory) asks the client to wait before retrying (``Retry-After``)."""
+WARNING_HEADER = "X-Quadratseg-Warning"
+"""The header of a 200 answer that carries the handler's warnings about the request (why an
+answer is empty: "no skeleton: ..."), so clients can show them; absent without warnings."""
+MAX_WARNING_CHARS = 1000
+"""The longest WARNING_HEADER value (a longer one is cut, ending in "...")."""
 
 
 def init_context(handler_class: type[ModelHandler], context: Any) -> None:
@@ -79,12 +84,13 @@ def respond(handler: ModelHandler, context: Any, event: Any) -> Response:
     """
     started = time.perf_counter()
     handler.request_logger = context.logger
+    handler.request_notes = []
     pixels = 0
     try:
         request = event_request(handler, event)
         pixels = request.pixels
         payload = handler.infer(request)
-        response = answer_response(context, payload)
+        response = answer_response(context, payload, handler.request_notes)
     except Exception as exc:
         response = failure_response(handler, context, exc)
     else:
@@ -121,6 +127,7 @@ def respond_batch(handler: ModelHandler, context: Any, events: Sequence[Any]) ->
     """
     started = time.perf_counter()
     handler.request_logger = context.logger
+    handler.request_notes = []  # a batch's warnings are logged, not told apart per answer
     max_images, max_pixels = handler.batch_limits()
     outcomes: dict[int, Any] = {}
     waiting: dict[int, Request] = {}
@@ -200,15 +207,28 @@ def count_shapes(payload: Any) -> int:
     return 1 if payload else 0
 
 
-def answer_response(context: Any, payload: Any) -> Response:
-    """The 200 response carrying a payload: JSON, or the file of a :class:`RawAnswer`."""
+def answer_response(context: Any, payload: Any, notes: Sequence[str] = ()) -> Response:
+    """The 200 response carrying a payload: JSON, or the file of a :class:`RawAnswer`; the
+    handler's warnings (``notes``) in the WARNING_HEADER."""
+    headers = {WARNING_HEADER: warning_header(notes)} if notes else {}
     if isinstance(payload, RawAnswer):
         return context.Response(
-            body=payload.body, headers={}, content_type=payload.content_type, status_code=200
+            body=payload.body, headers=headers, content_type=payload.content_type, status_code=200
         )
     return context.Response(
-        body=answer_json(payload), headers={}, content_type="application/json", status_code=200
+        body=answer_json(payload),
+        headers=headers,
+        content_type="application/json",
+        status_code=200,
     )
+
+
+def warning_header(notes: Sequence[str]) -> str:
+    """The warnings as one header value: printable ASCII, joined by "; ", at most
+    MAX_WARNING_CHARS (an HTTP header holds neither newlines nor arbitrary bytes)."""
+    text = "; ".join(" ".join(note.split()) for note in notes)
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 3] + "..."
 
 
 def failure_response(handler: ModelHandler, context: Any, exc: Exception) -> Response:

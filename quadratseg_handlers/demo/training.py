@@ -48,6 +48,13 @@ TEST_SEEDS = 900_000_000
 """Seeds from here on are for tests and the demo only: never drawn for training."""
 
 MANIFEST = "manifest.json"
+MANIFEST_HELP = (
+    "for a lab's own models write manifest.json next to them: "
+    '{"models": {"gridcorners": {"file": "gridcorners.pt", "sha256": "<sha256sum of it>"}, '
+    '"gridpose": {...}, "coralseg": {...}}} (docs/demo.md); the demo\'s own are restored by '
+    "`git checkout demo-models` or retrained by `make demo-models` (about 4 hours)"
+)
+"""What a folder without the demo models' manifest needs (``demo --models FOLDER``)."""
 """The manifest's file name inside the demo-models folder."""
 
 DEFAULT_FOLDER = Path("demo-models")
@@ -604,9 +611,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DemoModelsError(
-            f"{path}: no demo models here; run `make demo-models` (or `quadratseg train-demo`)"
-        ) from None
+        raise DemoModelsError(f"{path}: no manifest; {MANIFEST_HELP}") from None
     except (OSError, ValueError) as error:
         raise DemoModelsError(f"{path}: not a readable manifest ({error})") from None
     return manifest
@@ -619,12 +624,10 @@ def verified_models(folder: Path = DEFAULT_FOLDER) -> dict[str, Path]:
     for name in MODELS:
         entry = manifest.get("models", {}).get(name)
         if entry is None:
-            raise DemoModelsError(
-                f"{folder / MANIFEST}: no entry for {name}; run `make demo-models`"
-            )
+            raise DemoModelsError(f"{folder / MANIFEST}: no entry for {name}; {MANIFEST_HELP}")
         path = folder / entry["file"]
         if not path.is_file():
-            raise DemoModelsError(f"{path}: missing; run `make demo-models`")
+            raise DemoModelsError(f"{path}: missing; {MANIFEST_HELP}")
         if sha256(path) != entry["sha256"]:
             raise DemoModelsError(f"{path}: SHA-256 differs from {MANIFEST}; retrain or restore it")
         found[name] = path

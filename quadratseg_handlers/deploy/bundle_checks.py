@@ -35,6 +35,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     get,
     load_function_yaml,
 )
+from quadratseg_handlers.deploy.rendering import WHEELHOUSE
 
 _BUNDLE_PATH = re.compile(re.escape(NUCLIO_DIR) + r"/([A-Za-z0-9._/-]+)")
 POST_COPY = "@nuclio.postCopy"
@@ -79,6 +80,8 @@ def file_problems(config: Mapping[str, Any], folder: Path) -> tuple[list[str], l
             problems.append(f"spec.env: {item['name']}={value} but the bundle has no {relative}")
     for command in commands[split:]:
         for relative in _BUNDLE_PATH.findall(command):
+            if relative == WHEELHOUSE and (folder / relative).is_dir():
+                continue  # --find-links of a --wheelhouse bundle
             if not (folder / relative).is_file():
                 problems.append(f"spec.build.commands: {relative} is not in the bundle")
     return problems, fetched

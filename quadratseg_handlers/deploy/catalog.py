@@ -13,10 +13,12 @@ writes its ``functions/<name>/`` folder. :func:`find` looks a function up by eit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from quadratseg_handlers.core.messages import plural
 from quadratseg_handlers.core.references import module_file, resolve, split_reference
 from quadratseg_handlers.deploy.function_yaml import EVENT_TIMEOUT
 
@@ -157,6 +159,33 @@ class FunctionSpec:
     cpu_warning: str | None = None
     """Why a CPU bundle of this function is not usable from CVAT (printed when packaging one)."""
 
+    weights_title: str | None = None
+    """The name CVAT lists a packaged function under, from its weights: a format string of
+    ``{family}`` (the architecture, :meth:`ModelHandler.model_family`), ``{count}`` and
+    ``{names}`` (its labels); None: ``title`` whatever the weights."""
+    weights_description: str | None = None
+    """``spec.description`` from the weights, the same fields; None: ``description``."""
+
+    def described_by(self, names: Sequence[str], family: str | None) -> FunctionSpec:
+        """This function named and described from its weights' labels and architecture (the
+        catalogue's ``title`` is the reference model's: a lab's own weights differ)."""
+        if not names:
+            return self
+        fields = {
+            "family": family or self.framework,
+            "count": plural(len(names), "label"),
+            "names": ", ".join(names) if len(names) <= 8 else ", ".join(names[:8]) + ", ...",
+        }
+        return replace(
+            self,
+            title=self.weights_title.format(**fields) if self.weights_title else self.title,
+            description=(
+                self.weights_description.format(**fields)
+                if self.weights_description
+                else self.description
+            ),
+        )
+
     @property
     def module_name(self) -> str:
         """The module that holds the handler class."""
@@ -216,14 +245,19 @@ def _template(filename: str, points: int) -> BundleFile:
     )
 
 
-def _coral_segmentation(model: str, handler: str, title: str, description: str) -> FunctionSpec:
-    """A YOLO coral-segmentation function: the two differ only by name and weights."""
+def _coral_segmentation(
+    model: str, handler: str, title: str, description: str, stem: str, what: str
+) -> FunctionSpec:
+    """A YOLO coral-segmentation function: the two differ only by name and weights; a
+    bundle's name and description (``stem``, ``what``) come from its weights."""
     return FunctionSpec(
         name=f"pth-yolo-{model}",
         model=model,
         handler=f"quadratseg_handlers.handlers.yolo:{handler}",
         title=title,
         description=description,
+        weights_title=f"{stem} ({{family}}, {{count}})",
+        weights_description=f"{what} with {{family}}: {{count}} ({{names}})",
         framework="pytorch",
         extra="yolo",
         files=(_yolo_weights("YOLO segmentation weights"),),
@@ -240,12 +274,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "CoralSegV4Handler",
             "CoralSeg v4 (YOLO11-seg, CRIOBE genera)",
             "Coral genus instance segmentation of CRIOBE quadrats with YOLO11-seg",
+            "CoralSeg v4",
+            "Coral instance segmentation",
         ),
         _coral_segmentation(
             "coralsegbanggai",
             "CoralSegBanggaiHandler",
             "CoralSeg Banggai (YOLO11-seg, Banggai classes)",
             "Coral instance segmentation of Banggai quadrats with YOLO11-seg",
+            "CoralSeg Banggai",
+            "Coral instance segmentation",
         ),
         FunctionSpec(
             name="pth-mmseg-coralscopsegformer",
@@ -253,6 +291,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             handler="quadratseg_handlers.handlers.coralscop:CoralScopSegformerHandler",
             title="CoralSCoP + SegFormer (DINOv2 genera, SAM instances)",
             description="Coral instances from CoralSCoP (SAM ViT-B) labelled by a DINOv2 SegFormer",
+            weights_title="CoralSCoP + SegFormer ({count}, SAM instances)",
+            weights_description=(
+                "Coral instances from CoralSCoP (SAM ViT-B) labelled by a SegFormer: "
+                "{count} ({names})"
+            ),
             framework="pytorch",
             extra="mmseg",
             files=(

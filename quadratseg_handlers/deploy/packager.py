@@ -47,9 +47,12 @@ from quadratseg_handlers.deploy.rendering import (
     BundleLayout,
     SourceTree,
     function_name,
+    pip_installs,
     render_function_yaml,
     render_main,
 )
+from quadratseg_handlers.deploy.torch_builds import requested_build
+from quadratseg_handlers.deploy.wheelhouse import WheelhouseError, bundle_wheels
 
 BUNDLE_FOLDER = "nuclio"
 
@@ -75,6 +78,10 @@ class PackageRequest:
     sources: tuple[Path, ...] = ()
     output: Path = Path("nuclio.zip")
     gpu: bool = False
+    cuda: str | None = None
+    """``--cuda 12.6``: a GPU bundle with that CUDA build of torch (PyTorch's index), not PyPI's."""
+    wheelhouse: bool = False
+    """``--wheelhouse``: the image's wheels carried in the bundle, installed offline."""
     tag: str | None = None
     force: bool = False
     env: tuple[str, ...] = ()
@@ -203,6 +210,13 @@ def input_problems(request: PackageRequest, source: SourceTree) -> list[str]:
         problems.append(
             f"--network {request.network!r}: a Docker network name (letters, digits, '_', '.', '-')"
         )
+    if request.cuda is not None:
+        try:
+            requested_build(source.torch_version, request.cuda)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if request.wheelhouse and bundle_files(request)[1]:
+        problems.append("--wheelhouse: give every file (one would be downloaded at build time)")
     if request.batch_size is None and request.batch_timeout_ms is not None:
         problems.append("--batch-timeout needs --batch-size (the events per batch)")
     if request.batch is not None:
@@ -372,9 +386,12 @@ def _importable(folder: Path) -> Iterator[None]:
         sys.path.remove(str(folder))
 
 
-def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> list[LabelSpec]:
+def read_labels(
+    request: PackageRequest, layout: BundleLayout, stage: Path
+) -> tuple[list[LabelSpec], str | None]:
     """Construct and load the handler on the staged files, as Nuclio would, and return its
-    label spec: the weights prove they fit the function, and the spec comes from them."""
+    label spec and model family: the weights prove they fit the function, and the spec (and
+    the name CVAT shows) come from them."""
     function = customised(request)
     try:
         handler_class = resolve(function.handler)
@@ -397,7 +414,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
             [f"catalogue error: {', '.join(unknown)} not a setting of {function.handler}"], code=1
         )
     if layout.fetched:
-        return []
+        return [], None
     environ.update(trust_setting(declared))
     given = {str(stage / layout.files[a]): str(p) for a, p in request.files.items()}
     try:
@@ -405,6 +422,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
             handler = handler_class(environ=environ)
             handler.load()
             labels: list[LabelSpec] = handler.labels() if function.kind == "detector" else []
+            family = handler.model_family()
     except ConfigError as exc:
         raise PackageError([f"{function.model}: {_user_paths(str(exc), given)}"]) from None
     except Exception as exc:
@@ -420,7 +438,7 @@ def read_labels(request: PackageRequest, layout: BundleLayout, stage: Path) -> l
         raise PackageError(
             [f"{function.class_name} gives an invalid label spec: {p}" for p in problems], code=1
         )
-    return labels
+    return labels, family
 
 
 def _user_paths(message: str, staged: Mapping[str, str]) -> str:
@@ -444,11 +462,13 @@ def package(
     problems: Sequence[str] = (),
     source: SourceTree | None = None,
     wheel: Path | None = None,
+    pip_options: Sequence[str] = (),
 ) -> PackageResult:
     """Check, stage, load, render and write one bundle; raise PackageError on any problem.
 
     ``problems`` found earlier (by :func:`assign_files`) are reported with the input checks.
     ``wheel`` reuses a wheel already built from this source (tests); otherwise one is built.
+    ``pip_options`` go to the wheelhouse's ``pip download`` (tests: a local index).
     """
     started = time.perf_counter()
     if source is None:
@@ -484,10 +504,17 @@ def package(
                 [f"cannot stage the files in {Path(temporary).parent}: {disk_error(exc)} "
                  "(TMPDIR chooses the folder)"]
             ) from None  # fmt: skip
-        constraints = source.bundle_constraints(gpu=request.gpu)
+        cuda = requested_build(source.torch_version, request.cuda)
+        gpu = request.gpu or cuda is not None
+        constraints = source.bundle_constraints(gpu=gpu, cuda=cuda)
         wheel_name = wheel.name if wheel else source.wheel_name
         layout = BundleLayout(names, fetched, wheel_name, constraints is not None)
-        labels = read_labels(request, layout, stage)
+        labels, family = read_labels(request, layout, stage)
+        described = function.described_by([str(label["name"]) for label in labels], family)
+        title, text = request.display_name, request.description  # given: kept as given
+        function = replace(
+            function, title=title or described.title, description=text or described.description
+        )
         wheel_path = wheel or build_wheel(source, Path(temporary) / "wheel")
         labels_json = cvat.spec_json(labels)
         entries: dict[str, Content] = {
@@ -495,18 +522,26 @@ def package(
                 function,
                 layout,
                 source,
-                gpu=request.gpu,
+                gpu=gpu,
                 labels_json=labels_json,
                 tag=request.tag,
                 name=request.name,
                 network=request.network,
                 batch=request.batch,
+                cuda=cuda,
+                wheelhouse=request.wheelhouse,
             ).encode(),
             "main.py": render_main(function).encode(),
             wheel_path.name: wheel_path,
         }
         if constraints is not None:
             entries[CONSTRAINTS_NAME] = constraints.encode()
+        if request.wheelhouse:
+            steps = pip_installs(function, source, gpu=gpu, cuda=cuda)
+            try:
+                entries.update(bundle_wheels(steps, constraints, Path(temporary), pip_options))
+            except WheelhouseError as exc:
+                raise PackageError([str(exc)], code=1) from None
         for argument, path in files.items():
             entries[names[argument]] = path
         for path in request.sources:
@@ -531,7 +566,7 @@ def package(
 
 def describe(result: PackageResult, function: FunctionSpec, request: PackageRequest) -> str:
     """The summary line the command prints after writing a bundle."""
-    kind = "GPU" if request.gpu else "CPU"
+    kind = f"GPU, CUDA {request.cuda}" if request.cuda else "GPU" if request.gpu else "CPU"
     return (
         f"packaged {function_name(function, request.tag, request.name)} ({kind}) -> "
         f"{result.output}: "
@@ -542,7 +577,7 @@ def describe(result: PackageResult, function: FunctionSpec, request: PackageRequ
 
 def warnings(function: FunctionSpec, request: PackageRequest) -> list[str]:
     """What the bundle will do badly though it is valid (a CPU bundle of a GPU model)."""
-    if function.cpu_warning and not request.gpu:
+    if function.cpu_warning and not (request.gpu or request.cuda):
         return [function.cpu_warning]
     return []
 

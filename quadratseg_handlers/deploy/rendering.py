@@ -13,13 +13,13 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from quadratseg_handlers.deploy.catalog import FunctionSpec
+from quadratseg_handlers.deploy.catalog import FunctionSpec, PipStep
 from quadratseg_handlers.deploy.function_yaml import (
     HTTP_TRIGGER,
     MAX_REQUEST_BODY,
@@ -31,6 +31,12 @@ from quadratseg_handlers.deploy.function_yaml import (
     WORKER_WAIT_MS,
     Batching,
 )
+from quadratseg_handlers.deploy.torch_builds import (
+    TORCH_PACKAGES,
+    TORCH_WHEEL_INDEX,
+    CudaBuild,
+    is_cuda_runtime_package,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,9 +46,9 @@ else:  # pragma: no cover - Python 3.10
 CONSTRAINTS_NAME = "constraints.txt"
 ONNXRUNTIME_GPU = "onnxruntime-gpu"
 """onnxruntime's CUDA build, same versions: what a GPU bundle runs an ``.onnx`` model on."""
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_CPU_INDEX = f"{TORCH_WHEEL_INDEX}/cpu"
 """PyTorch's CPU wheel index: CPU images take torch from it, not PyPI's CUDA build."""
-CPU_TORCH_PACKAGES = ("torch", "torchvision")
+CPU_TORCH_PACKAGES = TORCH_PACKAGES
 _EXACT_PIN = re.compile(r"^([A-Za-z0-9._-]+)\s*==\s*([0-9][^,;\s+]*)")
 PROJECT_NAME = "quadratseg-handlers"
 
@@ -141,27 +147,46 @@ class SourceTree:
                     return other
         return requirement
 
-    def bundle_constraints(self, *, gpu: bool = True) -> str | None:
+    def bundle_constraints(self, *, gpu: bool = True, cuda: CudaBuild | None = None) -> str | None:
         """constraints.txt as the image uses it (without this project's own line), or None.
 
-        A CPU image's pins torch and torchvision at their ``+cpu`` builds (:func:`cpu_build`).
+        A CPU image's pins torch and torchvision at their ``+cpu`` builds (:func:`cpu_build`);
+        a ``cuda`` build's at theirs (``+cu126``), without the pins of PyPI's CUDA libraries
+        (that torch wheel pins its own).
         """
         if not self.constraints:
             return None
         lines = []
         for name, spec in sorted(self.constraints.items()):
             line = f"{name}{spec}"
-            lines.append(line if gpu else cpu_build(line) or line)
+            if cuda is not None:
+                if is_cuda_runtime_package(name):
+                    continue
+                lines.append(local_build(line, cuda.label) or line)
+            else:
+                lines.append(line if gpu else cpu_build(line) or line)
         return "\n".join(lines) + "\n"
+
+    @property
+    def torch_version(self) -> str | None:
+        """The torch version constraints.txt pins (``2.13.0``), or None."""
+        match = _EXACT_PIN.match(f"torch{self.constraints.get('torch', '')}")
+        return match.group(2) if match else None
 
 
 def cpu_build(requirement: str) -> str | None:
     """``torch==2.13.0+cpu`` for a requirement pinning torch (or torchvision) exactly; None
     for any other requirement."""
+    return local_build(requirement, "cpu")
+
+
+def local_build(requirement: str, label: str) -> str | None:
+    """``torch==2.13.0+<label>`` (``cpu``, ``cu126``) for a requirement pinning torch (or
+    torchvision) exactly; None for any other requirement."""
     match = _EXACT_PIN.match(requirement)
     if match is None or normalize(match.group(1)) not in CPU_TORCH_PACKAGES:
         return None
-    return f"{match.group(1)}=={match.group(2)}+cpu"
+    return f"{match.group(1)}=={match.group(2)}+{label}"
 
 
 def parse_constraints(text: str) -> dict[str, str]:
@@ -213,32 +238,78 @@ def bundle_path(name: str) -> str:
     return f"{NUCLIO_DIR}/{name}"
 
 
+def pip_installs(
+    spec: FunctionSpec,
+    source: SourceTree,
+    *,
+    gpu: bool = False,
+    cuda: CudaBuild | None = None,
+) -> list[PipStep]:
+    """The image's pip installs before the library's wheel, in order: torch and torchvision
+    from PyTorch's index (a CPU bundle's ``+cpu`` builds, without the CUDA libraries, or a
+    ``cuda`` build's ``+cu126``), the pinned requirements (those torch builds pinned), then
+    the catalogue's special steps."""
+    requirements = source.requirements(spec.extra)
+    special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
+    pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
+    steps = []
+    if not gpu or cuda is not None:
+        label, index = ("cpu", TORCH_CPU_INDEX) if cuda is None else (cuda.label, cuda.index_url)
+        torch = [build for build in (local_build(r, label) for r in pinned) if build]
+        if torch:
+            steps.append(PipStep(tuple(torch), ("--index-url", index)))
+        pinned = [local_build(r, label) or r for r in pinned]
+    steps.append(PipStep(tuple(pinned)))
+    for step in spec.pip_steps:
+        packages = tuple(source.pin(p, requirements) for p in step.packages)
+        steps.append(PipStep(packages, step.options, step.env))
+    return steps
+
+
+WHEELHOUSE = "wheels"
+"""The bundle's folder of wheels (``--wheelhouse``) the image installs from, offline."""
+
+
+def offline_options(options: Iterable[str]) -> tuple[str, ...]:
+    """pip options that install from the bundle's wheelhouse only: its index options dropped."""
+    kept: list[str] = []
+    skip = False
+    for option in options:
+        if skip:
+            skip = False
+        elif option in ("--index-url", "--extra-index-url"):
+            skip = True
+        else:
+            kept.append(option)
+    return ("--no-index", "--find-links", bundle_path(WHEELHOUSE), *kept)
+
+
 def build_commands(
-    spec: FunctionSpec, layout: BundleLayout, source: SourceTree, *, gpu: bool = False
+    spec: FunctionSpec,
+    layout: BundleLayout,
+    source: SourceTree,
+    *,
+    gpu: bool = False,
+    cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> list[str]:
-    """Nuclio ``build.commands``: system packages, pinned requirements, special installs and
+    """Nuclio ``build.commands``: system packages, the pip installs (:func:`pip_installs`) and
     downloads before the bundle is copied (cached layers), then the library from its wheel;
-    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build. A CPU
-    bundle first installs torch and torchvision from PyTorch's CPU index (their ``+cpu``
-    builds, without the CUDA libraries), then pins them at those builds."""
+    a GPU bundle holding an ONNX model then swaps onnxruntime for its CUDA build. With a
+    ``wheelhouse`` every install runs after the copy, from the bundle's wheels only."""
     commands = []
     if spec.apt_packages:
         commands.append(
             "apt-get update && apt-get install -y --no-install-recommends "
             f"{' '.join(spec.apt_packages)} && rm -rf /var/lib/apt/lists/*"
         )
-    requirements = source.requirements(spec.extra)
-    special = {requirement_name(p) for step in spec.pip_steps for p in step.packages}
-    pinned = [source.pin(r) for r in requirements if requirement_name(r) not in special]
-    if not gpu:
-        cpu = [build for build in map(cpu_build, pinned) if build]
-        if cpu:
-            commands.append(_pip(cpu, ("--index-url", TORCH_CPU_INDEX)))
-        pinned = [cpu_build(r) or r for r in pinned]
-    commands.append(_pip(pinned))
-    for step in spec.pip_steps:
-        packages = [source.pin(p, requirements) for p in step.packages]
-        commands.append(_pip(packages, step.options, step.env))
+    installs = pip_installs(spec, source, gpu=gpu, cuda=cuda)
+    offline: tuple[str, ...] = ()
+    if wheelhouse:
+        commands.append("@nuclio.postCopy")
+        offline = offline_options(())
+        installs = [replace(step, options=offline_options(step.options)) for step in installs]
+    commands += [_pip(step.packages, step.options, step.env) for step in installs]
     for argument in layout.fetched:
         bundle_file = spec.file(argument)
         target = bundle_path(bundle_file.bundle_name())
@@ -246,9 +317,10 @@ def build_commands(
             f'mkdir -p {NUCLIO_DIR} && python -c "import urllib.request; '
             f"urllib.request.urlretrieve('{bundle_file.fetch_url}', '{target}')\""
         )
-    commands.append("@nuclio.postCopy")
+    if not wheelhouse:
+        commands.append("@nuclio.postCopy")
     wheel = bundle_path(layout.wheel) + (f"[{spec.extra}]" if spec.extra else "")
-    options = ("-c", bundle_path(CONSTRAINTS_NAME)) if layout.constraints else ()
+    options = offline + (("-c", bundle_path(CONSTRAINTS_NAME)) if layout.constraints else ())
     commands.append(_pip([wheel], options))
     if gpu and any(name.lower().endswith(".onnx") for name in layout.files.values()):
         version = source.constraints.get("onnxruntime", "")
@@ -282,6 +354,8 @@ def function_config(
     name: str | None = None,
     network: str | None = None,
     batch: Batching | None = None,
+    cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> dict[str, Any]:
     """The function.yaml content as data (``labels_json`` is the spec; None leaves it out).
 
@@ -296,6 +370,11 @@ def function_config(
         annotations["spec"] = labels_json
     annotations["quadratseg.function"] = spec.name
     annotations["quadratseg.version"] = source.version
+    if cuda is not None:
+        annotations["quadratseg.cuda"] = cuda.cuda
+        annotations["quadratseg.min-driver"] = cuda.min_driver
+    if wheelhouse:
+        annotations["quadratseg.wheelhouse"] = WHEELHOUSE
     env = [
         {"name": f.env, "value": bundle_path(layout.files.get(f.argument, f.bundle_name()))}
         for f in spec.files
@@ -337,7 +416,9 @@ def function_config(
             "env": env,
             "build": {
                 "baseImage": spec.gpu_base_image if gpu else spec.cpu_base_image,
-                "commands": build_commands(spec, layout, source, gpu=gpu),
+                "commands": build_commands(
+                    spec, layout, source, gpu=gpu, cuda=cuda, wheelhouse=wheelhouse
+                ),
             },
             "triggers": {HTTP_TRIGGER: trigger},
             "resources": resources,
@@ -372,6 +453,8 @@ def render_function_yaml(
     name: str | None = None,
     network: str | None = None,
     batch: Batching | None = None,
+    cuda: CudaBuild | None = None,
+    wheelhouse: bool = False,
 ) -> str:
     """function.yaml (or function-gpu.yaml) text, with a header saying where it comes from."""
     config = function_config(
@@ -384,8 +467,10 @@ def render_function_yaml(
         name=name,
         network=network,
         batch=batch,
+        cuda=cuda,
+        wheelhouse=wheelhouse,
     )
-    variant = "GPU" if gpu else "CPU"
+    variant = f"GPU, CUDA {cuda.cuda}" if cuda else "GPU" if gpu else "CPU"
     if labels_json is None:
         header = [
             f"# {spec.name} ({variant}): rendered from the catalogue in "

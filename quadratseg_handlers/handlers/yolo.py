@@ -40,6 +40,10 @@ class YoloSegHandler(InstanceHandler):
         """The network input's long side: masks map straight from it to the photo."""
         return self.yolo.decode_side
 
+    def model_family(self) -> str | None:
+        """The weights' architecture (``YOLO11n-seg``), read from the file."""
+        return self.yolo.family
+
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[list[Instance]]:
         """One batched ultralytics predict; instances in original-image pixels."""
         results = self.yolo.predict(images, threshold)
@@ -47,12 +51,14 @@ class YoloSegHandler(InstanceHandler):
 
 
 class CoralSegV4Handler(YoloSegHandler):
-    """CRIOBE fine-grained coral segmentation (16 genera)."""
+    """CRIOBE fine-grained coral segmentation (the CRIOBE model has 16 genera; labels come
+    from the weights)."""
 
     function_name = "pth-yolo-coralsegv4"
 
 
 class CoralSegBanggaiHandler(YoloSegHandler):
-    """Banggai extended coral segmentation (10 classes)."""
+    """Banggai extended coral segmentation (the Banggai model has 10 classes; labels come from
+    the weights)."""
 
     function_name = "pth-yolo-coralsegbanggai"

@@ -3,7 +3,8 @@
 Each image is posted as CVAT posts it and the answer is checked with
 :func:`cvat.validate_response` against the function's label spec and the image's size, so
 what CVAT would reject or silently drop (float confidences, unknown labels, mask boxes off the
-image) fails here, before deployment.
+image) fails here, before deployment. An answer with no shapes passes, with the function's
+own reason (its ``X-Quadratseg-Warning`` header) shown, unless the check is strict.
 """
 
 from __future__ import annotations
@@ -31,19 +32,34 @@ class ImageCheck:
     shapes: int = 0
     labels: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    warning: str = ""
+    """The function's warnings about this request (why its answer is empty)."""
 
     @property
     def passed(self) -> bool:
         return self.status == 200 and not self.problems
 
+    @property
+    def empty(self) -> bool:
+        """A valid answer that holds no shapes."""
+        return self.passed and self.shapes == 0
+
+    def empty_text(self) -> str:
+        """``empty: <the function's reason>`` (or that it gave none)."""
+        return f"empty: {self.warning or 'the function gave no reason'}"
+
 
 def check_image(
-    function: HttpFunction, path: Path, labels: Sequence[LabelSpec], threshold: float | None
+    function: HttpFunction,
+    path: Path,
+    labels: Sequence[LabelSpec],
+    threshold: float | None,
+    strict: bool = False,
 ) -> ImageCheck:
-    """Post one image and validate the answer."""
+    """Post one image and validate the answer (``strict``: an empty answer fails)."""
     size_wh = image_size_wh(path)
     answer = function.post(request_body(path, threshold))
-    result = ImageCheck(path.name, size_wh, answer.status, answer.seconds)
+    result = ImageCheck(path.name, size_wh, answer.status, answer.seconds, warning=answer.warning)
     if answer.status != 200:
         result.problems.append(f"HTTP {answer.status}: {answer.error_text()}")
         return result
@@ -60,6 +76,8 @@ def check_image(
             str(s.get("label")) for s in shapes if isinstance(s, dict) and "label" in s
         )
     result.problems = cvat.validate_response(shapes, labels, size_wh)
+    if strict and result.empty:
+        result.problems.append(result.empty_text())
     return result
 
 
@@ -69,11 +87,12 @@ def check_images(
     labels: Sequence[LabelSpec],
     threshold: float | None = None,
     on_result: Callable[[ImageCheck], None] | None = None,
+    strict: bool = False,
 ) -> list[ImageCheck]:
     """Check every image in turn; ``on_result`` sees each result as it arrives."""
     results = []
     for path in images:
-        result = check_image(function, path, labels, threshold)
+        result = check_image(function, path, labels, threshold, strict)
         if on_result is not None:
             on_result(result)
         results.append(result)
@@ -85,20 +104,28 @@ def _label_counts(labels: Counter[str], width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def table_header() -> str:
-    """The per-image table's header (fixed-width columns)."""
+def name_width(images: Sequence[Path]) -> int:
+    """The image column's width: the longest file name, whole (survey names are long)."""
+    return max([len("image"), *(len(path.name) for path in images)])
+
+
+def table_header(width: int = 28) -> str:
+    """The per-image table's header (fixed-width columns; ``width``: the image column's)."""
     return (
-        f"{'image':<28} {'size':>11} {'HTTP':>4} {'shapes':>6} {'time':>9}  "
+        f"{'image':<{width}} {'size':>11} {'HTTP':>4} {'shapes':>6} {'time':>9}  "
         f"{'labels':<40}  problems"
     )
 
 
-def table_row(result: ImageCheck) -> str:
-    """One image's line of the table."""
+def table_row(result: ImageCheck, width: int = 28) -> str:
+    """One image's line of the table, its file name whole."""
     size = f"{result.size_wh[0]}x{result.size_wh[1]}"
-    problems = "ok" if result.passed else f"{len(result.problems)}: {result.problems[0]}"
+    if not result.passed:
+        problems = f"{len(result.problems)}: {result.problems[0]}"
+    else:
+        problems = f"ok ({result.empty_text()})" if result.empty else "ok"
     return (
-        f"{result.name[:28]:<28} {size:>11} {result.status:>4} {result.shapes:>6} "
+        f"{result.name:<{width}} {size:>11} {result.status:>4} {result.shapes:>6} "
         f"{result.seconds * 1000:>6.0f} ms  {_label_counts(result.labels):<40}  {problems}"
     )
 
@@ -125,4 +152,22 @@ def summary(results: Sequence[ImageCheck]) -> str:
     return (
         f"{verdict}: {passed}/{len(results)} images passed, {plural(shapes, 'shape')}, "
         f"median {median:.0f} ms per image"
+    )
+
+
+def empty_warning(results: Sequence[ImageCheck]) -> str | None:
+    """The loud line when answers passed with no shapes: how many, and the function's first
+    reason; None when every passing answer holds shapes."""
+    empty = [result for result in results if result.empty]
+    if not empty:
+        return None
+    reasons = Counter(result.warning for result in empty if result.warning)
+    reason = (
+        f"the function says: {reasons.most_common(1)[0][0]}"
+        if reasons
+        else "the function gave no reason"
+    )
+    return (
+        f"{len(empty)}/{len(results)} answers hold no shapes ({reason}); "
+        "--strict fails on empty answers"
     )

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from quadratseg_handlers.core.messages import last_line
 from quadratseg_handlers.core.request import cvat_request
+from quadratseg_handlers.core.runtime import WARNING_HEADER
 from quadratseg_handlers.cvat.spec import LabelSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -36,12 +37,14 @@ class FunctionError(Exception):
 
 @dataclass
 class Answer:
-    """One HTTP answer: status, content type, raw body and the round-trip time in seconds."""
+    """One HTTP answer: status, content type, raw body, the round-trip time in seconds, and
+    the function's warnings about the request (why an answer is empty; "" without)."""
 
     status: int
     content_type: str
     body: bytes
     seconds: float
+    warning: str = ""
 
     def json(self) -> Any:
         """The decoded JSON body (ValueError when it is not JSON)."""
@@ -96,10 +99,12 @@ class HttpFunction:
                 data = response.read()
                 status = response.status
                 kind = response.headers.get("Content-Type", "")
+                warning = response.headers.get(WARNING_HEADER, "")
         except urllib.error.HTTPError as exc:
             data = exc.read()
             status = exc.code
             kind = exc.headers.get("Content-Type", "") if exc.headers else ""
+            warning = ""
         except urllib.error.URLError as exc:
             reason = exc.reason.strerror if isinstance(exc.reason, OSError) else exc.reason
             if isinstance(exc.reason, TimeoutError):
@@ -109,7 +114,7 @@ class HttpFunction:
             raise FunctionError(f"no answer from {url} within {self.timeout:.0f} s") from None
         except (ConnectionError, OSError) as exc:
             raise FunctionError(f"connection to {url} failed: {exc.strerror or exc}") from None
-        return Answer(status, kind, data, time.perf_counter() - started)
+        return Answer(status, kind, data, time.perf_counter() - started, warning)
 
     def post(self, body: bytes, content_type: str = "application/json") -> Answer:
         """POST a raw body to the function."""

@@ -3,8 +3,9 @@
 Polygons, rectangles and masks are filled translucently in one colour per label and outlined;
 skeleton nodes are drawn as numbered points joined by the edges of the label's svg (the
 lattice of the grid functions); every scored shape shows its confidence; a legend lists the
-labels with their counts. The result has the input's size; :func:`save_png` writes it
-atomically.
+labels with their counts, placed where it covers no caption and the least of the shapes
+(captions are drawn last, over everything). The result has the input's size;
+:func:`save_png` writes it atomically.
 """
 
 from __future__ import annotations
@@ -114,16 +115,24 @@ class _Canvas:
         self.radius = max(2, round(short / 180))
         self.font = _font(max(10, round(short / 55)))
         self.small_font = _font(max(8, round(short / 75)))
+        self.captions: list[tuple[tuple[float, float, float, float], str, RGB, Font]] = []
+        """Captions to draw last (box, text, colour, font): nothing drawn later hides them."""
 
     def text(self, xy: tuple[float, float], text: str, colour: RGB, small: bool = False) -> None:
-        """Text on a dark box, kept inside the image."""
+        """Text on a dark box, kept inside the image (drawn by :meth:`draw_captions`)."""
         font = self.small_font if small else self.font
         left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)
         width, height = right - left + 4, bottom - top + 4
         x = min(max(0.0, xy[0]), self.base.width - width)
         y = min(max(0.0, xy[1] - height), self.base.height - height)
-        self.draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0, 170))
-        self.draw.text((x + 2 - left, y + 2 - top), text, fill=(*colour, 255), font=font)
+        self.captions.append(((x, y, x + width, y + height), text, colour, font))
+
+    def draw_captions(self) -> None:
+        """Draw the captions, over the shapes and the legend."""
+        for (x, y, x2, y2), text, colour, font in self.captions:
+            left, top, _, _ = self.draw.textbbox((0, 0), text, font=font)
+            self.draw.rectangle((x, y, x2, y2), fill=(0, 0, 0, 170))
+            self.draw.text((x + 2 - left, y + 2 - top), text, fill=(*colour, 255), font=font)
 
     def result(self) -> np.ndarray:
         image = Image.alpha_composite(Image.alpha_composite(self.base, self.fill), self.lines)
@@ -209,23 +218,31 @@ def _draw_skeleton(
     return True
 
 
-def _emptiest_corner(fill: Image.Image, width: int, height: int) -> tuple[float, float]:
-    """The image corner where a legend of this size hides the least of the filled shapes."""
-    alpha = np.asarray(fill.getchannel("A"), dtype=np.uint32)
+def _emptiest_corner(canvas: _Canvas, width: int, height: int) -> tuple[float, float]:
+    """Where along the image's border a legend of this size covers no caption and hides the
+    least of the shapes (fills, lines and points): the corners first, then the edges."""
+    alpha = np.asarray(canvas.fill.getchannel("A"), dtype=np.uint32)
+    alpha = alpha + np.asarray(canvas.lines.getchannel("A"), dtype=np.uint32)
     rows, cols = alpha.shape
     margin = 6
-    corners = [
-        (margin, margin),
-        (cols - width - margin, margin),
-        (margin, rows - height - margin),
-        (cols - width - margin, rows - height - margin),
-    ]
+    right, bottom = max(0, cols - width - margin), max(0, rows - height - margin)
+    spots = [(margin, margin), (right, margin), (margin, bottom), (right, bottom)]
+    for step in range(1, 8):
+        x, y = right * step // 8, bottom * step // 8
+        spots += [(x, margin), (x, bottom), (margin, y), (right, y)]
 
-    def covered(corner: tuple[int, int]) -> int:
-        x, y = max(0, corner[0]), max(0, corner[1])
-        return int(alpha[y : y + height + 1, x : x + width + 1].sum())
+    def caption_overlap(spot: tuple[int, int]) -> float:
+        x, y = spot
+        return sum(
+            max(0.0, min(x + width, x2) - max(x, x1)) * max(0.0, min(y + height, y2) - max(y, y1))
+            for (x1, y1, x2, y2), *_ in canvas.captions
+        )
 
-    x, y = min(corners, key=covered)
+    def covered(spot: tuple[int, int]) -> tuple[float, int]:
+        x, y = max(0, spot[0]), max(0, spot[1])
+        return caption_overlap(spot), int(alpha[y : y + height + 1, x : x + width + 1].sum())
+
+    x, y = min(spots, key=covered)
     return float(max(0, x)), float(max(0, y))
 
 
@@ -242,7 +259,7 @@ def _draw_legend(
     swatch = line_height - 6
     width = max(b[2] - b[0] for b in boxes) + swatch + 16
     height = line_height * len(texts) + 8
-    x0, y0 = _emptiest_corner(canvas.fill, int(width), int(height))
+    x0, y0 = _emptiest_corner(canvas, int(width), int(height))
     canvas.draw.rectangle((x0, y0, x0 + width, y0 + height), fill=(0, 0, 0, 180))
     y = y0 + 4
     for text in lines:
@@ -292,6 +309,7 @@ def draw_shapes(
             counts[name] += 1
     header = [title] if title else []
     _draw_legend(canvas, counts, colours, header + tags)
+    canvas.draw_captions()
     return canvas.result()
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles_for_tests import BLOB_MAIN, FLOAT_CONFIDENCE_MAIN, write_bundle
+from bundles_for_tests import (
+    BLOB_MAIN,
+    EMPTY_WITH_REASON_MAIN,
+    FLOAT_CONFIDENCE_MAIN,
+    write_bundle,
+)
 from PIL import Image
 
 from quadratseg_handlers.cli.main import main
@@ -191,3 +196,41 @@ def test_annotate_errors(blob_url, tmp_path, capsys):
                  "--out", str(tmp_path / "o.png")]) == 2  # fmt: skip
     assert "not a readable image" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+REASON = "no skeleton: 2 distinct detection(s), at least 4 needed"
+SURVEY_NAMES = [
+    f"moorea_2024-05-14_site03_transect12_quadrat_{index:04d}_cam2_left.jpg" for index in (1, 2)
+]
+
+
+@pytest.mark.slow
+def test_check_shows_why_answers_are_empty_and_strict_fails_them(tmp_path, capsys):
+    """Every answer empty: the rows and a loud warning give the function's own reason; with
+    --strict each empty answer fails (exit 1). Long survey names are printed whole."""
+    images = tmp_path / "survey"
+    images.mkdir()
+    for seed, name in enumerate(SURVEY_NAMES):
+        Image.fromarray(blobs_image(200, 150, count=3, seed=seed)).save(images / name)
+    folder = write_bundle(tmp_path / "empty", EMPTY_WITH_REASON_MAIN, name="example-blobs")
+    with BackgroundServer(read_function_config(folder)) as url:
+        argv = ["check", "--function-url", url, "--test-images", str(images)]
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        rows = [line for line in out.splitlines() if line.startswith("moorea")]
+        assert [row.split()[0] for row in rows] == SURVEY_NAMES
+        assert all(row.endswith(f"ok (empty: {REASON})") for row in rows)
+        assert "PASS: 2/2 images passed, 0 shapes" in out
+        assert err == (
+            "quadratseg check: warning: 2/2 answers hold no shapes (the function says: "
+            f"{REASON}); --strict fails on empty answers\n"
+        )
+        assert main([*argv, "--strict"]) == 1
+        out, _ = capsys.readouterr()
+        assert "FAIL: 0/2 images passed, 0 shapes" in out
+        assert f"  - empty: {REASON}" in out.splitlines()
+        assert main(["annotate", str(images / SURVEY_NAMES[0]), "--function-url", url,
+                     "--out", str(tmp_path / "o.png")]) == 0  # fmt: skip
+        err = capsys.readouterr().err
+    assert "annotate: 0 shapes (none) on 200x150" in err
+    assert f"annotate: the function says: {REASON}" in err.splitlines()

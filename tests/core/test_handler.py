@@ -276,3 +276,14 @@ def test_notebook_keyword_settings_are_validated():
         BrightBoxHandler(levle=3)
     with pytest.raises(ConfigError, match="CONF_THRESHOLD"):
         BrightBoxHandler(conf_threshold=2)
+
+
+def test_the_warning_header_is_one_printable_line_of_bounded_length():
+    from quadratseg_handlers.core.runtime import MAX_WARNING_CHARS, warning_header
+
+    assert warning_header(["no skeleton: only 3\nof 4", "second"]) == (
+        "no skeleton: only 3 of 4; second"
+    )
+    assert warning_header(["température ok"]) == "temp?rature ok"
+    long = warning_header(["x" * 5000])
+    assert len(long) == MAX_WARNING_CHARS and long.endswith("...")

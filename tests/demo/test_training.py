@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from quadratseg_handlers.cli.main import build_parser
 from quadratseg_handlers.demo.reef import HELD_OUT_SOURCES
 from quadratseg_handlers.demo.synthetic import GENERA
 from quadratseg_handlers.demo.training import (
@@ -96,8 +97,12 @@ def test_the_committed_models_match_their_manifest_and_budget(committed_models):
 
 
 def test_missing_or_altered_weights_are_refused(tmp_path, committed_models):
-    with pytest.raises(DemoModelsError, match="make demo-models"):
+    with pytest.raises(DemoModelsError) as caught:
         verified_models(tmp_path)
+    assert str(caught.value).startswith(
+        f"{tmp_path / MANIFEST}: no manifest; for a lab's own models write manifest.json next "
+        'to them: {"models": {"gridcorners": {"file": "gridcorners.pt", "sha256": '
+    )
     copy = tmp_path / "copy"
     shutil.copytree(committed_models, copy)
     (copy / MODELS["gridpose"].file).write_bytes(b"not the trained weights")
@@ -114,3 +119,17 @@ def test_a_model_that_starts_from_another_needs_it_first(tmp_path):
     with pytest.raises(ValueError, match="train gridpose first"):
         train_model(MODELS["gridcorners"], tmp_path / "work", tmp_path / "out")
     assert not (tmp_path / "work").exists()
+
+
+def test_train_demo_help_states_the_recorded_training_time(committed_models):
+    """The manifest's minutes (first runs and refinements) add up to about 4 hours, as the
+    command's help says."""
+    manifest = read_manifest(committed_models)
+    minutes = sum(
+        entry["train_minutes"] + sum(run["minutes"] for run in entry.get("refinements", []))
+        for entry in manifest["models"].values()
+    )
+    assert 3.5 * 60 <= minutes <= 4.5 * 60
+    assert "train-demo" in build_parser().format_help()
+    help_text = " ".join(build_parser().format_help().split())
+    assert "retrain the demo models on drawn quadrats (about 4 hours on 2 CPU cores)" in help_text

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ from quadratseg_handlers.deploy.function_yaml import (
     open_bundle,
 )
 from quadratseg_handlers.deploy.library_wheel import WHEEL_CACHE_ENV
-from quadratseg_handlers.deploy.packager import PackageError
+from quadratseg_handlers.deploy.packager import PackageError, PackageRequest, package
 from quadratseg_handlers.deploy.rendering import (
     SourceTree,
 )
@@ -721,3 +722,152 @@ def test_the_wheel_carries_no_demo_weights(wheel):
     assert any(name.startswith("quadratseg_handlers/local/") for name in names)
     assert not [name for name in names if "demo-models" in name or name.endswith(".pt")]
     assert wheel.stat().st_size < 2_000_000
+
+
+@pytest.mark.slow
+def test_cuda_option_packages_a_gpu_bundle_pinned_at_that_build(tmp_path, capsys, wheel):
+    levels = level_box_files(tmp_path)["levels"]
+    out = tmp_path / "cu126.zip"
+    code, lines = cli(
+        capsys, "package", "levelboxes", str(levels), "--cuda", "12.6", "--output", str(out)
+    )
+    assert code == 0, lines
+    assert lines[0].startswith(f"packaged test-level-boxes (GPU, CUDA 12.6) -> {out}: ")
+    with zipfile.ZipFile(out) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+        pins = bundle.read("nuclio/constraints.txt").decode().splitlines()
+    assert config["metadata"]["annotations"]["quadratseg.cuda"] == "12.6"
+    assert config["metadata"]["annotations"]["quadratseg.min-driver"] == "525.60.13"
+    assert config["spec"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["DEVICE"] == "cuda"
+    assert "torch==2.13.0+cu126" in pins and "torchvision==0.28.0+cu126" in pins
+    assert not [pin for pin in pins if pin.startswith(("cuda-toolkit", "nvidia-cublas"))]
+    assert validate(out, probe=None).ok
+
+
+def test_an_unpublished_cuda_version_is_refused_with_the_published_ones(capsys, tmp_path, levels):
+    assert refused(capsys, tmp_path, "levelboxes", str(levels), "--cuda", "12.8") == [
+        "--cuda 12.8: torch 2.13.0 has no CUDA 12.8 build on https://download.pytorch.org/whl "
+        "(published: 12.6, 13.0, 13.2); a CUDA 12 driver (>= 525.60.13) runs --cuda 12.6"
+    ]
+
+
+@pytest.mark.slow
+def test_a_coral_model_is_named_and_described_from_its_weights(tmp_path, wheel):
+    """The catalogue's "CoralSeg v4 (YOLO11-seg, CRIOBE genera)" is the CRIOBE model's name: a
+    lab's own weights are named by their architecture and label count, unless given."""
+    coral = FUNCTIONS["pth-yolo-coralsegv4"]
+    result = pack(tmp_path, wheel, coral)
+    names = [label["name"] for label in result.labels]
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    family = "YOLO11n-seg"
+    assert config["metadata"]["annotations"]["name"] == (
+        f"CoralSeg v4 ({family}, {len(names)} labels)"
+    )
+    assert config["spec"]["description"] == (
+        f"Coral instance segmentation with {family}: {len(names)} labels ({', '.join(names)})"
+    )
+    given = pack(
+        tmp_path / "given",
+        wheel,
+        coral,
+        display_name="Moorea corals",
+        description="Our 6 genera",
+        output=tmp_path / "given.zip",
+    )
+    with zipfile.ZipFile(given.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["annotations"]["name"] == "Moorea corals"
+    assert config["spec"]["description"] == "Our 6 genera"
+
+
+def test_names_from_the_weights_count_labels_and_shorten_long_lists():
+    coral = FUNCTIONS["pth-yolo-coralsegv4"]
+    six = coral.described_by(["a", "b", "c", "d", "e", "f"], "YOLO11s-seg")
+    assert six.title == "CoralSeg v4 (YOLO11s-seg, 6 labels)"
+    assert (
+        six.description
+        == "Coral instance segmentation with YOLO11s-seg: 6 labels (a, b, c, d, e, f)"
+    )
+    many = coral.described_by([f"g{i}" for i in range(16)], None)
+    assert many.title == "CoralSeg v4 (pytorch, 16 labels)"
+    assert many.description.endswith("16 labels (g0, g1, g2, g3, g4, g5, g6, g7, ...)")
+    assert coral.described_by([], "YOLO11n-seg") == coral  # weights fetched at build time
+    grid = FUNCTIONS["pth-yolo-gridpose"]
+    assert grid.described_by(["grid"], "YOLO11n-pose").title == grid.title
+
+
+def tiny_wheel(folder: Path, name: str = "tinydep", version: str = "1.0") -> Path:
+    """A real (pure Python) wheel of a one-module package, written by hand: pip takes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "VALUE = 1\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{entry},,\n" for entry in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(entry, text)
+    return path
+
+
+@pytest.mark.slow
+def test_a_wheelhouse_bundle_carries_its_wheels_and_installs_offline(tmp_path, wheel, source):
+    """`--wheelhouse`: pip downloads the image's requirements (here one tiny package, from a
+    local index) into the bundle's wheels/, and every install runs after the copy with
+    --no-index; pip resolves the bundle's requirements from those wheels alone."""
+    index = tmp_path / "index"
+    tiny_wheel(index)
+    tiny = replace(source, dependencies=("tinydep",), extras={}, constraints={"tinydep": "==1.0"})
+    levels = level_box_files(tmp_path)["levels"]
+    request = PackageRequest(
+        LEVELS, {"levels": levels}, output=tmp_path / "wh.zip", wheelhouse=True
+    )
+    local = ("--no-index", "--find-links", str(index))
+    result = package(request, source=tiny, wheel=wheel, pip_options=local)
+    assert "nuclio/wheels/tinydep-1.0-py3-none-any.whl" in result.entries
+    with zipfile.ZipFile(result.output) as bundle:
+        config = yaml.safe_load(bundle.read("nuclio/function.yaml"))
+    assert config["metadata"]["annotations"]["quadratseg.wheelhouse"] == "wheels"
+    offline = "python -m pip install --no-cache-dir --no-index --find-links /opt/nuclio/wheels"
+    assert config["spec"]["build"]["commands"] == [
+        "@nuclio.postCopy",
+        f"{offline} tinydep==1.0",
+        f"{offline} -c /opt/nuclio/constraints.txt /opt/nuclio/{wheel.name}",
+    ]
+    assert validate(result.output, probe=None).ok
+    folder = unpack(result.output, tmp_path / "bundle")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links",
+         str(folder / "wheels"), "--target", str(tmp_path / "target"), "tinydep==1.0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Would install tinydep-1.0" in done.stdout, done.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = replace(request, output=tmp_path / "missing.zip")
+    with pytest.raises(PackageError) as caught:
+        package(
+            missing,
+            source=tiny,
+            wheel=wheel,
+            pip_options=("--no-index", "--find-links", str(empty)),
+        )
+    assert caught.value.code == 1 and not missing.output.exists()
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "--wheelhouse: no wheel set for tinydep==1.0 on Linux x86_64 CPython 3.11: "
+    )
+
+
+def test_a_wheelhouse_bundle_needs_every_file_given(capsys, tmp_path):
+    assert refused(capsys, tmp_path, "maskfill", "--wheelhouse") == [
+        "--wheelhouse: give every file (one would be downloaded at build time)"
+    ]

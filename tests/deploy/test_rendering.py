@@ -20,6 +20,7 @@ from quadratseg_handlers.deploy.rendering import (
     parse_constraints,
     render_function_yaml,
 )
+from quadratseg_handlers.deploy.torch_builds import PUBLISHED_CUDA, cuda_build
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -160,3 +161,78 @@ def test_a_gpu_bundle_of_an_onnx_model_runs_onnxruntime_gpu():
     assert "onnxruntime-gpu" not in " ".join(build_commands(spec, onnx, source, gpu=False))
     weights = BundleLayout({"weights": "best.pt"}, (), source.wheel_name, True)
     assert "onnxruntime-gpu" not in " ".join(build_commands(spec, weights, source, gpu=True))
+
+
+# --- CUDA builds of torch (`quadratseg package --cuda`) ------------------------------------------
+
+
+@pytest.mark.parametrize("cuda", ["12.6", "13.0", "13.2"])
+def test_each_published_cuda_build_renders_pinned_from_its_index(source, cuda):
+    """Each CUDA build recorded for the pinned torch: torch and torchvision at ``+cuXYZ`` from
+    PyTorch's index for that build, recorded in function.yaml, PyPI's CUDA pins left out."""
+    torch_version = source.torch_version
+    assert torch_version == "2.13.0"
+    build = cuda_build(torch_version, cuda)
+    assert build in PUBLISHED_CUDA[torch_version]
+    label = "cu" + cuda.replace(".", "")
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    layout = BundleLayout.default(spec, source)
+    text = render_function_yaml(spec, layout, source, gpu=True, labels_json="[]", cuda=build)
+    config = yaml.safe_load(text)
+    assert config_problems(config) == []
+    assert f"(GPU, CUDA {cuda})" in text.splitlines()[0]
+    annotations = config["metadata"]["annotations"]
+    assert annotations["quadratseg.cuda"] == cuda
+    assert annotations["quadratseg.min-driver"] == build.min_driver
+    env = {item["name"]: item["value"] for item in config["spec"]["env"]}
+    assert env["DEVICE"] == "cuda"
+    assert config["spec"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    commands = config["spec"]["build"]["commands"]
+    assert commands[1] == (
+        "python -m pip install --no-cache-dir --index-url "
+        f"https://download.pytorch.org/whl/{label} torch==2.13.0+{label} "
+        f"torchvision==0.28.0+{label}"
+    )
+    assert f"torch==2.13.0+{label}" in commands[2].split()
+    assert not any("cpu" in word for word in commands[2].split())
+    pins = source.bundle_constraints(gpu=True, cuda=build) or ""
+    assert f"torch==2.13.0+{label}\n" in pins and f"torchvision==0.28.0+{label}\n" in pins
+    lines = [line.split("==")[0] for line in pins.splitlines()]
+    assert "numpy" in lines and "nvidia-ml-py" in lines
+    assert not [name for name in lines if name.startswith(("cuda-", "nvidia-cu"))]
+
+
+def test_an_unpublished_cuda_build_is_refused_naming_those_that_exist():
+    with pytest.raises(ValueError) as caught:
+        cuda_build("2.13.0", "12.8")
+    assert str(caught.value) == (
+        "--cuda 12.8: torch 2.13.0 has no CUDA 12.8 build on https://download.pytorch.org/whl "
+        "(published: 12.6, 13.0, 13.2); a CUDA 12 driver (>= 525.60.13) runs --cuda 12.6"
+    )
+    with pytest.raises(ValueError, match="no record of the CUDA builds of torch 9.9.0"):
+        cuda_build("9.9.0", "12.6")
+
+
+def test_the_driver_table_of_the_docs_matches_the_record():
+    """deployment.md and install.md name each recorded build's minimum driver."""
+    for page in ("deployment.md", "install.md"):
+        text = (ROOT / "docs" / page).read_text()
+        for build in PUBLISHED_CUDA["2.13.0"]:
+            assert f"| `--cuda {build.cuda}` | `{build.label}` | {build.min_driver} |" in text, page
+
+
+def test_a_wheelhouse_build_installs_everything_after_the_copy_from_the_bundle(source):
+    spec = FUNCTIONS["pth-yolo-coralsegv4"]
+    layout = BundleLayout.default(spec, source)
+    commands = build_commands(spec, layout, source, gpu=False, wheelhouse=True)
+    normal = build_commands(spec, layout, source, gpu=False)
+    offline = "python -m pip install --no-cache-dir --no-index --find-links /opt/nuclio/wheels"
+    assert commands[0] == normal[0] and commands[0].startswith("apt-get update")  # system packages
+    assert commands[1] == "@nuclio.postCopy"
+    assert commands[2] == f"{offline} torch==2.13.0+cpu torchvision==0.28.0+cpu"
+    assert commands[3] == normal[2].replace("python -m pip install --no-cache-dir", offline)
+    assert commands[4] == normal[-1].replace("python -m pip install --no-cache-dir", offline)
+    assert not any("download.pytorch.org" in command for command in commands)
+    lama = FUNCTIONS["pth-lama"]
+    steps = build_commands(lama, BundleLayout.default(lama, source), source, wheelhouse=True)
+    assert f"{offline} --no-deps simple-lama-inpainting==0.1.2" in steps

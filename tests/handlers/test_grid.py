@@ -278,6 +278,13 @@ def test_gridpose_too_few_matches_is_empty_with_a_log_line(monkeypatch, grid_cas
     }
     handled = [r for r in client.logger.records if r[1] == "handled request"]
     assert handled[0][2]["shapes"] == 0
+    # the reason goes back to the client too, for `quadratseg check` and `annotate`
+    assert response.headers == {
+        "X-Quadratseg-Warning": "no skeleton: only 105 of 117 template points matched, "
+        "at least 106 needed"
+    }
+    found = grid_client(path).call(png_body(frame()))
+    assert len(response_json(found)) == 1 and found.headers == {}  # no warning, no header
 
 
 @pytest.mark.slow

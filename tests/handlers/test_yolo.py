@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from quadratseg_handlers import ConfigError, cvat
-from quadratseg_handlers.backends.ultralytics import load_yolo, precision_options
+from quadratseg_handlers.backends.ultralytics import load_yolo, model_family, precision_options
 from quadratseg_handlers.core.request import cvat_request, encode_image
 from quadratseg_handlers.cvat.masks import polygon_to_mask
 from quadratseg_handlers.demo.tinymodels.yolo import DETERMINISTIC_SCORE, tiny_yolo
@@ -418,3 +418,11 @@ def test_the_pixel_limit_counts_the_photo_through_the_scaled_decode(models):
     response = client.call({"image": photo_jpeg((4000, 3000))})
     assert response.status_code == 413
     assert "MAX_IMAGE_PIXELS" in response_json(response)["error"]
+
+
+def test_the_model_family_comes_from_an_export_description_or_the_architecture_file(tmp_path):
+    description = {"description": "Ultralytics YOLO11s-seg model trained on corals.yaml"}
+    assert model_family(None, description) == "YOLO11s-seg"
+    weights = tiny_yolo(tmp_path / "best.pt", "segment", ["Acropora", "Porites"])
+    assert load_yolo(weights, ("segment",)).family == "YOLO11n-seg"
+    assert model_family(object(), {}) is None

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from quadratseg_handlers import cvat
 from quadratseg_handlers.local import overlay
@@ -99,3 +100,33 @@ def test_save_png_is_atomic(tmp_path):
         overlay.save_png(np.zeros((4, 4, 7), dtype=np.float64), target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box of the largest connected part (stray anti-aliased pixels left out)."""
+    parts, count = ndimage.label(mask)
+    assert count > 0
+    largest = np.argmax(np.bincount(parts.ravel())[1:]) + 1
+    rows, cols = np.nonzero(parts == largest)
+    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def test_the_legend_never_covers_a_caption():
+    """A skeleton with no fill in the top-left corner: its caption sits where the old legend
+    went (the corner with the least fill); the legend goes elsewhere and the caption shows."""
+    image = np.full((300, 400, 3), 255, dtype=np.uint8)
+    elements = [
+        {"type": "points", "label": str(i), "points": [x, y], "outside": False, "confidence": "90"}
+        for i, (x, y) in enumerate([(12, 40), (70, 40), (12, 90), (70, 90)], start=1)
+    ]
+    skeleton = {"type": "skeleton", "label": "grid", "elements": elements, "confidence": "88"}
+    drawn = overlay.draw_shapes(image, [skeleton], title="pth-yolo-gridcorners: 1 shape")
+    grey = drawn.astype(int)
+    caption = _box((grey == 85).all(axis=2))  # the caption's box: black at alpha 170 on white
+    legend = _box((grey == 75).all(axis=2))  # the legend's: black at alpha 180
+    assert caption[0] < 30 and caption[1] < 40  # the caption is in the top-left corner
+    apart = (
+        legend[0] > caption[2] or legend[2] < caption[0]
+        or legend[1] > caption[3] or legend[3] < caption[1]
+    )  # fmt: skip
+    assert apart, (legend, caption)
