@@ -49,6 +49,10 @@ EXPORT_SEEDS = TEST_SEEDS + 50_000
 SKELETON_LABELS = {"pth-yolo-gridcorners": "quadrat_corner", "pth-yolo-gridpose": "grid"}
 """The skeleton label each grid function answers with (its SKELETON_LABEL default)."""
 
+MIN_AREA = 0.0005
+"""Colonies smaller than this share of the image are not drawn (slivers at the frame's edge
+no lab outlines; the demo model's training labels leave them out too)."""
+
 FUNCTIONS = ("pth-yolo-gridcorners", "pth-yolo-gridpose", "pth-yolo-coralsegv4")
 
 

@@ -173,7 +173,7 @@ def evaluate(
             )
             bar = ProgressBar(len(truth.images), label="evaluate") if progress else None
             answers = collect(function, truth.images, calls, bar.update if bar else None)
-        result = summary.build(truth, kinds, answers, served, name)
+        result = summary.build(truth, kinds, answers, served, name, config.env if config else None)
         files = report.write(result, truth, answers, Path(out))
     return Evaluation(result, files)
 

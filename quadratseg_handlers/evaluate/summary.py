@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.evaluate import scores
 from quadratseg_handlers.evaluate.exports import Export, ExportImage
 
@@ -188,12 +189,34 @@ def _rows(
     return sorted(rows, key=lambda r: -r["badness"])
 
 
+def package_line(name: str | None, threshold: float, env: dict[str, str] | None = None) -> str:
+    """The ``quadratseg package`` line serving ``threshold``: the catalogue's short model name
+    and file slots when ``name`` is a catalogue function, and the bundle's own settings kept
+    (those the catalogue does not set)."""
+    spec = FUNCTIONS.get(name or "")
+    model = spec.model if spec else (name or "MODEL")
+    files = [f.argument.upper() for f in spec.files if f.default is None] if spec else ["FILES..."]
+    fixed = dict(spec.env) if spec else {}
+    file_settings = {f.env for f in spec.files} if spec else set()
+    kept = [
+        f"--env {key}={value}"
+        for key, value in (env or {}).items()
+        if key not in ("CONF_THRESHOLD", "DEVICE")
+        and fixed.get(key) != value
+        and key not in file_settings
+    ]
+    return " ".join(
+        ["quadratseg package", model, *files, *kept, f"--env CONF_THRESHOLD={threshold:g}"]
+    )
+
+
 def build(
     truth: Export,
     kinds: dict[str, str],
     answers: dict[float, list[ImageAnswer]],
     served: float,
     name: str | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """report.json's content (see docs/evaluate.md for each key)."""
     images = truth.images
@@ -236,7 +259,6 @@ def build(
     drawn = set(kinds) | set(truth.declared_labels)
     errors = Counter(a.error for calls in answers.values() for a in calls if a.error)
     seconds = np.asarray([a.seconds for a in first if not a.error] or [0.0])
-    function = name or "FUNCTION"
     report.update(
         {
             "labels": labels,
@@ -257,8 +279,7 @@ def build(
             "recommendation": {
                 **{f"{kind}_threshold": value for kind, value in recommended.items()},
                 "commands": [
-                    f"quadratseg package {function} YOUR_FILES... --env CONF_THRESHOLD={value:g}"
-                    for value in dict.fromkeys(recommended.values())
+                    package_line(name, value, env) for value in dict.fromkeys(recommended.values())
                 ],
             },
             "rows": _rows(images, first, instance_rows, skeleton_rows, served),
