@@ -115,9 +115,13 @@ def encode(mask: np.ndarray) -> Rle:
 
 def decode(rle: Rle) -> np.ndarray:
     """The boolean mask of a COCO RLE."""
+    import warnings
+
     from pycocotools import mask as coco_mask
 
-    return np.asarray(coco_mask.decode(rle), dtype=bool)
+    with warnings.catch_warnings():  # pycocotools 2.0 calls __array__ as NumPy 2 deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.asarray(coco_mask.decode(rle), dtype=bool)
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -140,7 +144,7 @@ def _xml_image(element: ElementTree.Element) -> ExportImage:
     name = element.get("name") or f"frame_{int(element.get('id', 0)):06d}.PNG"
     width, height = int(element.get("width", 0)), int(element.get("height", 0))
     if width <= 0 or height <= 0:
-        raise ValueError(f"image {name!r} has no width and height")
+        raise ValueError("no width and height")
     image = ExportImage(name, width, height)
     parts: list[tuple[str, str, np.ndarray]] = []
     for number, shape in enumerate(element):
@@ -200,8 +204,7 @@ def _coco_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
                 np.asarray(polygon, dtype=np.float64).reshape(-1, 2), height, width
             )
         return mask
-    rle = coco_mask.frPyObjects(segmentation, height, width)
-    return np.asarray(coco_mask.decode(rle), dtype=bool)
+    return decode(coco_mask.frPyObjects(segmentation, height, width))
 
 
 def read_coco(path: Path) -> tuple[list[ExportImage], list[str], str]:
