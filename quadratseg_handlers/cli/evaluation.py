@@ -61,6 +61,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     report = result.report
+    print(
+        f"{report['images']} images, served threshold {report['served_threshold']:g}, "
+        f"{report['errors']} failed requests, {report['seconds_per_image']['mean']:.2f} s per image"
+    )
+    if "instances" in report:
+        print(_label_line("all labels", {"kind": "instances", **report["instances"]}))
     for name, figures in report["labels"].items():
         print(_label_line(name, figures))
     for label in report["labels_not_answered"]:
