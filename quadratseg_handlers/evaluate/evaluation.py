@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,11 +125,19 @@ def collect(
     thresholds: Sequence[float],
     progress: Callable[[int], None] | None = None,
 ) -> dict[float, list[ImageAnswer]]:
-    """Every image's answer at each threshold."""
+    """Every image's answer at each threshold. A function that cannot be reached on the first
+    request is a FunctionError (nothing to score); later, a timeout or a dropped connection is
+    that image's error, counted like a 5xx."""
     answers: dict[float, list[ImageAnswer]] = {threshold: [] for threshold in thresholds}
     for done, image in enumerate(images, start=1):
         for threshold in thresholds:
-            answers[threshold].append(ask(function, image, threshold))
+            try:
+                answer = ask(function, image, threshold)
+            except FunctionError as exc:
+                if done == 1 and not answers[threshold]:
+                    raise
+                answer = ImageAnswer([], 0.0, str(exc))
+            answers[threshold].append(answer)
         if progress is not None:
             progress(done)
     return answers
@@ -186,13 +193,3 @@ def _thresholds(kinds: dict[str, str], served: float, sweep: Sequence[float]) ->
     if "skeleton" in kinds.values():
         calls.update(round(value, 4) for value in (*sweep, served))
     return sorted(calls)
-
-
-def main_line(evaluation: Evaluation) -> str:
-    """The summary the command prints last."""
-    data = evaluation.report
-    return f"evaluate: {data['images']} images scored, {data['errors']} failed requests"
-
-
-def warn(message: str) -> None:
-    print(f"evaluate: warning: {message}", file=sys.stderr)

@@ -109,3 +109,16 @@ def test_an_export_it_cannot_use_is_one_line_and_exit_2(tmp_path, capsys, make, 
     assert code == 2
     assert len(err) == 1 and err[0].startswith("quadratseg evaluate: error: ") and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_function_it_cannot_reach_is_one_line_and_exit_2(drawn, tmp_path, capsys):
+    _, export, images, _ = drawn
+    code = main(
+        ["evaluate", str(export), "--images", str(images), "--function-url",
+         "http://127.0.0.1:9", "--out", str(tmp_path / "o")]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith("quadratseg evaluate: error: cannot reach http://127.0.0.1:9")
+    assert not (tmp_path / "o").exists()
