@@ -102,6 +102,8 @@ def test_skeleton_figures_agree_with_a_count_from_the_answers(served, exports, f
     assert report["recommendation"]["commands"][0].startswith(
         f"quadratseg package {function.removeprefix('pth-yolo-')} WEIGHTS"
     )
+    written = {path.name for path in (tmp_path / "xml").iterdir()}
+    assert written >= {"report.json", "report.md", "pck.png", "worst-1.png"}
     coco_report = _evaluate(urls[function], coco, tmp_path / "coco")
     assert coco_report["labels"] == report["labels"]
 
