@@ -167,10 +167,11 @@ def evaluate(
         if not kinds:
             raise ExportError(f"{export}: nothing drawn (no polygons, masks or skeletons)")
         with _function(function_url, bundle, timeout) as (function, name, config):
-            served = (
+            served = round(
                 served_threshold
                 if served_threshold is not None
-                else default_threshold(name, config.env if config else None)
+                else default_threshold(name, config.env if config else None),
+                4,
             )
             calls = _thresholds(kinds, served, skeleton_sweep)
             log(

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from answers_for_tests import answering, coral_shapes, digest
+from PIL import Image
 
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.demo.exports import drawn_images, save_images, write_export
@@ -122,3 +123,17 @@ def test_a_function_it_cannot_reach_is_one_line_and_exit_2(drawn, tmp_path, caps
     assert len(err) == 1
     assert err[0].startswith("quadratseg evaluate: error: cannot reach http://127.0.0.1:9")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_image_of_another_size_than_the_export_says_is_one_line(drawn, tmp_path, capsys):
+    corals, export, _, _ = drawn
+    save_images(corals, tmp_path / "photos")
+    first = tmp_path / "photos" / corals[0].name
+    Image.open(first).resize((100, 80)).save(first)
+    code = main(
+        ["evaluate", str(export), "--images", str(tmp_path / "photos"), "--function-url",
+         "http://127.0.0.1:9", "--out", str(tmp_path / "o")]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert f"image '{corals[0].name}' is 100x80, the export says 256x256" in err[0]
