@@ -22,7 +22,9 @@ import pytest
 PACKAGE = "quadratseg_handlers"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "demo", "cli")
+LAYERS = (
+    "cvat", "core", "ops", "backends", "handlers", "deploy", "local", "evaluate", "demo", "cli",
+)  # fmt: skip
 """Bottom to top: a module may import its own layer and the layers before it."""
 
 FACADE = {PACKAGE, f"{PACKAGE}.__main__"}

@@ -17,6 +17,7 @@ from typing import Any
 from quadratseg_handlers.cli.bundles import add_bundle_commands
 from quadratseg_handlers.cli.demo import add_demo_command
 from quadratseg_handlers.cli.errors import CliError
+from quadratseg_handlers.cli.evaluation import add_evaluate_command
 from quadratseg_handlers.cli.interrupts import (
     TERMINATED_EXIT_CODE,
     Terminated,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bundle_commands(sub)
     add_demo_command(sub)
     add_tool_commands(sub)
+    add_evaluate_command(sub)
     return parser
 
 
