@@ -22,7 +22,7 @@ import pytest
 PACKAGE = "quadratseg_handlers"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "local", "demo", "cli")
+LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "sdk", "local", "demo", "cli")
 """Bottom to top: a module may import its own layer and the layers before it."""
 
 FACADE = {PACKAGE, f"{PACKAGE}.__main__"}
