@@ -195,3 +195,48 @@ def test_the_spec_is_what_quadratseg_labels_prints(capsys):
         "number",
         ["0", "100", "1"],
     )
+
+
+@pytest.mark.slow
+def test_coralscop_segformer_with_its_review_attributes(tmp_path, scene):
+    """Tiny CoralSCoP and SegFormer models (no demo model): the genus names come from the
+    SegFormer checkpoint, the answer carries the unsure and source attributes."""
+    from quadratseg_handlers.demo.tinymodels.coralscop import coralscop_files
+
+    files = coralscop_files(tmp_path)
+    arguments = [
+        f"segformer_weights=str:{files['segformer-weights']}",
+        f"segformer_config=str:{files['segformer-config']}",
+        f"sam_weights=str:{files['sam-weights']}",
+        "sam_points_per_side=int:4",
+        "sam_crop_n_layers=int:0",
+        "sam_pred_iou_thresh=float:0",
+        "sam_stability_score_thresh=float:0",
+        "conf_threshold=float:0",
+        "min_area=int:1",
+        "device=str:cpu",
+    ]
+    small = np.asarray(Image.fromarray(np.asarray(scene.image)).resize((160, 120)))
+    uploaded = check_function("coralscopsegformer", arguments, small)
+    assert all(len(shape.attributes) == 3 for shape in uploaded)  # confidence, unsure, source
+
+
+def test_grid_removal_writes_cleaned_photos_for_a_new_task(models, scene, tmp_path):
+    from quadratseg_handlers import LamaHandler
+    from quadratseg_handlers.sdk.lama import clean_images
+
+    view = warped_view(scene)
+    photo, blank = tmp_path / "quadrat.png", tmp_path / "blank.png"
+    Image.fromarray(view.image).save(photo)
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(blank)
+    grid = load("gridpose", [f"model_path=str:{models['gridpose']}", *demo_parameters("gridpose")])
+    remover = LamaHandler(inpaint_backend="opencv", device="cpu")
+    written = clean_images([photo, blank], tmp_path / "cleaned", grid, remover)
+    assert written == {photo: tmp_path / "cleaned" / "quadrat.png", blank: None}
+    cleaned = np.asarray(Image.open(tmp_path / "cleaned" / "quadrat.png"))
+    (skeleton,) = grid.shapes(view.image)
+    assert np.array_equal(cleaned, remover.annotate(view.image, keypoints=skeleton))
+    assert not np.array_equal(cleaned, view.image)
+    assert sorted(p.name for p in (tmp_path / "cleaned").iterdir()) == ["quadrat.png"]
+    with pytest.raises(FileExistsError):
+        clean_images([photo], tmp_path / "cleaned", grid, remover)
