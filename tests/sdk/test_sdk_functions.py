@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +86,15 @@ def check_function(
     dumped = AgentDetectionFunctionDriver.get_remote_function_fields(spec)["labels_v2"]
     printed = project_labels(function.handler.labels())
     assert [label["name"] for label in dumped] == [label["name"] for label in printed]
+    # what create-native registers, as the server returns it to run-agent, which checks it
+    remote = json.loads(json.dumps(dumped, default=lambda value: value.value))
+    driver = AgentDetectionFunctionDriver(None, None, pickle.loads(pickle.dumps(spec)))
+    driver.validate_function_compatibility({"labels_v2": remote})
     annotations = function.detect(
         context(conv_mask_to_poly=conv_mask_to_poly), Image.fromarray(image)
     )
     assert annotations, f"{module} found nothing on the drawn quadrat"
+    assert pickle.loads(pickle.dumps(annotations)) == annotations  # an agent's worker sends them
     settings = {a.split("=", 1)[0]: a.split(":", 1)[1] for a in arguments}
     nuclio = nuclio_answer(module, settings, image)
     size = (image.shape[1], image.shape[0])
