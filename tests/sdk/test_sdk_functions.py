@@ -6,7 +6,8 @@ there is one. Its spec passes cvat-sdk's ``DetectionFunctionSpec`` checks and th
 ``create-native`` dump; its answer for a drawn quadrat passes the checks and id mapping
 ``task auto-annotate`` runs (``_AnnotationMapper``) against a task labelled from ``quadratseg
 labels``, and is the Nuclio answer for the same image (a real nuclio_sdk event) shape by shape.
-The upload to a live CVAT server is not exercised (sdk_for_tests.py).
+The upload to a live CVAT server is not exercised (sdk_for_tests.py). The demo models' runs
+are marked slow: they predict at length (two passes for the corners, twice per test).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def check_function(
     return uploaded
 
 
+@pytest.mark.slow
 def test_gridcorners_skeleton_with_its_confidence(models, scene):
     arguments = [f"model_path=str:{models['gridcorners']}", *demo_parameters("gridcorners")]
     uploaded = check_function("gridcorners", arguments, np.asarray(scene.image))
@@ -116,6 +118,7 @@ def test_gridcorners_skeleton_with_its_confidence(models, scene):
     assert len(uploaded[0].attributes) == 1  # the skeleton's confidence, by the task's id
 
 
+@pytest.mark.slow
 def test_gridpose_skeleton_on_the_upright_quadrat(models, scene):
     view = warped_view(scene)
     arguments = [f"model_path=str:{models['gridpose']}", *demo_parameters("gridpose")]
@@ -123,6 +126,7 @@ def test_gridpose_skeleton_on_the_upright_quadrat(models, scene):
     assert len(uploaded) == 1 and len(uploaded[0].elements) == 117
 
 
+@pytest.mark.slow
 def test_gridpose_point_confidence_on_every_element(models, scene):
     view = warped_view(scene)
     arguments = [
@@ -134,6 +138,7 @@ def test_gridpose_point_confidence_on_every_element(models, scene):
     assert all(len(element.attributes) == 1 for element in uploaded[0].elements)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["coralsegv4", "coralsegbanggai"])
 def test_coral_segmentation_polygons_with_genus_names_from_the_weights(models, scene, module):
     cleaned = remove_string(warped_view(scene))
@@ -142,6 +147,7 @@ def test_coral_segmentation_polygons_with_genus_names_from_the_weights(models, s
     assert {shape.type.value for shape in uploaded} == {"polygon"}
 
 
+@pytest.mark.slow
 def test_coral_segmentation_masks_as_cvat_run_lengths(models, scene):
     cleaned = remove_string(warped_view(scene))
     arguments = [
@@ -153,6 +159,7 @@ def test_coral_segmentation_masks_as_cvat_run_lengths(models, scene):
     assert {shape.type.value for shape in uploaded} == {"mask"}
 
 
+@pytest.mark.slow
 def test_masks_become_their_outline_polygons_with_conv_mask_to_poly(models, scene):
     """The masks' outlines, as CVAT makes of a Nuclio mask with "Return masks as polygons";
     the task's labels must then accept polygons: cvat-sdk refuses a mask label."""
@@ -227,6 +234,7 @@ def test_coralscop_segformer_with_its_review_attributes(tmp_path, scene):
     assert all(len(shape.attributes) == 3 for shape in uploaded)  # confidence, unsure, source
 
 
+@pytest.mark.slow
 def test_grid_removal_writes_cleaned_photos_for_a_new_task(models, scene, tmp_path):
     from quadratseg_handlers import LamaHandler
     from quadratseg_handlers.sdk.lama import clean_images
