@@ -85,8 +85,9 @@ def _as_parameters(message: str, names: Sequence[str]) -> str:
 
 
 def handler_for(model: str, parameters: Mapping[str, Any]) -> BaseHandler[Any]:
-    """The catalogued detector ``model`` with ``parameters`` as its settings (the environment
-    is not read), not yet loaded; :class:`ParameterError` names a bad parameter."""
+    """The catalogued detector ``model`` with ``parameters`` as its settings, over the values
+    its bundle's function.yaml fixes (the catalogue's ``env``); the environment is not read.
+    Not yet loaded; :class:`ParameterError` names a bad parameter."""
     spec = catalog.find(model)
     handler_class = catalog.handler_class(model)
     if not issubclass(handler_class, BaseHandler):
@@ -107,8 +108,9 @@ def handler_for(model: str, parameters: Mapping[str, Any]) -> BaseHandler[Any]:
                 f"{spec.name}: missing parameter {bundle_file.env.lower()} ({bundle_file.help}): "
                 f"-p {bundle_file.env.lower()}=str:PATH"
             )
+    bundled = {name.lower(): value for name, value in spec.env}
     try:
-        handler: BaseHandler[Any] = handler_class(environ={}, **given)
+        handler: BaseHandler[Any] = handler_class(environ={}, **{**bundled, **given})
     except ConfigError as exc:
         raise ParameterError(f"{spec.name}: parameter {_as_parameters(str(exc), names)}") from None
     return handler

@@ -134,3 +134,17 @@ def test_only_the_sdk_layer_imports_cvat_sdk():
             if isinstance(node, ast.Constant) and node.value in ("cvat_sdk", "cvat_cli"):
                 found.append(f"{path.name}: {node.value!r}")
     assert found == []
+
+
+@pytest.mark.parametrize("model", ["coralsegv4", "coralsegbanggai", "gridcorners", "gridpose"])
+def test_without_parameters_a_function_has_its_bundles_settings(model):
+    """The values a bundle's function.yaml fixes (the catalogue's env) hold on the SDK route."""
+    from quadratseg_handlers.deploy import catalog
+    from quadratseg_handlers.sdk.function import handler_for
+
+    spec = catalog.find(model)
+    handler = handler_for(model, {"model_path": str(DEMO_MODELS / "gridpose.pt")})
+    declared = {setting.name: setting for setting in handler.declared_settings()}
+    assert spec.env
+    for name, value in spec.env:
+        assert getattr(handler.settings, name.lower()) == declared[name].read(value)
