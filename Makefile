@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIPQ) torch torchvision
 	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIPQ) --no-build-isolation mmcv
 	$(PIPQ) --no-deps simple-lama-inpainting
-	$(PIPQ) -e ".[all,dev]"
+	$(PIPQ) -e ".[all,cvat-sdk,dev]"
 	@echo "make install: pip's note on simple-lama-inpainting's stale pins is expected (docs/install.md)"
 	$(PY) scripts/check_install.py
 	@touch $(STAMP)
