@@ -22,13 +22,10 @@ import pytest
 PACKAGE = "quadratseg_handlers"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-<<<<<<< HEAD
 LAYERS = (
-    "cvat", "core", "ops", "backends", "handlers", "deploy", "local", "evaluate", "demo", "cli",
+    "cvat", "core", "ops", "backends", "handlers", "deploy", "sdk", "local", "evaluate", "demo",
+    "cli",
 )  # fmt: skip
-=======
-LAYERS = ("cvat", "core", "ops", "backends", "handlers", "deploy", "sdk", "local", "demo", "cli")
->>>>>>> sdk31
 """Bottom to top: a module may import its own layer and the layers before it."""
 
 FACADE = {PACKAGE, f"{PACKAGE}.__main__"}
