@@ -25,13 +25,8 @@ from typing import Any
 import yaml
 
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import (
-    DEFAULT_FOLDER,
-    TEST_SEEDS,
-    remove_string,
-    verified_models,
-    warped_view,
-)
+from quadratseg_handlers.demo.training import DEFAULT_FOLDER, TEST_SEEDS, verified_models
+from quadratseg_handlers.demo.warped import remove_string, warped_view
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import read_function_config
 from quadratseg_handlers.deploy.rendering import render_main

@@ -162,7 +162,8 @@ def stage_view(side: int) -> Any:
     """The held-out quadrat of the stage benchmarks (seed TEST_SEEDS + 5000) warped upright,
     ``side`` pixels square: what gridpose and LaMa see, and, its string removed, the corals'."""
     from quadratseg_handlers.demo.synthetic import quadrat_image
-    from quadratseg_handlers.demo.training import TEST_SEEDS, warped_view
+    from quadratseg_handlers.demo.training import TEST_SEEDS
+    from quadratseg_handlers.demo.warped import warped_view
 
     return warped_view(quadrat_image((1600, 1200), TEST_SEEDS + 5000), side)
 
@@ -172,7 +173,8 @@ def stage_input(stage: str, size: tuple[int, int]) -> np.ndarray:
     sees: the photo, the warped quadrat, or the warped quadrat with its string removed. The
     warped quadrat is square; for a non-square size it is stretched to fill the frame."""
     from quadratseg_handlers.demo.synthetic import quadrat_image
-    from quadratseg_handlers.demo.training import TEST_SEEDS, remove_string
+    from quadratseg_handlers.demo.training import TEST_SEEDS
+    from quadratseg_handlers.demo.warped import remove_string
 
     if stage == "gridcorners":
         return quadrat_image(size, TEST_SEEDS + 5000).image

@@ -40,7 +40,8 @@ from quadratseg_handlers.demo.pipeline import (
     StageFailed,
     served_functions,
 )
-from quadratseg_handlers.demo.reef import ReefTextures, reef_quadrat
+from quadratseg_handlers.demo.reef import reef_quadrat
+from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
 from quadratseg_handlers.ops.template import GRID_POINTS, grid_template

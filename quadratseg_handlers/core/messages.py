@@ -6,6 +6,8 @@ these helpers keep that wording in one place.
 
 from __future__ import annotations
 
+import errno
+
 
 def first_line(error: BaseException | str, limit: int = 200, empty: str = "") -> str:
     """The first line of an exception's (or a text's) message, cut to ``limit`` characters."""
@@ -38,3 +40,11 @@ def byte_size(count: int) -> str:
         if value < 1024 or unit == "GiB":
             break
     return f"{value:.1f} {unit}"
+
+
+def disk_error(exc: OSError) -> str:
+    """Why writing failed, in a few words: ``no space left on device`` for a full disk (the
+    error names no file, or the one being read), else the system's reason."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    return exc.strerror or first_line(exc)

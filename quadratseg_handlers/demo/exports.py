@@ -35,13 +35,8 @@ import numpy as np
 from PIL import Image
 
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import (
-    TEST_SEEDS,
-    random_photo_size_wh,
-    remove_string,
-    warped_masks,
-    warped_view,
-)
+from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh
+from quadratseg_handlers.demo.warped import remove_string, warped_masks, warped_view
 
 EXPORT_SEEDS = TEST_SEEDS + 50_000
 """Seeds of the exported photos: held out from every demo model's training."""

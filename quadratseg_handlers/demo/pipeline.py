@@ -35,14 +35,8 @@ from quadratseg_handlers.core.request import encode_image, load_image
 from quadratseg_handlers.demo import accuracy
 from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.demo.tinymodels import tiny_model_files
-from quadratseg_handlers.demo.training import (
-    DEFAULT_FOLDER,
-    MODELS,
-    TEST_SEEDS,
-    WARP_MARGIN,
-    verified_models,
-    warped_masks,
-)
+from quadratseg_handlers.demo.training import DEFAULT_FOLDER, MODELS, TEST_SEEDS, verified_models
+from quadratseg_handlers.demo.warped import WARP_MARGIN, warped_masks
 from quadratseg_handlers.deploy.catalog import FUNCTIONS
 from quadratseg_handlers.deploy.function_yaml import open_bundle
 from quadratseg_handlers.deploy.packager import PackageRequest, build_wheel, package

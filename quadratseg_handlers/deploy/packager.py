@@ -15,7 +15,6 @@ Bundle layout (the deployment guide's)::
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 from quadratseg_handlers import cvat
 from quadratseg_handlers.backends.checkpoints import trust_setting
 from quadratseg_handlers.core.config import ConfigError
-from quadratseg_handlers.core.messages import first_line, plural
+from quadratseg_handlers.core.messages import disk_error, first_line, plural
 from quadratseg_handlers.core.references import resolve
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.deploy import library_wheel
@@ -340,14 +339,6 @@ def bundle_files(request: PackageRequest) -> tuple[dict[str, Path], tuple[str, .
         elif bundle_file.fetch_url is not None:
             fetched.append(bundle_file.argument)
     return files, tuple(fetched)
-
-
-def disk_error(exc: OSError) -> str:
-    """Why writing failed, in a few words: ``no space left on device`` for a full disk (the
-    error names no file, or the one being read), else the system's reason."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on device"
-    return exc.strerror or first_line(exc)
 
 
 def _link_or_copy(source: str, destination: str) -> None:

@@ -17,13 +17,8 @@ from quadratseg_handlers.backends.offline import configure_ultralytics
 from quadratseg_handlers.core.request import cvat_request
 from quadratseg_handlers.demo import accuracy
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import (
-    MODELS,
-    TEST_SEEDS,
-    remove_string,
-    verified_models,
-    warped_view,
-)
+from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS, verified_models
+from quadratseg_handlers.demo.warped import remove_string, warped_view
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient, response_json

@@ -23,7 +23,8 @@ from quadratseg_handlers.demo.pipeline import (
 )
 from quadratseg_handlers.demo.synthetic import quadrat_image
 from quadratseg_handlers.demo.tinymodels import tiny_model_files
-from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS, WARP_MARGIN
+from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS
+from quadratseg_handlers.demo.warped import WARP_MARGIN
 
 pytestmark = pytest.mark.slow
 

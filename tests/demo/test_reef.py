@@ -10,13 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from quadratseg_handlers.demo.reef import (
+from quadratseg_handlers.demo.reef import REEF_FRAMES, reef_quadrat
+from quadratseg_handlers.demo.reef_photos import (
     DEFAULT_REEF_TEXTURES,
     HELD_OUT_SOURCES,
-    REEF_FRAMES,
     REEF_TEXTURES_ENV,
     ReefTextures,
-    reef_quadrat,
     reef_textures_folder,
 )
 from quadratseg_handlers.demo.training import MODELS, draw_example

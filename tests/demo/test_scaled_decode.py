@@ -17,13 +17,8 @@ from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo import accuracy
 from quadratseg_handlers.demo.pipeline import CORAL_MIN_AREA
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import (
-    MODELS,
-    TEST_SEEDS,
-    remove_string,
-    warped_masks,
-    warped_view,
-)
+from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS
+from quadratseg_handlers.demo.warped import remove_string, warped_masks, warped_view
 from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler
 from quadratseg_handlers.handlers.yolo import CoralSegV4Handler
 from quadratseg_handlers.local.harness import FunctionClient, response_json

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.cli.main import build_parser
-from quadratseg_handlers.demo.reef import HELD_OUT_SOURCES
+from quadratseg_handlers.demo.reef_photos import HELD_OUT_SOURCES
 from quadratseg_handlers.demo.synthetic import GENERA
 from quadratseg_handlers.demo.training import (
     MANIFEST,

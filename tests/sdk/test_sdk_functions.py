@@ -29,7 +29,8 @@ from sdk_for_tests import assert_same_shapes, context, mapped, task_labels
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.spec import project_labels
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import MODELS, remove_string, verified_models, warped_view
+from quadratseg_handlers.demo.training import MODELS, verified_models
+from quadratseg_handlers.demo.warped import remove_string, warped_view
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.sdk.function import DetectorFunction
