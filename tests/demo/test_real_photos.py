@@ -36,11 +36,17 @@ REAL_CORNER_TOLERANCE = 0.03
 
 REAL_PHOTOS_RIGHT = 0
 """Real quadrat photos with all 4 corners within REAL_CORNER_TOLERANCE, of 2: what the committed
-models reach (no quadrat found on either). The issue's goal: 6 of 7."""
+models reach (the frame found on both, worst corner 4.0 % and 10.1 % of the side; before the
+reef training no quadrat was found at all). The issue's goal: 6 of 7."""
+
+REAL_WORST_CORNER = 0.12
+"""Every real photo's quadrat is found, its worst corner within this share of the side: the
+reef-trained corner model's level (4.0 % and 10.1 %), so that a regression fails."""
 
 REAL_PHOTOS_WITHOUT_GRID = 1
 """Real photos (no string) on which gridpose, run on the quadrat warped from the hand-annotated
-corners, answers no grid: what the committed models reach (ausrai1_20m_05; a full grid on 06).
+corners, answers no grid: one of two, before and after the reef training (warped from the corners
+the model finds, it answers no grid on either).
 The issue's goal: no grid, or a low-confidence one, on every photo without a string."""
 
 REEF_SEEDS = range(6)
@@ -108,6 +114,7 @@ def test_corners_of_real_quadrat_photos_against_the_hand_annotation(served):
         worst[name] = float(errors.max())
     right = sum(error <= REAL_CORNER_TOLERANCE for error in worst.values())
     assert right >= REAL_PHOTOS_RIGHT, worst
+    assert max(worst.values()) <= REAL_WORST_CORNER, worst
 
 
 def test_grid_over_real_reef_from_the_true_corners(served):
