@@ -52,6 +52,11 @@ def read_photo(path: str) -> np.ndarray:
         ) from None
 
 
+def _log(line: str) -> None:
+    """A demo progress line on stderr, so that stdout holds only the table."""
+    print(f"demo: {line}", file=sys.stderr, flush=True)
+
+
 def run_photo_demo(args: argparse.Namespace) -> int:
     """The pipeline on the user's own photo: answers and overlays in --output, nothing scored.
 
@@ -67,7 +72,7 @@ def run_photo_demo(args: argparse.Namespace) -> int:
             photo,
             args.output,
             models=args.models,
-            log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
+            log=_log,
         )
     print(summary(run.reports))
     print(
@@ -97,7 +102,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
             size=args.size,
             seed=TEST_SEEDS + 3 if args.seed is None else args.seed,
             models=args.models,
-            log=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
+            log=_log,
         )
     print(summary(run.reports))
     print(
