@@ -52,7 +52,7 @@ REAL_TOLERANCE = 0.03
 
 def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, Any]:
     """Stages 1-3 on one photo: worst corner error, grid hits, and gridpose's raw answer."""
-    run = PipelineRun(scene)
+    run = PipelineRun(scene.image, scene)
     out: dict[str, Any] = {"corner_error": None, "grid_hits": None, "grid_answered": False}
     try:
         pipeline._corners(run)

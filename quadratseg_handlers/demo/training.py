@@ -180,6 +180,7 @@ MODELS: dict[str, DemoModel] = {
             refinements=(
                 Refinement(8, 0.0002),
                 Refinement(5, 0.0005, images=240, reef=True, val_images=40),
+                Refinement(8, 0.0003, images=480, reef=True, val_images=40),
             ),
             serve_env=("IMGSZ=352",),
         ),
@@ -194,6 +195,7 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(5, 0.0007, imgsz=416, mosaic=1.0, images=400, reef=True, val_images=60),
                 Refinement(6, 0.0007, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
                 Refinement(6, 0.0005, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
+                Refinement(12, 0.0005, imgsz=416, mosaic=1.0, images=960, reef=True, val_images=60),
             ),
             serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
         ),

@@ -32,7 +32,7 @@ from quadratseg_handlers.core.contract import BaseHandler
 from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
-from quadratseg_handlers.ops.frame_bars import corners_from_bars
+from quadratseg_handlers.ops.frame_bars import WEAK_SCORE, corners_from_bars
 from quadratseg_handlers.ops.matching import Match, match_points, project
 from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform, warp_quadrat
 from quadratseg_handlers.ops.template import (
@@ -119,8 +119,9 @@ class CornerSettings(GridSettings):
         False,
         "`true`: the frame's 4 bars are fitted as straight lines over their visible length, "
         "and a corner whose two bars cross more than 2 % of the side away moves to the "
-        "crossing (a corner hidden under a colony); about 80 ms per image on a 2-core CPU. "
-        "See docs/grid.md.",
+        "crossing (a corner hidden under a colony, or one the detector was unsure of); once "
+        "two corners agree with their bars, the agreeing ones snap to the crossings; about "
+        "80 ms per image on a 2-core CPU. See docs/grid.md.",
     )
 
 
@@ -316,7 +317,8 @@ class GridCornersHandler(GridHandler):
         if match is None or not match.ok:
             return prediction
         factor = reduction(image)
-        corners = corners_from_bars(image, match.points / factor) * factor
+        weak = match.filled | (match.scores < WEAK_SCORE)
+        corners = corners_from_bars(image, match.points / factor, weak=weak) * factor
         if np.array_equal(corners, match.points):
             return prediction
         homography, _ = cv2.findHomography(self.template, corners, 0)

@@ -372,7 +372,8 @@ def test_a_second_pass_that_disagrees_at_the_same_score_keeps_the_first(monkeypa
 def test_a_corner_off_the_frames_bars_moves_where_they_cross(monkeypatch, corners_case):
     """The built model answers the same corners whatever the image; the frame drawn in the
     image has its bottom-right corner elsewhere (a colony's edge taken for the corner): with
-    FIT_FRAME_BARS that element alone moves, to where the drawn bars cross."""
+    FIT_FRAME_BARS that element moves to where the drawn bars cross, and the three others,
+    on their bars, snap to their crossings (within a pixel of the drawn corners)."""
     path, truth = corners_case
     drawn = truth.copy()
     drawn[2] += [22.0, 18.0]
@@ -383,12 +384,14 @@ def test_a_corner_off_the_frames_bars_moves_where_they_cross(monkeypatch, corner
     plain = response_json(FunctionClient(GridCornersHandler, env).call(png_body(image)))
     client = FunctionClient(GridCornersHandler, {**env, "FIT_FRAME_BARS": "true"})
     shapes = response_json(client.call(png_body(image)))
-    crossing = corners_from_bars(image, [e["points"] for e in plain[0]["elements"]])[2]
-    moved = shapes[0]["elements"][2]["points"]
-    assert np.abs(np.subtract(moved, crossing)).max() <= 0.02
-    assert np.linalg.norm(np.subtract(moved, drawn[2])) <= 1.0
-    plain[0]["elements"][2]["points"] = moved
-    assert shapes == plain  # the same skeleton, but for the moved element
+    crossings = corners_from_bars(image, [e["points"] for e in plain[0]["elements"]])
+    moved = np.array([e["points"] for e in shapes[0]["elements"]])
+    assert np.abs(moved - crossings).max() <= 0.02
+    assert np.linalg.norm(moved - drawn, axis=1).max() <= 1.0
+    assert np.linalg.norm(np.subtract(plain[0]["elements"][2]["points"], drawn[2])) > 20
+    for element, point in zip(plain[0]["elements"], moved.tolist(), strict=True):
+        element["points"] = point
+    assert shapes == plain  # the same skeleton, but for the moved elements
     assert client.start().decode_size() == 640  # the bars are fitted at the second pass's size
     assert cvat.validate_response(shapes, client.start().labels(), (SIDE, SIDE)) == []
 
