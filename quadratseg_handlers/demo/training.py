@@ -55,7 +55,7 @@ MANIFEST_HELP = (
     "for a lab's own models write manifest.json next to them: "
     '{"models": {"gridcorners": {"file": "gridcorners.pt", "sha256": "<sha256sum of it>"}, '
     '"gridpose": {...}, "coralseg": {...}}} (docs/demo.md); the demo\'s own are restored by '
-    "`git checkout demo-models` or retrained by `make demo-models` (about 5 hours)"
+    "`git checkout demo-models` or retrained by `make demo-models` (about 5.5 hours)"
 )
 """What a folder without the demo models' manifest needs (``demo --models FOLDER``)."""
 """The manifest's file name inside the demo-models folder."""

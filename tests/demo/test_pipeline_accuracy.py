@@ -87,10 +87,8 @@ def test_corals_found_with_their_genus(runs):
     colonies = sum(score.colonies for score in scores)
     true_shapes = sum(score.true_shapes for score in scores)
     shapes = sum(score.shapes for score in scores)
-    # Six photos only: with the reef-trained corner model 46 of 56 here (82 %); the 85 % bars
-    # of the drawn world are held on the held-out seeds above (89 % / 93 %).
-    assert found / colonies >= 0.80, (found, colonies)
-    assert true_shapes / shapes >= 0.80, (true_shapes, shapes)
+    assert found / colonies >= 0.85, (found, colonies)
+    assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
 
 
 BIG_PHOTOS = 6
@@ -121,7 +119,5 @@ def test_4000_by_3000_photos_in_their_own_pixels(served):
         colonies += run.photo_corals.colonies
         true_shapes += run.photo_corals.true_shapes
         shapes += run.photo_corals.shapes
-    # Six photos only: with the reef-trained corner model 46 of 56 here (82 %); the 85 % bars
-    # of the drawn world are held on the held-out seeds above (89 % / 93 %).
-    assert found / colonies >= 0.80, (found, colonies)
-    assert true_shapes / shapes >= 0.80, (true_shapes, shapes)
+    assert found / colonies >= 0.85, (found, colonies)
+    assert true_shapes / shapes >= 0.85, (true_shapes, shapes)
