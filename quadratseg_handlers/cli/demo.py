@@ -119,7 +119,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
-    """Draw the data sets and train the demo models into --output (about 5.5 hours on 2 CPU cores)."""
+    """Draw the data sets and train the demo models into --output (about 5.5 hours, 2 cores)."""
     from quadratseg_handlers.demo.reef_photos import reef_textures_folder
     from quadratseg_handlers.demo.training import train_demo_models
 

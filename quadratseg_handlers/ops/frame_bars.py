@@ -130,10 +130,11 @@ def corners_from_bars(
     bar mistaken for the string next to it would move two neighbours at once, so neither
     moves), or when it is ``weak`` (the detector scored it low or did not detect it), lies
     more than ``agree`` of the side inside the image (at its edge the frame may be cut, its
-    bar out of the photo and a string taken for it), and :data:`CONFIRMING` corners agree. When that many agree, the agreeing corners snap to
-    their crossing: the corner is where the bars' centre lines cross, and the crossing is
-    sharper than a detector's box. Corners that are not a convex quadrilateral in that
-    order, or moves that would make them one no longer, give the corners back unchanged.
+    bar out of the photo and a string taken for it), and :data:`CONFIRMING` corners agree.
+    When that many agree, the agreeing corners snap to their crossing: the corner is where
+    the bars' centre lines cross, and the crossing is sharper than a detector's box. Corners
+    that are not a convex quadrilateral in that order, or moves that would make them one no
+    longer, give the corners back unchanged.
     ``image``: RGB or BGR (H, W, 3) uint8; ``weak``: (4,) bools, None for none. About 80 ms
     on 2 CPU cores, about the same whatever the image's size (a fixed-size warp).
     """
