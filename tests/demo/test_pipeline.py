@@ -29,6 +29,18 @@ from quadratseg_handlers.demo.warped import WARP_MARGIN
 pytestmark = pytest.mark.slow
 
 
+PICTURES = (
+    "00-photo.jpg",
+    "01-corners.png",
+    "02-warped.png",
+    "03-grid.png",
+    "04-grid-removed.png",
+    "05-corals.png",
+    "06-corals-on-photo.png",
+)
+"""The pictures the demo writes, one per stage, in name order."""
+
+
 def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path, committed_models):
     lines: list[str] = []
     run = run_demo(tmp_path / "out", size=(1024, 768), models=committed_models, log=lines.append)
@@ -42,17 +54,7 @@ def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path, committed_mod
     ]
     assert all(report.result for report in run.reports), summary(run.reports)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == [
-        "00-photo.jpg",
-        "01-corners.png",
-        "02-warped.png",
-        "03-grid.png",
-        "04-grid-removed.png",
-        "05-corals.png",
-        "06-corals-on-photo.png",
-        "answers",
-        "bundles",
-    ]
+    assert written == [*PICTURES, "answers", "bundles"]
     answers = tmp_path / "out" / "answers"
     assert sorted(p.name for p in answers.iterdir()) == [
         "01-corners.json",
@@ -102,15 +104,7 @@ def test_the_demo_on_a_users_photo_answers_without_scores(tmp_path, committed_mo
     assert "settings pth-yolo-gridcorners" in err
     assert f"the weights in {lab} are served with the demo models' settings below" in err
     written = sorted(p.name for p in out.iterdir())
-    assert written[:7] == [
-        "00-photo.jpg",
-        "01-corners.png",
-        "02-warped.png",
-        "03-grid.png",
-        "04-grid-removed.png",
-        "05-corals.png",
-        "06-corals-on-photo.png",
-    ]
+    assert written[:7] == list(PICTURES)
     corners = json.loads((out / "answers" / "01-corners.json").read_text())
     assert [shape["type"] for shape in corners].count("skeleton") == 1
 
