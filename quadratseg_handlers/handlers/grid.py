@@ -120,8 +120,9 @@ class CornerSettings(GridSettings):
         "`true`: the frame's 4 bars are fitted as straight lines over their visible length, "
         "and a corner whose two bars cross more than 2 % of the side away moves to the "
         "crossing (a corner hidden under a colony, or one the detector was unsure of); once "
-        "two corners agree with their bars, the agreeing ones snap to the crossings; about "
-        "80 ms per image on a 2-core CPU. See docs/grid.md.",
+        "two corners agree with their bars, the agreeing ones snap to the crossings, and a "
+        "corner cut off by the photo's edge moves out to where its bars cross beyond it; "
+        "about 80 ms per image on a 2-core CPU. See docs/grid.md.",
     )
 
 

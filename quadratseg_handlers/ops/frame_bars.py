@@ -94,6 +94,16 @@ CONFIRMING = 2
 then do agreeing corners snap to their crossing and weak corners move whatever their
 neighbours."""
 
+PAIR_MOVE = 0.05
+"""Two neighbouring corners off their crossings move together when all four bars are seen,
+the other two corners agree, and each moves at most this fraction of the side: half the
+grid string's spacing (a tenth of the side), so a string taken for a bar, which would move
+both by about a tenth, moves neither."""
+
+BEYOND_MOVE = 0.1
+"""A corner at the photo's edge moves out to its crossing beyond the edge at most this
+fraction of the side."""
+
 MARGIN = round(BAR_REACH * WARP_SIDE) + 24
 """Border of the upright warp around the quadrat: the whole search and the filters fit."""
 
@@ -128,13 +138,17 @@ def corners_from_bars(
     side from its crossing moves there when both its neighbours agree with their own
     crossings (a colony hides one corner, and its bars still pass through the neighbours; a
     bar mistaken for the string next to it would move two neighbours at once, so neither
-    moves), or when it is ``weak`` (the detector scored it low or did not detect it), lies
-    more than ``agree`` of the side inside the image (at its edge the frame may be cut, its
-    bar out of the photo and a string taken for it), and :data:`CONFIRMING` corners agree.
+    moves, unless both moves are under :data:`PAIR_MOVE`, less than a string would make),
+    or when it is ``weak`` (the detector scored it low or did not detect it), lies more
+    than ``agree`` of the side inside the image (at its edge the frame may be cut, its bar
+    out of the photo and a string taken for it), and :data:`CONFIRMING` corners agree.
     When that many agree, the agreeing corners snap to their crossing: the corner is where
-    the bars' centre lines cross, and the crossing is sharper than a detector's box. Corners
-    that are not a convex quadrilateral in that order, or moves that would make them one no
-    longer, give the corners back unchanged.
+    the bars' centre lines cross, and the crossing is sharper than a detector's box; and a
+    corner at the image's edge whose well-supported crossing lies farther out than it,
+    beyond the edge (at most :data:`BEYOND_MOVE`), moves out there: the detector cannot see
+    past the edge, so it finds a cut corner short of where the bars cross. Corners that are
+    not a convex quadrilateral in that order, or moves that would make them one no longer,
+    give the corners back unchanged.
     ``image``: RGB or BGR (H, W, 3) uint8; ``weak``: (4,) bools, None for none. About 80 ms
     on 2 CPU cores, about the same whatever the image's size (a fixed-size warp).
     """
@@ -149,23 +163,39 @@ def corners_from_bars(
     x, y = crossings[seen, 0], crossings[seen, 1]
     inside[seen] = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
     usable = supported & inside
+    side = quadrat_side(given)
     near = np.linalg.norm(np.where(seen[:, None], crossings, given) - given, axis=1)
-    agrees = seen & (near <= agree * quadrat_side(given))
+    agrees = seen & (near <= agree * side)
     confirmed = int((usable & agrees).sum()) >= CONFIRMING
-    weak_ones = np.zeros(4, dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
-    border = agree * quadrat_side(given)
-    weak_ones &= (
+    border = agree * side
+    interior = (
         (given[:, 0] >= border)
         & (given[:, 0] <= width - border)
         & (given[:, 1] >= border)
         & (given[:, 1] <= height - border)
     )
+    weak_ones = np.zeros(4, dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
     off = usable & ~agrees
     moves = off & np.roll(agrees, 1) & np.roll(agrees, -1)
+    if usable.all():
+        small = off & (near <= PAIR_MOVE * side)
+        pairs = small & np.roll(small, -1) & np.roll(agrees, -2) & np.roll(agrees, -3)
+        moves |= pairs | np.roll(pairs, 1)
     if confirmed:
-        moves |= (off & weak_ones) | (usable & agrees)
+        moves |= (off & weak_ones & interior) | (usable & agrees)
+        beyond = supported & seen & ~inside & ~interior & ~agrees & (near <= BEYOND_MOVE * side)
+        moves |= beyond & (
+            _outside_by(crossings, width, height) > _outside_by(given, width, height)
+        )
     moved = np.where(moves[:, None], crossings, given)
     return moved if _convex(moved) else given
+
+
+def _outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """How far each point lies outside the image (0 inside; NaN points count 0)."""
+    x, y = np.nan_to_num(points[:, 0]), np.nan_to_num(points[:, 1])
+    zero = np.zeros(len(points))
+    return np.maximum.reduce([-x, x - width, -y, y - height, zero])
 
 
 def bar_crossings(

@@ -90,6 +90,34 @@ def test_two_neighbours_off_their_bars_stay_unless_the_detector_was_unsure(seed)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_two_neighbours_a_little_off_their_bars_move_back_together(seed):
+    """Two neighbouring corners off by less than PAIR_MOVE (half the string's spacing), the
+    two others on their bars: the detector's error, not a string taken for a bar (which
+    would move both by a tenth of the side, the previous test), so both move back."""
+    image, corners, side = photo(seed)
+    which, after = seed % 4, (seed + 1) % 4
+    wrong = inwards(inwards(corners, which, 0.035 * side), after, 0.035 * side)
+    found = corners_from_bars(image, wrong)
+    assert np.linalg.norm(found - corners, axis=1).max() <= 0.01 * side
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_corner_cut_off_by_the_photos_edge_moves_out_to_its_bars_crossing(seed):
+    """The photo's top cut 3 % of the side below the topmost corner, which the detector
+    then finds at the edge, straight below its true place: its bars, seen over most of
+    their length, cross beyond the edge, and the corner moves out there."""
+    image, corners, side = photo(seed)
+    which = int(np.argmin(corners[:, 1]))
+    top = int(corners[which, 1] + 0.03 * side)
+    cut = corners - [0.0, top]
+    at_edge = cut.copy()
+    at_edge[which, 1] = 1.0
+    found = corners_from_bars(np.ascontiguousarray(image[top:]), at_edge)
+    assert found[which, 1] < 0
+    assert np.linalg.norm(found - cut, axis=1).max() <= 0.01 * side
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_an_unsure_corner_at_the_photos_edge_stays(seed):
     """The photo cut just inside a corner (a frame cut by the photo's edge): its outer bar is
     not in the photo, and a string may be taken for it, so the corner given at the photo's
