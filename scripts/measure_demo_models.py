@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-photos", default="../shared/data/quadrats")
     parser.add_argument("--real-corners", default=None, help="JSON of annotated corners")
     parser.add_argument("--drawn", type=int, default=16, help="(a) photos; 0 skips")
-    parser.add_argument("--reef", type=int, default=20, help="(b) photos; 0 skips")
+    parser.add_argument("--reef", type=int, default=60, help="(b) photos; 0 skips")
     args = parser.parse_args(argv)
     models = verified_models(Path(args.models))
     figures: dict[str, Any] = {"models": str(args.models)}
