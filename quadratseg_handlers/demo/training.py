@@ -197,7 +197,12 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(6, 0.0005, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
                 Refinement(12, 0.0005, imgsz=416, mosaic=1.0, images=960, reef=True, val_images=60),
             ),
-            serve_env=("CONF_THRESHOLD=0.1", "REFINE_CORNERS=true", "FIT_FRAME_BARS=true"),
+            serve_env=(
+                "CONF_THRESHOLD=0.1",
+                "REFINE_CORNERS=true",
+                "FIT_FRAME_BARS=true",
+                "RETRY_THRESHOLD=0.01",
+            ),
         ),
         DemoModel(
             "coralseg", "segment", GENERA, 320, 160, 30, 10, 2, "pth-yolo-coralsegv4",

@@ -11,7 +11,8 @@ The step between the two functions, the upright crop of the quadrat from its 4 c
 :func:`quadratseg_handlers.ops.quadrat.warp_quadrat`. With REFINE_CORNERS=true gridcorners
 predicts a second time on that crop and merges the two passes' corners; with
 FIT_FRAME_BARS=true a corner off the frame's bars moves where they cross
-(:mod:`quadratseg_handlers.ops.frame_bars`; docs/grid.md).
+(:mod:`quadratseg_handlers.ops.frame_bars`; docs/grid.md); with RETRY_THRESHOLD a photo with
+no quadrat is tried again at a lower threshold, its answer kept when the bars confirm it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from quadratseg_handlers.core.contract import BaseHandler
 from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
-from quadratseg_handlers.ops.frame_bars import WEAK_SCORE, corners_from_bars
+from quadratseg_handlers.ops.frame_bars import WEAK_SCORE, corners_from_bars, corners_on_bars
 from quadratseg_handlers.ops.matching import Match, match_points, project
 from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform, warp_quadrat
 from quadratseg_handlers.ops.template import (
@@ -100,7 +101,7 @@ class GridSettings(YoloSettings):
 
 @dataclass(frozen=True)
 class CornerSettings(GridSettings):
-    """The grid settings with the corners' defaults, then the corners' two checks."""
+    """The grid settings with the corners' defaults, then the corners' checks."""
 
     template_path: Path = retuned(
         GridSettings, "template_path", Path("/opt/nuclio/kp_template_corners.npy")
@@ -123,6 +124,17 @@ class CornerSettings(GridSettings):
         "two corners agree with their bars, the agreeing ones snap to the crossings, and a "
         "corner cut off by the photo's edge moves out to where its bars cross beyond it; "
         "about 80 ms per image on a 2-core CPU. See docs/grid.md.",
+    )
+    retry_threshold: float = setting(
+        0.0,
+        "Where no quadrat is found at the request's threshold, predict again at this lower "
+        "one and answer the quadrat only when the frame's bars confirm all 4 corners (each "
+        "within 2 % of the side of its bars' crossing; needs FIT_FRAME_BARS=true): a frame "
+        "the detector scores low, without the stray boxes a low threshold lets through. The "
+        "answer's confidence stays the detector's, and a warning says so. Costs one more "
+        "predict (two with REFINE_CORNERS) on photos with no quadrat only; 0: off.",
+        low=0.0,
+        high=1.0,
     )
 
 
@@ -182,6 +194,21 @@ class GridHandler(BaseHandler[GridPrediction]):
         return self.yolo.decode_side
 
     def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
+        """Each image's points in template order (:meth:`points`); why there is no skeleton
+        is logged for each image without one."""
+        predictions = self.points(images, threshold)
+        for prediction in predictions:
+            match = prediction.match
+            if match is not None and not match.ok:
+                self.warn(
+                    "no skeleton: " + match.reason,
+                    detections=len(prediction.detections.points),
+                    MIN_MATCHES=self.settings.min_matches,
+                    HUNGARIAN_THRESH=self.settings.hungarian_thresh,
+                )
+        return predictions
+
+    def points(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
         """One batched YOLO predict, then each image's points put in template order."""
         results = self.yolo.predict(images, threshold)
         predictions = []
@@ -189,21 +216,10 @@ class GridHandler(BaseHandler[GridPrediction]):
             found = result_points(
                 result, threshold, image, restore_cut=self.settings.restore_cut_boxes
             )
-            match = self.order(found, image) if self.settings.use_template_matching else None
+            use_template = self.settings.use_template_matching
+            match = self.match_template(found, image) if use_template else None
             predictions.append(GridPrediction(found, match))
         return predictions
-
-    def order(self, found: PointDetections, image: np.ndarray) -> Match:
-        """Match the points to the template; log why when there is no skeleton."""
-        match = self.match_template(found, image)
-        if not match.ok:
-            self.warn(
-                "no skeleton: " + match.reason,
-                detections=len(found.points),
-                MIN_MATCHES=self.settings.min_matches,
-                HUNGARIAN_THRESH=self.settings.hungarian_thresh,
-            )
-        return match
 
     def match_template(self, found: PointDetections, image: np.ndarray) -> Match:
         """The points matched to the template with this function's settings."""
@@ -278,7 +294,7 @@ class GridCornersHandler(GridHandler):
 
     def load_model(self) -> None:
         """The grid handler's start-up; REFINE_CORNERS and FIT_FRAME_BARS need the corners in
-        template order."""
+        template order, RETRY_THRESHOLD the frame's bars."""
         settings = self.settings
         checks = (
             ("REFINE_CORNERS", settings.refine_corners),
@@ -290,6 +306,11 @@ class GridCornersHandler(GridHandler):
                     f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
                     "from its ordered corners"
                 )
+        if settings.retry_threshold > 0 and not settings.fit_frame_bars:
+            raise ConfigError(
+                f"RETRY_THRESHOLD={settings.retry_threshold:g} needs FIT_FRAME_BARS=true: "
+                "the frame's bars confirm what it finds"
+            )
         super().load_model()
 
     def decode_size(self) -> int | None:
@@ -300,10 +321,31 @@ class GridCornersHandler(GridHandler):
             return max(side, SECOND_PASS_SIDE)
         return side
 
-    def predict(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
+    def points(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
+        """The corners of each image (:meth:`corners`); where there is no quadrat and
+        RETRY_THRESHOLD is below ``threshold``, the corners found at RETRY_THRESHOLD when the
+        frame's bars confirm all four (:func:`corners_on_bars`)."""
+        found = self.corners(images, threshold)
+        retry = self.settings.retry_threshold
+        missing = [index for index, each in enumerate(found) if not _has_quadrat(each)]
+        if not (missing and 0 < retry < threshold):
+            return found
+        again = self.corners([images[index] for index in missing], retry)
+        for index, each in zip(missing, again, strict=True):
+            match = each.match
+            if match is not None and match.ok and on_its_bars(images[index], match):
+                found[index] = each
+                self.warn(
+                    f"quadrat found at RETRY_THRESHOLD={retry:g}, below the threshold "
+                    f"{threshold:g}: the frame's bars confirm its 4 corners",
+                    confidence=round(skeleton_score(match), 3),
+                )
+        return found
+
+    def corners(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
         """The corners of each image, refined by a second pass when REFINE_CORNERS is true,
         then checked against the frame's bars when FIT_FRAME_BARS is true."""
-        found = super().predict(images, threshold)
+        found = super().points(images, threshold)
         if self.settings.refine_corners:
             found = self.second_pass(images, found, threshold)
         if self.settings.fit_frame_bars:
@@ -419,6 +461,16 @@ def skeleton_shape(
         (match.filled & (filled_outside | ~inside)).tolist(),
     )
     return cvat.skeleton(label, elements, skeleton_score(match))
+
+
+def _has_quadrat(prediction: GridPrediction) -> bool:
+    return prediction.match is not None and prediction.match.ok
+
+
+def on_its_bars(image: np.ndarray, match: Match) -> bool:
+    """Whether each of the match's 4 corners (photo pixels) lies where its two bars cross in
+    ``image`` (:func:`corners_on_bars`)."""
+    return bool(corners_on_bars(image, match.points / reduction(image)).all())
 
 
 def skeleton_score(match: Match) -> float:

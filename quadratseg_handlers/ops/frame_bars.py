@@ -158,13 +158,9 @@ def corners_from_bars(
         return given
     crossings, supported = found
     height, width = image.shape[:2]
-    inside = np.zeros(4, dtype=bool)
-    seen = np.isfinite(crossings).all(axis=1)
-    x, y = crossings[seen, 0], crossings[seen, 1]
-    inside[seen] = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+    seen, inside, near = _placed(crossings, given, width, height)
     usable = supported & inside
     side = quadrat_side(given)
-    near = np.linalg.norm(np.where(seen[:, None], crossings, given) - given, axis=1)
     agrees = seen & (near <= agree * side)
     confirmed = int((usable & agrees).sum()) >= CONFIRMING
     border = agree * side
@@ -189,6 +185,32 @@ def corners_from_bars(
         )
     moved = np.where(moves[:, None], crossings, given)
     return moved if _convex(moved) else given
+
+
+def corners_on_bars(image: np.ndarray, corners: Any, *, agree: float = AGREE) -> np.ndarray:
+    """Which corners (TL, TR, BR, BL, in ``image``'s pixels) lie within ``agree`` of the side
+    of a well-supported crossing of their bars inside the image: (4,) bools, all False when
+    the corners are no convex quadrilateral. All four on their bars is strong evidence that
+    the corners are a frame's, whatever the detector's scores (a low-threshold answer is
+    checked so, RETRY_THRESHOLD)."""
+    given = np.asarray(corners, dtype=np.float64)
+    found = bar_crossings(image, given)
+    if found is None:
+        return np.zeros(4, dtype=bool)
+    crossings, supported = found
+    _, inside, near = _placed(crossings, given, *image.shape[1::-1])
+    return supported & inside & (near <= agree * quadrat_side(given))
+
+
+def _placed(
+    crossings: np.ndarray, given: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per corner: whether its bars cross (not parallel), whether the crossing lies inside
+    the image, and how far it is from the corner (0 where the bars do not cross)."""
+    seen = np.isfinite(crossings).all(axis=1)
+    inside = seen & (_outside_by(crossings, width, height) == 0)
+    near = np.linalg.norm(np.where(seen[:, None], crossings, given) - given, axis=1)
+    return seen, inside, near
 
 
 def _outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:

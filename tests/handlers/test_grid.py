@@ -566,6 +566,21 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
             {"FIT_FRAME_BARS": "true", "USE_TEMPLATE_MATCHING": "false"},
             r"^FIT_FRAME_BARS=true needs USE_TEMPLATE_MATCHING=true",
         ),
+        (
+            GridCornersHandler,
+            {"RETRY_THRESHOLD": "0.02"},
+            r"^RETRY_THRESHOLD=0.02 needs FIT_FRAME_BARS=true",
+        ),
+        (
+            GridCornersHandler,
+            {"RETRY_THRESHOLD": "low", "FIT_FRAME_BARS": "true"},
+            r"^RETRY_THRESHOLD='low': expected number",
+        ),
+        (
+            GridCornersHandler,
+            {"RETRY_THRESHOLD": "2", "FIT_FRAME_BARS": "true"},
+            r"^RETRY_THRESHOLD='2': must be <= 1.0$",
+        ),
     ],
 )
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.ops.frame_bars import bar_crossings, corners_from_bars
+from quadratseg_handlers.ops.frame_bars import bar_crossings, corners_from_bars, corners_on_bars
 from quadratseg_handlers.ops.quadrat import quadrat_side
 
 SEEDS = range(77, 81)
@@ -42,6 +42,17 @@ def test_corners_on_the_bars_snap_to_where_the_bars_cross(seed):
     # Measured at most 0.31 % of the side on these photos.
     assert np.linalg.norm(crossings - corners, axis=1).max() <= 0.006 * side
     assert np.array_equal(corners_from_bars(image, corners), crossings)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_corners_on_their_bars_are_confirmed_and_one_off_them_is_not(seed):
+    """What RETRY_THRESHOLD asks before it answers a low-scored quadrat."""
+    image, corners, side = photo(seed)
+    assert corners_on_bars(image, corners).all()
+    which = seed % 4
+    expected = np.ones(4, dtype=bool)
+    expected[which] = False
+    assert np.array_equal(corners_on_bars(image, inwards(corners, which, 0.04 * side)), expected)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -115,6 +126,8 @@ def test_a_corner_cut_off_by_the_photos_edge_moves_out_to_its_bars_crossing(seed
     found = corners_from_bars(np.ascontiguousarray(image[top:]), at_edge)
     assert found[which, 1] < 0
     assert np.linalg.norm(found - cut, axis=1).max() <= 0.01 * side
+    # a crossing outside the photo never confirms its corner
+    assert not corners_on_bars(np.ascontiguousarray(image[top:]), found)[which]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -145,6 +158,7 @@ def test_an_unsure_corner_at_the_photos_edge_stays(seed):
 def test_without_a_frame_no_corner_moves(image):
     corners = np.array([[200.0, 100.0], [600.0, 120.0], [580.0, 500.0], [210.0, 480.0]])
     assert np.array_equal(corners_from_bars(image, corners), corners)
+    assert not corners_on_bars(image, corners).any()
 
 
 @pytest.mark.parametrize(
@@ -162,3 +176,4 @@ def test_corners_that_are_no_quadrat_come_back_unchanged(corners):
     given = np.asarray(corners, dtype=np.float64)
     assert np.array_equal(corners_from_bars(image, given), given, equal_nan=True)
     assert bar_crossings(image, given) is None
+    assert not corners_on_bars(image, given).any()
