@@ -128,7 +128,7 @@ class CornerSettings(GridSettings):
     retry_threshold: float = setting(
         0.0,
         "Where no quadrat is found at the request's threshold, predict again at this lower "
-        "one and answer the quadrat only when the frame's bars confirm all 4 corners (each "
+        "one (below CONF_THRESHOLD) and answer the quadrat only when the frame's bars confirm all 4 corners (each "
         "within 2 % of the side of its bars' crossing; needs FIT_FRAME_BARS=true): a frame "
         "the detector scores low, without the stray boxes a low threshold lets through. The "
         "answer's confidence stays the detector's, and a warning says so. Costs one more "
@@ -306,10 +306,16 @@ class GridCornersHandler(GridHandler):
                     f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
                     "from its ordered corners"
                 )
-        if settings.retry_threshold > 0 and not settings.fit_frame_bars:
+        retry = settings.retry_threshold
+        if retry > 0 and not settings.fit_frame_bars:
             raise ConfigError(
-                f"RETRY_THRESHOLD={settings.retry_threshold:g} needs FIT_FRAME_BARS=true: "
+                f"RETRY_THRESHOLD={retry:g} needs FIT_FRAME_BARS=true: "
                 "the frame's bars confirm what it finds"
+            )
+        if 0 < settings.conf_threshold <= retry:
+            raise ConfigError(
+                f"RETRY_THRESHOLD={retry:g} must be below CONF_THRESHOLD="
+                f"{settings.conf_threshold:g}: it is tried where that finds no quadrat"
             )
         super().load_model()
 

@@ -573,6 +573,11 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
         ),
         (
             GridCornersHandler,
+            {"RETRY_THRESHOLD": "0.3", "FIT_FRAME_BARS": "true", "CONF_THRESHOLD": "0.3"},
+            r"^RETRY_THRESHOLD=0.3 must be below CONF_THRESHOLD=0.3",
+        ),
+        (
+            GridCornersHandler,
             {"RETRY_THRESHOLD": "low", "FIT_FRAME_BARS": "true"},
             r"^RETRY_THRESHOLD='low': expected number",
         ),
