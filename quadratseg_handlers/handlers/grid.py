@@ -128,8 +128,9 @@ class CornerSettings(GridSettings):
     retry_threshold: float = setting(
         0.0,
         "Where no quadrat is found at the request's threshold, predict again at this lower "
-        "one (below CONF_THRESHOLD) and answer the quadrat only when the frame's bars confirm all 4 corners (each "
-        "within 2 % of the side of its bars' crossing; needs FIT_FRAME_BARS=true): a frame "
+        "one (below CONF_THRESHOLD) and answer the quadrat only when the frame's bars confirm "
+        "all 4 corners (each within 2 % of the side of its bars' crossing; needs "
+        "FIT_FRAME_BARS=true): a frame "
         "the detector scores low, without the stray boxes a low threshold lets through. The "
         "answer's confidence stays the detector's, and a warning says so. Costs one more "
         "predict (two with REFINE_CORNERS) on photos with no quadrat only; 0: off.",
