@@ -138,6 +138,31 @@ class CornerSettings(GridSettings):
         high=1.0,
     )
 
+    def __post_init__(self) -> None:
+        """REFINE_CORNERS and FIT_FRAME_BARS need the corners in template order;
+        RETRY_THRESHOLD needs the frame's bars and a CONF_THRESHOLD above it."""
+        checks = (
+            ("REFINE_CORNERS", self.refine_corners),
+            ("FIT_FRAME_BARS", self.fit_frame_bars),
+        )
+        for name, on in checks:
+            if on and not self.use_template_matching:
+                raise ConfigError(
+                    f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
+                    "from its ordered corners"
+                )
+        retry = self.retry_threshold
+        if retry > 0 and not self.fit_frame_bars:
+            raise ConfigError(
+                f"RETRY_THRESHOLD={retry:g} needs FIT_FRAME_BARS=true: "
+                "the frame's bars confirm what it finds"
+            )
+        if 0 < self.conf_threshold <= retry:
+            raise ConfigError(
+                f"RETRY_THRESHOLD={retry:g} must be below CONF_THRESHOLD="
+                f"{self.conf_threshold:g}: it is tried where that finds no quadrat"
+            )
+
 
 SECOND_PASS_SIDE = 640
 """Side of the upright warp the corners' second pass predicts on (pixels)."""
@@ -292,33 +317,6 @@ class GridCornersHandler(GridHandler):
     template_points = CORNER_POINTS
     settings_class = CornerSettings
     settings: CornerSettings
-
-    def load_model(self) -> None:
-        """The grid handler's start-up; REFINE_CORNERS and FIT_FRAME_BARS need the corners in
-        template order, RETRY_THRESHOLD the frame's bars."""
-        settings = self.settings
-        checks = (
-            ("REFINE_CORNERS", settings.refine_corners),
-            ("FIT_FRAME_BARS", settings.fit_frame_bars),
-        )
-        for name, on in checks:
-            if on and not settings.use_template_matching:
-                raise ConfigError(
-                    f"{name}=true needs USE_TEMPLATE_MATCHING=true: it warps the quadrat "
-                    "from its ordered corners"
-                )
-        retry = settings.retry_threshold
-        if retry > 0 and not settings.fit_frame_bars:
-            raise ConfigError(
-                f"RETRY_THRESHOLD={retry:g} needs FIT_FRAME_BARS=true: "
-                "the frame's bars confirm what it finds"
-            )
-        if 0 < settings.conf_threshold <= retry:
-            raise ConfigError(
-                f"RETRY_THRESHOLD={retry:g} must be below CONF_THRESHOLD="
-                f"{settings.conf_threshold:g}: it is tried where that finds no quadrat"
-            )
-        super().load_model()
 
     def decode_size(self) -> int | None:
         """The network input, or the second pass's warp side when that is larger: the second
