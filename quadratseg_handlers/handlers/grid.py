@@ -34,6 +34,7 @@ from quadratseg_handlers.core.request import photo_size_hw, reduction
 from quadratseg_handlers.cvat.shapes import Shape
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.ops.frame_bars import WEAK_SCORE, corners_from_bars, corners_on_bars
+from quadratseg_handlers.ops.grid_string import corners_on_string, cut_sides
 from quadratseg_handlers.ops.matching import Match, match_points, project
 from quadratseg_handlers.ops.quadrat import merge_corner_passes, quadrat_transform, warp_quadrat
 from quadratseg_handlers.ops.template import (
@@ -122,18 +123,21 @@ class CornerSettings(GridSettings):
         "and a corner whose two bars cross more than 2 % of the side away moves to the "
         "crossing (a corner hidden under a colony, or one the detector was unsure of); once "
         "two corners agree with their bars, the agreeing ones snap to the crossings, and a "
-        "corner cut off by the photo's edge moves out to where its bars cross beyond it; "
-        "about 80 ms per image on a 2-core CPU. See docs/grid.md.",
+        "corner cut off by the photo's edge moves out to where its bars cross beyond it; a "
+        "side whose bar the photo's edge cut off goes where the grid string's spacing puts "
+        "it. About 80 ms per image on a 2-core CPU (about 85 ms more with a side at the "
+        "photo's edge). See docs/grid.md.",
     )
     retry_threshold: float = setting(
         0.0,
         "Where no quadrat is found at the request's threshold, predict again at this lower "
-        "one (below CONF_THRESHOLD) and answer the quadrat only when the frame's bars confirm "
-        "all 4 corners (each within 2 % of the side of its bars' crossing; needs "
-        "FIT_FRAME_BARS=true): a frame "
-        "the detector scores low, without the stray boxes a low threshold lets through. The "
-        "answer's confidence stays the detector's, and a warning says so. Costs one more "
-        "predict (two with REFINE_CORNERS) on photos with no quadrat only; 0: off.",
+        "one (below CONF_THRESHOLD) and answer the quadrat only when the frame confirms all "
+        "4 corners (each within 2 % of the side of its bars' crossing, or, on a side the "
+        "photo's edge cut off, of where the grid string puts it; needs FIT_FRAME_BARS=true): "
+        "a frame the detector scores low, without the stray boxes a low threshold lets "
+        "through. The answer's confidence stays the detector's, and a warning says so. "
+        "Costs one more predict (two with REFINE_CORNERS) on photos with no quadrat only; "
+        "0: off.",
         low=0.0,
         high=1.0,
     )
@@ -329,7 +333,7 @@ class GridCornersHandler(GridHandler):
     def points(self, images: Sequence[np.ndarray], threshold: float) -> list[GridPrediction]:
         """The corners of each image (:meth:`corners`); where there is no quadrat and
         RETRY_THRESHOLD is below ``threshold``, the corners found at RETRY_THRESHOLD when the
-        frame's bars confirm all four (:func:`corners_on_bars`)."""
+        frame confirms all four (:func:`on_its_frame`)."""
         found = self.corners(images, threshold)
         retry = self.settings.retry_threshold
         missing = [index for index, each in enumerate(found) if not _has_quadrat(each)]
@@ -338,11 +342,14 @@ class GridCornersHandler(GridHandler):
         again = self.corners([images[index] for index in missing], retry)
         for index, each in zip(missing, again, strict=True):
             match = each.match
-            if match is not None and match.ok and on_its_bars(images[index], match):
+            if match is None or not match.ok:
+                continue
+            confirmed = on_its_frame(images[index], match)
+            if confirmed:
                 found[index] = each
                 self.warn(
                     f"quadrat found at RETRY_THRESHOLD={retry:g}, below the threshold "
-                    f"{threshold:g}: the frame's bars confirm its 4 corners",
+                    f"{threshold:g}: {confirmed}",
                     confidence=round(skeleton_score(match), 3),
                 )
         return found
@@ -359,14 +366,16 @@ class GridCornersHandler(GridHandler):
 
     def on_bars(self, image: np.ndarray, prediction: GridPrediction) -> GridPrediction:
         """The prediction with its corners moved where the frame's bars cross
-        (:func:`corners_from_bars`, on the image as decoded); the match's homography follows
-        the moved corners, its scores and detections stay the detector's."""
+        (:func:`corners_from_bars`, on the image as decoded), and a side the photo's edge
+        cut off where the grid string puts it (:func:`cut_sides`); the match's homography
+        follows the moved corners, its scores and detections stay the detector's."""
         match = prediction.match
         if match is None or not match.ok:
             return prediction
         factor = reduction(image)
         weak = match.filled | (match.scores < WEAK_SCORE)
-        corners = corners_from_bars(image, match.points / factor, weak=weak) * factor
+        on_bars = corners_from_bars(image, match.points / factor, weak=weak)
+        corners = cut_sides(image, on_bars)[0] * factor
         if np.array_equal(corners, match.points):
             return prediction
         homography, _ = cv2.findHomography(self.template, corners, 0)
@@ -472,10 +481,22 @@ def _has_quadrat(prediction: GridPrediction) -> bool:
     return prediction.match is not None and prediction.match.ok
 
 
-def on_its_bars(image: np.ndarray, match: Match) -> bool:
-    """Whether each of the match's 4 corners (photo pixels) lies where its two bars cross in
-    ``image`` (:func:`corners_on_bars`)."""
-    return bool(corners_on_bars(image, match.points / reduction(image)).all())
+def on_its_frame(image: np.ndarray, match: Match) -> str:
+    """What confirms each of the match's 4 corners (photo pixels) in ``image``, said for the
+    warning header: its two bars crossing there (:func:`corners_on_bars`), or, on a side the
+    photo's edge cut off, the grid string (:func:`corners_on_string`); "" when some corner
+    is not confirmed."""
+    corners = match.points / reduction(image)
+    on_bars = corners_on_bars(image, corners)
+    if on_bars.all():
+        return "the frame's bars confirm its 4 corners"
+    on_string = corners_on_string(image, corners) & ~on_bars
+    if not (on_bars | on_string).all():
+        return ""
+    return (
+        f"the frame's bars confirm {int(on_bars.sum())} of its corners, the grid string "
+        f"the {int(on_string.sum())} on the side the photo's edge cuts off"
+    )
 
 
 def skeleton_score(match: Match) -> float:

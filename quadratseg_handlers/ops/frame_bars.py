@@ -104,6 +104,10 @@ BEYOND_MOVE = 0.1
 """A corner at the photo's edge moves out to its crossing beyond the edge at most this
 fraction of the side."""
 
+DECISIONS = 2
+"""Looks at the same crossings: a corner whose neighbours agree with their bars only once
+one of them moved (a weak corner moved in the first look) moves in the second."""
+
 MARGIN = round(BAR_REACH * WARP_SIDE) + 24
 """Border of the upright warp around the quadrat: the whole search and the filters fit."""
 
@@ -145,10 +149,13 @@ def corners_from_bars(
     When that many agree, the agreeing corners snap to their crossing: the corner is where
     the bars' centre lines cross, and the crossing is sharper than a detector's box; and a
     corner at the image's edge whose well-supported crossing lies farther out than it,
-    beyond the edge (at most :data:`BEYOND_MOVE`), moves out there: the detector cannot see
-    past the edge, so it finds a cut corner short of where the bars cross. Corners that are
+    beyond the edge (at most :data:`BEYOND_MOVE`, whether or not it agrees), moves out
+    there: the detector cannot see past the edge, so it finds a cut corner short of where
+    the bars cross. These rules look
+    at the corners :data:`DECISIONS` times, against the same crossings: a corner whose
+    neighbour moved onto its crossing then has both neighbours agreeing. Corners that are
     not a convex quadrilateral in that order, or moves that would make them one no longer,
-    give the corners back unchanged.
+    are left as they were before that look.
     ``image``: RGB or BGR (H, W, 3) uint8; ``weak``: (4,) bools, None for none. About 80 ms
     on 2 CPU cores, about the same whatever the image's size (a fixed-size warp).
     """
@@ -158,19 +165,31 @@ def corners_from_bars(
         return given
     crossings, supported = found
     height, width = image.shape[:2]
+    weak_ones = np.zeros(4, dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
+    moved = given
+    for _ in range(DECISIONS):
+        moved = _decided(crossings, supported, moved, weak_ones, width, height, agree)
+    return moved
+
+
+def _decided(
+    crossings: np.ndarray,
+    supported: np.ndarray,
+    given: np.ndarray,
+    weak_ones: np.ndarray,
+    width: int,
+    height: int,
+    agree: float,
+) -> np.ndarray:
+    """One look at the corners against their bars' crossings (the rules of
+    :func:`corners_from_bars`): the corners after the moves it allows, or ``given``
+    unchanged when those would be no convex quadrilateral."""
     seen, inside, near = _placed(crossings, given, width, height)
     usable = supported & inside
     side = quadrat_side(given)
     agrees = seen & (near <= agree * side)
     confirmed = int((usable & agrees).sum()) >= CONFIRMING
-    border = agree * side
-    interior = (
-        (given[:, 0] >= border)
-        & (given[:, 0] <= width - border)
-        & (given[:, 1] >= border)
-        & (given[:, 1] <= height - border)
-    )
-    weak_ones = np.zeros(4, dtype=bool) if weak is None else np.asarray(weak, dtype=bool)
+    interior = away_from_edge(given, width, height, agree * side)
     off = usable & ~agrees
     moves = off & np.roll(agrees, 1) & np.roll(agrees, -1)
     if usable.all():
@@ -179,12 +198,10 @@ def corners_from_bars(
         moves |= pairs | np.roll(pairs, 1)
     if confirmed:
         moves |= (off & weak_ones & interior) | (usable & agrees)
-        beyond = supported & seen & ~inside & ~interior & ~agrees & (near <= BEYOND_MOVE * side)
-        moves |= beyond & (
-            _outside_by(crossings, width, height) > _outside_by(given, width, height)
-        )
+        beyond = supported & seen & ~inside & ~interior & (near <= BEYOND_MOVE * side)
+        moves |= beyond & (outside_by(crossings, width, height) > outside_by(given, width, height))
     moved = np.where(moves[:, None], crossings, given)
-    return moved if _convex(moved) else given
+    return moved if is_convex(moved) else given
 
 
 def corners_on_bars(image: np.ndarray, corners: Any, *, agree: float = AGREE) -> np.ndarray:
@@ -208,12 +225,19 @@ def _placed(
     """Per corner: whether its bars cross (not parallel), whether the crossing lies inside
     the image, and how far it is from the corner (0 where the bars do not cross)."""
     seen = np.isfinite(crossings).all(axis=1)
-    inside = seen & (_outside_by(crossings, width, height) == 0)
+    inside = seen & (outside_by(crossings, width, height) == 0)
     near = np.linalg.norm(np.where(seen[:, None], crossings, given) - given, axis=1)
     return seen, inside, near
 
 
-def _outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:
+def away_from_edge(points: np.ndarray, width: int, height: int, border: float) -> np.ndarray:
+    """Which points lie inside the image at least ``border`` pixels from its edge: the others
+    may be a frame's corners cut by it."""
+    x, y = points[:, 0], points[:, 1]
+    return (x >= border) & (x <= width - border) & (y >= border) & (y <= height - border)
+
+
+def outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """How far each point lies outside the image (0 inside; NaN points count 0)."""
     x, y = np.nan_to_num(points[:, 0]), np.nan_to_num(points[:, 1])
     zero = np.zeros(len(points))
@@ -231,7 +255,7 @@ def bar_crossings(
     parallel), and whether both are well supported (coverage and score, as in
     :func:`corners_from_bars`); None when the corners are no convex TL, TR, BR, BL."""
     given = np.asarray(corners, dtype=np.float64)
-    if not _convex(given):
+    if not is_convex(given):
         return None
     size = WARP_SIDE + 2 * MARGIN
     to_warp = quadrat_transform(given, size, MARGIN)
@@ -274,7 +298,7 @@ def frame_bars(warp: np.ndarray) -> list[Bar]:
     return bars
 
 
-def _convex(corners: np.ndarray) -> bool:
+def is_convex(corners: np.ndarray) -> bool:
     """Whether ``corners`` are TL, TR, BR, BL of a convex quadrilateral."""
     try:
         quadrat_transform(corners, 8)
@@ -294,7 +318,7 @@ def _colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cv2.transform(cv2.absdiff(a, b), _SUM_CHANNELS).reshape(a.shape[:2])
 
 
-def _band_response(image: np.ndarray, width: int) -> np.ndarray:
+def band_response(image: np.ndarray, width: int) -> np.ndarray:
     """How much a horizontal band about ``width`` rows tall, centred on each pixel, differs
     from both its flanks: max(0, min(|c - up|, |c - down|) - |up - down| / 2), with c the mean
     over 0.6 ``width`` rows and up, down the means over 0.4 ``width`` rows just outside."""
@@ -323,8 +347,8 @@ def _bar_maps(warp: np.ndarray, horizontal: bool) -> tuple[np.ndarray, np.ndarra
     image = cv2.blur(np.ascontiguousarray(strip).astype(np.float32), (PRE_SMOOTH, 1))
     raw = np.zeros(image.shape[:2], np.float32)
     for width in BAR_WIDTHS:
-        np.maximum(raw, _band_response(image, width), out=raw)
-    suppressed = np.maximum(raw - _band_response(image, STRING_WIDTH), 0)
+        np.maximum(raw, band_response(image, width), out=raw)
+    suppressed = np.maximum(raw - band_response(image, STRING_WIDTH), 0)
     maps = []
     for response in (raw, suppressed):
         full = np.zeros(warp.shape[:2], np.float32)

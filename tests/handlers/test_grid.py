@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cut_frames_for_tests import cut_photo, drawn
 from ultralytics import YOLO
 from ultralytics.utils import ROOT as ULTRALYTICS_ROOT
 
@@ -26,7 +27,12 @@ from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.deploy import catalog
-from quadratseg_handlers.handlers.grid import GridCornersHandler, GridPoseHandler, skeleton_shape
+from quadratseg_handlers.handlers.grid import (
+    GridCornersHandler,
+    GridPoseHandler,
+    on_its_frame,
+    skeleton_shape,
+)
 from quadratseg_handlers.local.harness import (
     FunctionClient,
     make_context,
@@ -36,7 +42,7 @@ from quadratseg_handlers.local.harness import (
 from quadratseg_handlers.ops import template as tpl
 from quadratseg_handlers.ops.boxes import box_centres
 from quadratseg_handlers.ops.frame_bars import corners_from_bars
-from quadratseg_handlers.ops.matching import match_points
+from quadratseg_handlers.ops.matching import Match, match_points
 from quadratseg_handlers.ops.quadrat import quadrat_transform, warp_quadrat
 
 SIDE = 320
@@ -750,3 +756,29 @@ def test_raw_points_from_a_scaled_decode_equal_the_full_decode(monkeypatch, grid
     assert scaled.shape == full.shape == (108, 2)  # 105 grid points and 3 spurious
     assert np.abs(scaled - full).max() <= 1.0
     assert (scaled.max(axis=0) <= size).all()
+
+
+def _match_at(corners: np.ndarray) -> Match:
+    return Match(
+        points=corners,
+        scores=np.full(4, 0.05),
+        detection=np.arange(4),
+        residuals=np.zeros(4),
+        homography=np.eye(3),
+        dropped=np.zeros(0, dtype=int),
+    )
+
+
+@pytest.mark.parametrize("seed", (77, 78))
+def test_what_confirms_a_retried_frame_is_said_in_its_warning(seed):
+    """RETRY_THRESHOLD keeps a low-scored quadrat only when the frame confirms its 4 corners:
+    all on their bars, or two on their bars and the two of a side the photo's edge cut off
+    where the grid string puts it; corners given at the edge are not confirmed."""
+    image, corners = drawn(seed)
+    assert on_its_frame(image, _match_at(corners)) == "the frame's bars confirm its 4 corners"
+    photo, truth, given = cut_photo(image, corners, "top")
+    assert on_its_frame(photo, _match_at(truth)) == (
+        "the frame's bars confirm 2 of its corners, the grid string the 2 on the side the "
+        "photo's edge cuts off"
+    )
+    assert on_its_frame(photo, _match_at(given)) == ""
