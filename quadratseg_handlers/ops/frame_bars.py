@@ -83,8 +83,9 @@ AGREE = 0.02
 MIN_COVERAGE = 0.4
 """Both bars of a moved corner: at least this share of the sampled side supports the line."""
 
-MIN_RELATIVE = 0.5
-"""Both bars of a moved corner: a score at least this fraction of the 4 bars' median."""
+MIN_RELATIVE = 0.4
+"""Both bars of a moved corner: a score at least this fraction of the 4 bars' median (a bar
+cut lengthwise by the photo's edge scores 40 to 50 % of it)."""
 
 WEAK_SCORE = 0.3
 """A corner the detector scored below this (or did not detect: filled) is weak evidence."""
