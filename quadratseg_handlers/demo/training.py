@@ -182,7 +182,7 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(5, 0.0005, images=240, reef=True, val_images=40),
                 Refinement(8, 0.0003, images=480, reef=True, val_images=40),
             ),
-            serve_env=("IMGSZ=352",),
+            serve_env=("IMGSZ=352", "WARPED_INPUT=true"),
         ),
         DemoModel(
             "gridcorners", "detect", ("corner",), 320, 160, 30, 10, 0, "pth-yolo-gridcorners",

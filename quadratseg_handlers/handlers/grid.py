@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -98,6 +98,28 @@ class GridSettings(YoloSettings):
         "How template points without a detection are answered: `false`: visible at the "
         "homography's position with confidence 0; `true`: flagged `outside` (hidden in CVAT).",
     )
+
+    def matching(self) -> dict[str, Any]:
+        """:func:`match_points`' options from these settings."""
+        return {"max_cost": self.hungarian_thresh, "min_matches": self.min_matches}
+
+
+@dataclass(frozen=True)
+class PoseSettings(GridSettings):
+    """The grid settings, then what gridpose may assume of its input."""
+
+    warped_input: bool = setting(
+        False,
+        "`true`: every request is the quadrat warped upright as the template lies (the "
+        "pipeline's warp, TEMPLATE_PATH made for its margin), so when a border row of the "
+        "string is missing (cut off by the photo's edge, black in the warp) the lattice is "
+        "placed where the template puts it rather than one row off; `false`: the grid may "
+        "lie anywhere in the image. See docs/grid.md.",
+    )
+
+    def matching(self) -> dict[str, Any]:
+        """:func:`match_points`' options, with WARPED_INPUT."""
+        return {**super().matching(), "warped": self.warped_input}
 
 
 @dataclass(frozen=True)
@@ -259,8 +281,7 @@ class GridHandler(BaseHandler[GridPrediction]):
             self.template,
             (width, height),
             scores=found.scores,
-            max_cost=self.settings.hungarian_thresh,
-            min_matches=self.settings.min_matches,
+            **self.settings.matching(),
         )
 
     def to_shapes(self, prediction: GridPrediction, image: np.ndarray) -> list[Shape]:
@@ -429,6 +450,8 @@ class GridPoseHandler(GridHandler):
 
     function_name = "pth-yolo-gridpose"
     template_points = GRID_POINTS
+    settings_class = PoseSettings
+    settings: PoseSettings
 
 
 def upright_quadrat(image: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -28,8 +28,10 @@ from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.demo.tinymodels.yolo import tiny_yolo
 from quadratseg_handlers.deploy import catalog
 from quadratseg_handlers.handlers.grid import (
+    CornerSettings,
     GridCornersHandler,
     GridPoseHandler,
+    PoseSettings,
     on_its_frame,
     skeleton_shape,
 )
@@ -592,6 +594,11 @@ def test_custom_template_is_used_for_matching_and_spec(monkeypatch, tmp_path, co
             {"RETRY_THRESHOLD": "2", "FIT_FRAME_BARS": "true"},
             r"^RETRY_THRESHOLD='2': must be <= 1.0$",
         ),
+        (
+            GridPoseHandler,
+            {"WARPED_INPUT": "sometimes"},
+            r"^WARPED_INPUT='sometimes': expected true or false$",
+        ),
     ],
 )
 @pytest.mark.slow
@@ -782,3 +789,13 @@ def test_what_confirms_a_retried_frame_is_said_in_its_warning(seed):
         "photo's edge cuts off"
     )
     assert on_its_frame(photo, _match_at(given)) == ""
+
+
+def test_warped_input_reaches_the_template_matching():
+    """gridpose's WARPED_INPUT is passed to match_points (its effect: tests/ops/test_matching.py);
+    the corners, whose requests are whole photos, have no such setting."""
+    off = PoseSettings.load(environ={})
+    on = PoseSettings.load(environ={"WARPED_INPUT": "true"})
+    assert off.matching() == {"max_cost": 0.12, "min_matches": 20, "warped": False}
+    assert on.matching()["warped"] is True
+    assert "warped" not in CornerSettings.load(environ={}).matching()

@@ -431,3 +431,32 @@ def test_synthetic_detections_follow_their_parameters():
     gaps = np.linalg.norm(sample.detections[~true][:, None] - sample.true_points[None], axis=-1)
     assert gaps.min() >= 0.25 * spacing
     assert np.allclose(project(sample.homography, GRID), sample.true_points)
+
+
+def _warped_lattice(seed: int, strays: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A warp of a quadrat (1000 px, 5 % margin) whose bottom row of grid points is cut off
+    by the photo's edge, with ``strays`` detections a row above the top one (legs, reef):
+    the detections, the true points and which of them are in the warp."""
+    rng = np.random.default_rng(seed)
+    template = tpl.grid_template()
+    rows = np.array(tpl.grid_positions())[:, 0]
+    points = (0.05 + 0.9 * template) * 1000.0 + rng.normal(0.0, 1.0, template.shape)
+    seen = rows < tpl.GRID_SIZE - 1
+    top = points[rows == 0][:strays]
+    stray = top - [0.0, 90.0] + rng.normal(0.0, 1.0, top.shape)
+    return np.concatenate([points[seen], stray]), points, seen
+
+
+@pytest.mark.parametrize("strays", [0, 3, 6])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_warped_lattice_missing_its_last_row_is_placed_where_the_template_lies(seed, strays):
+    """A lattice with a border row missing fits its detections as well one row off; a few
+    stray detections beyond the other border tip it there, unless the image is known to be
+    the quadrat's warp (``warped``), whose template placement settles it (NEAR_TIE)."""
+    detections, truth, seen = _warped_lattice(seed, strays)
+    template = tpl.grid_template()
+    match = match_points(detections, template, (1000, 1000), min_matches=20, warped=True)
+    assert np.linalg.norm(match.points[seen] - truth[seen], axis=1).max() < 5
+    plain = match_points(detections, template, (1000, 1000), min_matches=20)
+    off = np.linalg.norm(plain.points[seen] - truth[seen], axis=1).max() >= 5
+    assert off == (strays > 0)

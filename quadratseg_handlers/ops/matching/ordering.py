@@ -29,6 +29,7 @@ def match_points(
     min_matches: int = 4,
     max_rotation: float = 45.0,
     max_iterations: int = 6,
+    warped: bool = False,
 ) -> Match:
     """Order ``detections`` ((M, 2) image pixels) by ``template`` ((N, 2) normalised).
 
@@ -38,13 +39,16 @@ def match_points(
     1) rank the detections: duplicates keep the best, and it is reported per point.
     ``max_rotation`` bounds the rotation the initial placement considers; a square lattice
     looks alike every 90 degrees, so beyond 45 its order is ambiguous. ``max_iterations``
-    bounds the refit's rounds before its final gate. Fewer than ``min_matches`` matched
-    points (or matched points on a line) give an empty result with a ``reason``.
+    bounds the refit's rounds before its final gate. ``warped``: the image is the quadrat
+    warped upright, the template's own placement where its points are expected, so a lattice
+    whose border row is missing (cut off by the photo's edge) is placed by that, not by a few
+    stray detections. Fewer than ``min_matches`` matched points (or matched points on a line)
+    give an empty result with a ``reason``.
     """
     inputs = validate(detections, template, image_size_wh, scores, min_matches)
     if inputs.shortage:
         return failed_match(inputs.shortage, inputs.total)
-    placements = place(inputs, max_rotation, max_cost)
+    placements = place(inputs, max_rotation, max_cost, warped=warped)
     best = refit(inputs, placements, max_cost, max_iterations)
     return assemble(inputs, best)
 

@@ -39,6 +39,11 @@ GROWTH_HOMOGRAPHY_PAIRS = 12
 GROWTH_INLIER = 0.2
 """RANSAC inlier threshold of the growing fits (fraction of the point spacing)."""
 
+NEAR_TIE = 5
+"""In a warp (``warped``), shifts this many inliers short of the best, or fewer, tie with it:
+under half a row of the 11-point lattice. A row cut off by the photo's edge leaves two shifts
+a row apart with about as many inliers; a whole row seen tells them apart by about 11."""
+
 
 @dataclass(frozen=True)
 class Placements:
@@ -55,8 +60,11 @@ class Placements:
     start is refitted)."""
 
 
-def place(inputs: Inputs, max_rotation: float, max_cost: float) -> Placements:
-    """The starts of the refit for ``inputs``' template and detections (see the module)."""
+def place(
+    inputs: Inputs, max_rotation: float, max_cost: float, *, warped: bool = False
+) -> Placements:
+    """The starts of the refit for ``inputs``' template and detections (see the module);
+    ``warped``: the image is the quadrat warped upright (:func:`best_shift`)."""
     layout, points = inputs.layout, inputs.points
     if len(inputs.template) <= SMALL_TEMPLATE:
         starts = [np.eye(3), *pair_guesses(layout, points, max_rotation)]
@@ -64,19 +72,24 @@ def place(inputs: Inputs, max_rotation: float, max_cost: float) -> Placements:
     guess = lattice_guess(layout, points, max_rotation)
     rough = ([] if guess is None else [guess]) + [np.eye(3)]
     return Placements(
-        _grown(layout, inputs.detections, rough, max_cost),
+        _grown(layout, inputs.detections, rough, max_cost, warped),
         affine_first=False,
         enough=0.5 * min(len(points), len(inputs.template)),
     )
 
 
 def _grown(
-    layout: Layout, detections: Detections, rough: list[np.ndarray], max_cost: float
+    layout: Layout,
+    detections: Detections,
+    rough: list[np.ndarray],
+    max_cost: float,
+    warped: bool,
 ) -> Iterator[np.ndarray]:
     """Each rough start grown outwards and moved to its best shift, when it is asked for: a
     good refit of the lattice guess spares the template's own placement this work."""
     for start in rough:
-        yield best_shift(layout, detections, grow(layout, detections, start, max_cost), max_cost)
+        grown = grow(layout, detections, start, max_cost)
+        yield best_shift(layout, detections, grown, max_cost, warped=warped)
 
 
 def grow(layout: Layout, detections: Detections, start: np.ndarray, max_cost: float) -> np.ndarray:
@@ -111,13 +124,21 @@ def grow(layout: Layout, detections: Detections, start: np.ndarray, max_cost: fl
 
 
 def best_shift(
-    layout: Layout, detections: Detections, matrix: np.ndarray, max_cost: float
+    layout: Layout,
+    detections: Detections,
+    matrix: np.ndarray,
+    max_cost: float,
+    *,
+    warped: bool = False,
 ) -> np.ndarray:
     """The placement moved by the template shift (one template point onto another, within
     SHIFT_REACH spacings) under which the most template points find a detection.
 
     A periodic template (the lattice) fits its detections as well one cell off in the middle;
-    only its borders tell, judged here with a fit that is already accurate everywhere.
+    only its borders tell, judged here with a fit that is already accurate everywhere. In a
+    warp of the quadrat (``warped``) a border row may be missing, cut off by the photo's edge
+    (black in the warp): shifts a row apart then find about as many detections, and among
+    those within NEAR_TIE of the best the one nearest the template's own placement wins.
     """
     nearest = detections.nearest(project(matrix, layout.shifted))
     gate = min(max_cost, REFIT_GATE * pitch(project(matrix, layout.points) / layout.scale))
@@ -125,4 +146,13 @@ def best_shift(
     inliers = (distance <= gate).sum(axis=1)
     cost = np.minimum(distance, gate).sum(axis=1)
     best = int(np.lexsort((np.linalg.norm(layout.shifts, axis=1), cost, -inliers))[0])
+    tied = np.flatnonzero(inliers >= inliers.max() - NEAR_TIE)
+    if warped and len(tied) > 1:
+        away = [_away(layout, matrix @ translation(shift)) for shift in layout.shifts[tied]]
+        best = int(tied[int(np.argmin(away))])
     return matrix @ translation(layout.shifts[best])
+
+
+def _away(layout: Layout, matrix: np.ndarray) -> float:
+    """Mean distance (pixels) of the template placed by ``matrix`` from its own placement."""
+    return float(np.linalg.norm(project(matrix, layout.points) - layout.points, axis=1).mean())
