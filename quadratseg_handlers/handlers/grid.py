@@ -147,7 +147,7 @@ class CornerSettings(GridSettings):
         "two corners agree with their bars, the agreeing ones snap to the crossings, and a "
         "corner cut off by the photo's edge moves out to where its bars cross beyond it; a "
         "side whose bar the photo's edge cut off goes where the grid string's spacing puts "
-        "it. About 80 ms per image on a 2-core CPU (about 85 ms more with a side at the "
+        "it. About 80 ms per image on a 2-core CPU (about 45 ms more with a corner near the "
         "photo's edge). See docs/grid.md.",
     )
     retry_threshold: float = setting(
@@ -513,7 +513,7 @@ def on_its_frame(image: np.ndarray, match: Match) -> str:
     on_bars = corners_on_bars(image, corners)
     if on_bars.all():
         return "the frame's bars confirm its 4 corners"
-    on_string = corners_on_string(image, corners) & ~on_bars
+    on_string = corners_on_string(image, corners, on_bars) & ~on_bars
     if not (on_bars | on_string).all():
         return ""
     return (

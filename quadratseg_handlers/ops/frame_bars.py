@@ -127,6 +127,50 @@ class Bar:
     """Share of the sampled side whose columns support the fitted line."""
 
 
+@dataclass(frozen=True)
+class UprightFrame:
+    """The quadrat warped upright from given corners, and its 4 bars found in that warp:
+    what the crossings (:meth:`crossings`) and the grid string's comb
+    (:mod:`quadratseg_handlers.ops.grid_string`) both read, fitted once."""
+
+    corners: np.ndarray
+    """The given corners TL, TR, BR, BL, image pixels."""
+    warp: np.ndarray
+    """The upright warp: the quadrat's side WARP_SIDE, MARGIN pixels inside."""
+    to_image: np.ndarray
+    """3 x 3 map from the warp's pixels to the image's."""
+    bars: list[Bar]
+    """Top, right, bottom, left (:func:`frame_bars`)."""
+
+    def crossings(
+        self, *, min_coverage: float = MIN_COVERAGE, min_relative: float = MIN_RELATIVE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where each corner's two bars cross ((4, 2) image pixels, NaN where they are
+        parallel), and whether both are well supported (coverage, and score against the 4
+        bars' median)."""
+        median = max(float(np.median([bar.score for bar in self.bars])), 1e-6)
+        crossings = np.full((4, 2), np.nan)
+        supported = np.zeros(4, dtype=bool)
+        for corner in range(4):
+            before, after = self.bars[(corner - 1) % 4], self.bars[corner]
+            crossing = self.to_image @ np.cross(before.line, after.line)
+            if abs(crossing[2]) < 1e-12:
+                continue
+            crossings[corner] = crossing[:2] / crossing[2]
+            supported[corner] = (
+                min(before.score, after.score) >= min_relative * median
+                and min(before.coverage, after.coverage) >= min_coverage
+            )
+        return crossings, supported
+
+    def on_bars(self, width: int, height: int, agree: float = AGREE) -> np.ndarray:
+        """Which corners lie within ``agree`` of the side of a well-supported crossing of
+        their bars inside a ``width`` x ``height`` image: (4,) bools."""
+        crossings, supported = self.crossings()
+        _, inside, near = _placed(crossings, self.corners, width, height)
+        return supported & inside & (near <= agree * quadrat_side(self.corners))
+
+
 def corners_from_bars(
     image: np.ndarray,
     corners: Any,
@@ -211,13 +255,11 @@ def corners_on_bars(image: np.ndarray, corners: Any, *, agree: float = AGREE) ->
     the corners are no convex quadrilateral. All four on their bars is strong evidence that
     the corners are a frame's, whatever the detector's scores (a low-threshold answer is
     checked so, RETRY_THRESHOLD)."""
-    given = np.asarray(corners, dtype=np.float64)
-    found = bar_crossings(image, given)
-    if found is None:
+    frame = upright_frame(image, corners)
+    if frame is None:
         return np.zeros(4, dtype=bool)
-    crossings, supported = found
-    _, inside, near = _placed(crossings, given, *image.shape[1::-1])
-    return supported & inside & (near <= agree * quadrat_side(given))
+    height, width = image.shape[:2]
+    return frame.on_bars(width, height, agree=agree)
 
 
 def _placed(
@@ -255,28 +297,22 @@ def bar_crossings(
     """Where each corner's two bars cross ((4, 2) ``image`` pixels, NaN where they are
     parallel), and whether both are well supported (coverage and score, as in
     :func:`corners_from_bars`); None when the corners are no convex TL, TR, BR, BL."""
+    frame = upright_frame(image, corners)
+    if frame is None:
+        return None
+    return frame.crossings(min_coverage=min_coverage, min_relative=min_relative)
+
+
+def upright_frame(image: np.ndarray, corners: Any) -> UprightFrame | None:
+    """The quadrat warped upright from ``corners`` (TL, TR, BR, BL, ``image``'s pixels) and
+    its bars; None when the corners are no convex quadrilateral."""
     given = np.asarray(corners, dtype=np.float64)
     if not is_convex(given):
         return None
     size = WARP_SIDE + 2 * MARGIN
-    to_warp = quadrat_transform(given, size, MARGIN)
+    to_image = np.linalg.inv(quadrat_transform(given, size, MARGIN))
     warp = warp_quadrat(image, given, size, margin=MARGIN)
-    bars = frame_bars(warp)
-    median = max(float(np.median([bar.score for bar in bars])), 1e-6)
-    to_image = np.linalg.inv(to_warp)
-    crossings = np.full((4, 2), np.nan)
-    supported = np.zeros(4, dtype=bool)
-    for corner in range(4):
-        before, after = bars[(corner - 1) % 4], bars[corner]
-        crossing = to_image @ np.cross(before.line, after.line)
-        if abs(crossing[2]) < 1e-12:
-            continue
-        crossings[corner] = crossing[:2] / crossing[2]
-        supported[corner] = (
-            min(before.score, after.score) >= min_relative * median
-            and min(before.coverage, after.coverage) >= min_coverage
-        )
-    return crossings, supported
+    return UprightFrame(given, warp, to_image, frame_bars(warp))
 
 
 def frame_bars(warp: np.ndarray) -> list[Bar]:

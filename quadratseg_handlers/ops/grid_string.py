@@ -30,14 +30,14 @@ from quadratseg_handlers.ops.frame_bars import (
     AGREE,
     MARGIN,
     WARP_SIDE,
+    UprightFrame,
     away_from_edge,
     band_response,
-    corners_on_bars,
-    frame_bars,
     is_convex,
     outside_by,
+    upright_frame,
 )
-from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform, warp_quadrat
+from quadratseg_handlers.ops.quadrat import quadrat_side
 from quadratseg_handlers.ops.template import GRID_SIZE
 
 LINES = GRID_SIZE - 1
@@ -69,8 +69,6 @@ MAX_MOVE = 0.15
 LOOKS = 2
 """Times the comb is fitted: the second time in the warp of the corners the first placed."""
 
-_NAMES = ("top", "right", "bottom", "left")
-
 
 def cut_sides(image: np.ndarray, corners: Any) -> tuple[np.ndarray, np.ndarray]:
     """The corners (TL, TR, BR, BL in ``image``'s pixels) with any side the photo's edge cut
@@ -78,31 +76,40 @@ def cut_sides(image: np.ndarray, corners: Any) -> tuple[np.ndarray, np.ndarray]:
 
     ``image``: RGB or BGR (H, W, 3) uint8. Costs nothing unless a corner lies within a
     string's spacing of the photo's edge (about half the photos of the reef world); then
-    about 75 ms on 2 CPU cores (two or three warps).
+    one warp and fit of the bars, two when a side moves.
     """
     given = np.asarray(corners, dtype=np.float64)
     placed = np.zeros(4, dtype=bool)
-    if not is_convex(given) or not _sides_near_edge(image, given):
+    frame = upright_frame(image, given) if _sides_near_edge(image, given) else None
+    if frame is None:
         return given, placed
-    anchored = corners_on_bars(image, given)
+    anchored = frame.on_bars(image.shape[1], image.shape[0])
     current = given
-    for _ in range(LOOKS):
-        moved, now = _placed_once(image, current, anchored)
+    for look in range(LOOKS):
+        if look:
+            frame = upright_frame(image, current)
+            assert frame is not None  # a look's corners are convex (_placed_once)
+        moved, now = _placed_once(image, frame, anchored)
         if not now.any():
             break
         current, placed = moved, placed | now
     return current, placed
 
 
-def corners_on_string(image: np.ndarray, corners: Any) -> np.ndarray:
+def corners_on_string(
+    image: np.ndarray, corners: Any, anchored: np.ndarray | None = None
+) -> np.ndarray:
     """Which corners (TL, TR, BR, BL in ``image``'s pixels) lie on a side cut off by the
     photo's edge within AGREE of the side where the grid string puts it: (4,) bools. With
-    :func:`~quadratseg_handlers.ops.frame_bars.corners_on_bars` for the others, what confirms
-    a frame the photo cuts (RETRY_THRESHOLD)."""
+    :func:`~quadratseg_handlers.ops.frame_bars.corners_on_bars` for the others (``anchored``,
+    computed when not given), what confirms a frame the photo cuts (RETRY_THRESHOLD)."""
     given = np.asarray(corners, dtype=np.float64)
-    if not is_convex(given) or not _sides_near_edge(image, given):
+    frame = upright_frame(image, given) if _sides_near_edge(image, given) else None
+    if frame is None:
         return np.zeros(4, dtype=bool)
-    moved, placed = _placed_once(image, given, corners_on_bars(image, given))
+    if anchored is None:
+        anchored = frame.on_bars(image.shape[1], image.shape[0])
+    moved, placed = _placed_once(image, frame, anchored)
     near = np.linalg.norm(moved - given, axis=1) <= AGREE * quadrat_side(given)
     return placed & near
 
@@ -116,32 +123,29 @@ def _sides_near_edge(image: np.ndarray, corners: np.ndarray) -> list[int]:
 
 
 def _placed_once(
-    image: np.ndarray, corners: np.ndarray, anchored: np.ndarray
+    image: np.ndarray, frame: UprightFrame, anchored: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One look: each side at the edge whose opposite corners are ``anchored`` (on their
-    bars) moved to the string's comb, when the rules of the module allow it; the corners and
-    which were moved (none when the result is no convex quadrilateral)."""
+    """One look: each side near the edge whose opposite corners are ``anchored`` (on their
+    bars) moved to the string's comb in ``frame``'s warp, when the rules of the module allow
+    it; the corners and which were moved (none when the result is no convex quadrilateral)."""
     height, width = image.shape[:2]
-    size = WARP_SIDE + 2 * MARGIN
-    warp = warp_quadrat(image, corners, size, margin=MARGIN)
-    to_image = np.linalg.inv(quadrat_transform(corners, size, MARGIN))
-    bars = frame_bars(warp)
+    corners = frame.corners
     border = AGREE * quadrat_side(corners)
     moved, placed = corners.copy(), np.zeros(4, dtype=bool)
     for side in _sides_near_edge(image, corners):
         if not (anchored[(side + 2) % 4] and anchored[(side + 3) % 4]):
             continue
-        line = _string_side(warp, side)
+        line = _string_side(frame.warp, side)
         if line is None:
             continue
         ends = [
-            np.cross(bars[(side - 1) % 4].line, line),
-            np.cross(line, bars[(side + 1) % 4].line),
+            np.cross(frame.bars[(side - 1) % 4].line, line),
+            np.cross(line, frame.bars[(side + 1) % 4].line),
         ]
         if any(abs(end[2]) < 1e-12 for end in ends):
             continue
         in_warp = np.array([end[:2] / end[2] for end in ends]).reshape(-1, 1, 2)
-        new = cv2.perspectiveTransform(in_warp, to_image).reshape(-1, 2)
+        new = cv2.perspectiveTransform(in_warp, frame.to_image).reshape(-1, 2)
         at_edge = ~away_from_edge(new, width, height, border)
         if at_edge.all() and (outside_by(new, width, height) > 0).any():
             pair = [side, (side + 1) % 4]

@@ -23,6 +23,7 @@ from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.training import MODELS, random_photo_size_wh
 from quadratseg_handlers.handlers.grid import GridCornersHandler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
+from quadratseg_handlers.ops.frame_bars import outside_by
 from quadratseg_handlers.ops.quadrat import quadrat_side
 from quadratseg_handlers.ops.template import CORNER_POINTS, packaged_template_path
 
@@ -56,8 +57,7 @@ def served(models: Path) -> FunctionClient:
 def test_a_cut_frames_corners_are_answered_beyond_the_photos_edge(committed_models, seed):
     image, truth = reef_frame(seed)
     height, width = image.shape[:2]
-    outside = (truth[:, 0] < 0) | (truth[:, 0] > width) | (truth[:, 1] < 0) | (truth[:, 1] > height)
-    assert np.flatnonzero(outside).tolist() == list(CUT[seed])
+    assert np.flatnonzero(outside_by(truth, width, height) > 0).tolist() == list(CUT[seed])
     response = served(committed_models).call({"image": encode_image(image, "JPEG")})
     shapes = response_json(response)
     assert [shape["type"] for shape in shapes] == ["skeleton"]
@@ -65,8 +65,7 @@ def test_a_cut_frames_corners_are_answered_beyond_the_photos_edge(committed_mode
     found = accuracy.skeleton_of(shapes, CORNER_POINTS)
     errors = accuracy.point_errors(found, truth, quadrat_side(truth))
     assert errors.max() <= 0.01, errors.round(4)
-    found_outside = (found[:, 0] < 0) | (found[:, 1] > height)
-    assert found_outside[list(CUT[seed])].all()
+    assert np.flatnonzero(outside_by(found, width, height) > 0).tolist() == list(CUT[seed])
 
 
 def test_without_the_string_step_the_bars_alone_leave_them_off(committed_models, monkeypatch):

@@ -22,6 +22,7 @@ from ultralytics import YOLO
 from ultralytics.utils import ROOT as ULTRALYTICS_ROOT
 
 from quadratseg_handlers import ConfigError, cvat
+from quadratseg_handlers.backends.ultralytics_results import PointDetections
 from quadratseg_handlers.core import runtime
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
@@ -31,7 +32,6 @@ from quadratseg_handlers.handlers.grid import (
     CornerSettings,
     GridCornersHandler,
     GridPoseHandler,
-    PoseSettings,
     on_its_frame,
     skeleton_shape,
 )
@@ -791,11 +791,24 @@ def test_what_confirms_a_retried_frame_is_said_in_its_warning(seed):
     assert on_its_frame(photo, _match_at(given)) == ""
 
 
-def test_warped_input_reaches_the_template_matching():
-    """gridpose's WARPED_INPUT is passed to match_points (its effect: tests/ops/test_matching.py);
-    the corners, whose requests are whole photos, have no such setting."""
-    off = PoseSettings.load(environ={})
-    on = PoseSettings.load(environ={"WARPED_INPUT": "true"})
-    assert off.matching() == {"max_cost": 0.12, "min_matches": 20, "warped": False}
-    assert on.matching()["warped"] is True
+def test_warped_input_reaches_the_template_matching(grid_case):
+    """gridpose's WARPED_INPUT decides the lattice's placement when a border row is missing
+    (a 1000 px warp, its last row cut off, 3 stray points a row above the first): served
+    with it the points land at their indices, served without it the answer differs. The
+    corners, whose requests are whole photos, have no such setting."""
+    template = tpl.grid_template()
+    rows = np.array(tpl.grid_positions())[:, 0]
+    truth = (0.05 + 0.9 * template) * 1000.0
+    seen = rows < tpl.GRID_SIZE - 1
+    stray = truth[rows == 0][:3] - [0.0, 90.0]
+    points = np.concatenate([truth[seen], stray])
+    found = PointDetections(points, np.full(len(points), 0.9), ("point",) * len(points))
+    warp = np.zeros((1000, 1000, 3), np.uint8)
+    answers = {}
+    for value in ("true", "false"):
+        env = {"MODEL_PATH": grid_case[0], "DEVICE": "cpu", "WARPED_INPUT": value}
+        handler = FunctionClient(GridPoseHandler, env).start()
+        answers[value] = handler.match_template(found, warp).points
+    assert np.linalg.norm(answers["true"][seen] - truth[seen], axis=1).max() < 1.0
+    assert not np.allclose(answers["false"], answers["true"])
     assert "warped" not in CornerSettings.load(environ={}).matching()

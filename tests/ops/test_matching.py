@@ -451,12 +451,12 @@ def _warped_lattice(seed: int, strays: int) -> tuple[np.ndarray, np.ndarray, np.
 @pytest.mark.parametrize("seed", range(3))
 def test_a_warped_lattice_missing_its_last_row_is_placed_where_the_template_lies(seed, strays):
     """A lattice with a border row missing fits its detections as well one row off; a few
-    stray detections beyond the other border tip it there, unless the image is known to be
-    the quadrat's warp (``warped``), whose template placement settles it (NEAR_TIE)."""
+    stray detections beyond the other border tip it there (without ``warped``, all 6 cases
+    with strays came back one row off when this was written), unless the image is known to
+    be the quadrat's warp (``warped``), whose template placement settles it (NEAR_TIE)."""
     detections, truth, seen = _warped_lattice(seed, strays)
     template = tpl.grid_template()
     match = match_points(detections, template, (1000, 1000), min_matches=20, warped=True)
+    assert match.ok, match.reason
     assert np.linalg.norm(match.points[seen] - truth[seen], axis=1).max() < 5
-    plain = match_points(detections, template, (1000, 1000), min_matches=20)
-    off = np.linalg.norm(plain.points[seen] - truth[seen], axis=1).max() >= 5
-    assert off == (strays > 0)
+    assert match.filled[~seen].all()
