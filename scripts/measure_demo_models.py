@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo import accuracy
 from quadratseg_handlers.demo.pipeline import (
     CORNERS,
@@ -44,36 +43,34 @@ from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
 from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
-from quadratseg_handlers.ops.template import GRID_POINTS, grid_template
+from quadratseg_handlers.ops.template import grid_template
+
+REEF_SEEDS = TEST_SEEDS + 2000
+"""First seed of (b)'s photos: docs/demo.md's table (900,002,000 on)."""
 
 REAL_TOLERANCE = 0.03
 """A corner on a real photo is right within this share of the side (hand annotation)."""
 
 
 def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, Any]:
-    """Stages 1-3 on one photo: worst corner error, grid hits, and gridpose's raw answer."""
+    """Stages 1-3 on one photo, as the pipeline runs them (the corners checked by the grid):
+    worst corner error, grid hits, and gridpose's raw answer."""
     run = PipelineRun(scene.image, scene)
     out: dict[str, Any] = {"corner_error": None, "grid_hits": None, "grid_answered": False}
     try:
         pipeline._corners(run)
-        out["corner_error"] = run.corner_error
+        out["detected_corner_error"] = run.corner_error
         pipeline._warp(run, WARP_SIDE)
-        assert run.warped is not None
-        shapes = pipeline.call(run, "3 grid", GRID, {"image": encode_image(run.warped, "PNG")})
-        skeleton = [s for s in shapes if s.get("type") == "skeleton"]
-        out["grid_answered"] = bool(skeleton)
-        out["grid_confidence"] = float(skeleton[0].get("confidence", 0)) if skeleton else None
-        found = accuracy.skeleton_of(shapes, GRID_POINTS)
-        if found is not None and run.transform is not None:
-            from quadratseg_handlers.ops.matching import project
-            from quadratseg_handlers.ops.quadrat import quadrat_side
-
-            truth = project(run.transform, scene.grid_points)
-            side = quadrat_side(project(run.transform, scene.corners))
-            errors = accuracy.point_errors(found, truth, side)
-            out["grid_hits"] = float((errors <= accuracy.GRID_TOLERANCE).mean())
+        pipeline._grid(run)
     except StageFailed as failure:
         out["failure"] = str(failure)
+    if np.isfinite(run.corner_error):
+        out["corner_error"] = run.corner_error
+    if np.isfinite(run.grid_hits):
+        out["grid_hits"] = run.grid_hits
+    skeleton = [s for s in run.answers.get("03-grid", []) if s.get("type") == "skeleton"]
+    out["grid_answered"] = bool(skeleton)
+    out["grid_confidence"] = float(skeleton[0].get("confidence", 0)) if skeleton else None
     out["found_corners"] = None if run.corners is None else np.round(run.corners, 1).tolist()
     return out
 
@@ -120,13 +117,15 @@ def drawn_world(urls: dict[str, str], photos: int) -> dict[str, Any]:
     }
 
 
-def reef_world(urls: dict[str, str], textures: ReefTextures, photos: int) -> dict[str, Any]:
-    """(b): corners and grid on drawn frames with string over held-out reef; gridpose on the
-    same kinds of frames without string."""
+def reef_world(
+    urls: dict[str, str], textures: ReefTextures, photos: int, first_seed: int = REEF_SEEDS
+) -> dict[str, Any]:
+    """(b): corners and grid on drawn frames with string over held-out reef (seeds from
+    ``first_seed``); gridpose on the same kinds of frames without string (seed + 500)."""
     pipeline = Pipeline(urls)
     strung, bare = [], []
     for offset in range(photos):
-        seed = TEST_SEEDS + 2000 + offset
+        seed = first_seed + offset
         size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
         scene = reef_quadrat(size, seed, textures, string=True)
         strung.append({"seed": seed, "frame": scene.look["frame"]}
@@ -141,6 +140,7 @@ def reef_world(urls: dict[str, str], textures: ReefTextures, photos: int) -> dic
     confidence = [r["grid_confidence"] for r in bare if r.get("grid_confidence") is not None]
     return {
         "photos": photos,
+        "first_seed": first_seed,
         "sources": list(textures.sources),
         "corners_within_2pc": share(ok),
         "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-corners", default=None, help="JSON of annotated corners")
     parser.add_argument("--drawn", type=int, default=16, help="(a) photos; 0 skips")
     parser.add_argument("--reef", type=int, default=60, help="(b) photos; 0 skips")
+    parser.add_argument(
+        "--reef-first-seed", type=int, default=REEF_SEEDS, help="(b) photos' first seed"
+    )
     args = parser.parse_args(argv)
     models = verified_models(Path(args.models))
     figures: dict[str, Any] = {"models": str(args.models)}
@@ -239,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"(c) real photos: {json.dumps(summary)}")
         reef = Path(args.reef_textures)
         if args.reef and reef.is_dir():
-            figures["reef"] = reef_world(urls, ReefTextures.from_folder(reef).held_out(), args.reef)
+            held_out = ReefTextures.from_folder(reef).held_out()
+            figures["reef"] = reef_world(urls, held_out, args.reef, args.reef_first_seed)
             summary = {k: v for k, v in figures["reef"].items() if not k.startswith("with")}
             log(f"(b) over held-out reef: {json.dumps(summary)}")
         if args.drawn:

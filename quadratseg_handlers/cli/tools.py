@@ -236,6 +236,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             warp_side=args.warp_side,
             warp_margin=args.warp_margin,
             line_width=args.line_width,
+            keep_corners=args.keep_corners,
         )
         bar = bench.ProgressBar(len(photos), label="pipeline")
 
@@ -348,6 +349,11 @@ def add_tool_commands(sub: Any) -> None:
     )  # fmt: skip
     chain.add_argument(
         "--line-width", type=int, help="grid removal's line width (default: the function's)"
+    )
+    chain.add_argument(
+        "--keep-corners",
+        action="store_true",
+        help="warp from the corners as answered, not moved where the grid puts them",
     )
     chain.add_argument("--timeout", type=float, default=600.0, help="seconds per request (600)")
     chain.set_defaults(run=cmd_pipeline)

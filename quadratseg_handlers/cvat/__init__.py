@@ -20,10 +20,12 @@ from quadratseg_handlers.cvat.shapes import (
     polygon,
     polyline,
     rectangle,
+    shape_score,
     skeleton,
     skeleton_element,
     skeleton_elements,
     tag,
+    with_skeleton_moved,
 )
 from quadratseg_handlers.cvat.spec import (
     CONFIDENCE,
@@ -60,6 +62,7 @@ __all__ = [
     "polygon",
     "polyline",
     "rectangle",
+    "shape_score",
     "skeleton",
     "skeleton_element",
     "skeleton_elements",
@@ -72,4 +75,5 @@ __all__ = [
     "spec_problems",
     "tag",
     "validate_response",
+    "with_skeleton_moved",
 ]

@@ -36,6 +36,15 @@ def confidence_value(score: float) -> str:
     return str(min(100, max(0, int(value * 100))))
 
 
+def shape_score(shape: Mapping[str, Any]) -> float | None:
+    """A shape's confidence in [0, 1], read from CVAT's "0".."100" (None when absent or not
+    such a string)."""
+    value = shape.get(CONFIDENCE)
+    if isinstance(value, str) and value.isdecimal() and int(value) <= 100:
+        return int(value) / 100
+    return None
+
+
 def attributes(score: float | None, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     """The attribute list of a shape: confidence first (when scored), then ``extra`` in order."""
     result = [] if score is None else [{"name": CONFIDENCE, "value": confidence_value(score)}]
@@ -332,3 +341,30 @@ def _few(labels: Sequence[str], limit: int = 8) -> str:
 def skeleton_points(skeleton: Mapping[str, Any] | Sequence[Any]) -> np.ndarray:
     """(N, 2) points of a CVAT skeleton shape (or its elements), by numeric sublabel."""
     return np.asarray(skeleton_element_points(skeleton), dtype=np.float64).reshape(-1, 2)
+
+
+def skeleton_moved(skeleton: Mapping[str, Any], points: Any) -> Shape:
+    """A copy of a skeleton with numeric sublabels "1".."N" whose elements lie at ``points``
+    ((N, 2), by sublabel), everything else (scores, ``outside`` flags) as it was."""
+    elements = skeleton_elements_by_label(skeleton.get("elements") or [])
+    placed = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(placed) != len(elements) or not all(label.isdigit() for label in elements):
+        raise ValueError(f"{len(placed)} points for a skeleton of {len(elements)} elements")
+    moved = [
+        {**element, "points": _coords(placed[int(label) - 1])}
+        for label, element in elements.items()
+    ]
+    return {**skeleton, "elements": moved}
+
+
+def with_skeleton_moved(shapes: Sequence[Shape], points: Any) -> list[Shape]:
+    """``shapes`` with the first skeleton of as many elements as ``points`` moved there
+    (:func:`skeleton_moved`), the others as they were."""
+    count = len(np.asarray(points).reshape(-1, 2))
+    moved: list[Shape] = []
+    done = False
+    for shape in shapes:
+        fits = shape.get("type") == "skeleton" and len(shape.get("elements") or []) == count
+        moved.append(skeleton_moved(shape, points) if fits and not done else shape)
+        done = done or fits
+    return moved

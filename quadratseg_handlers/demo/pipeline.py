@@ -46,7 +46,12 @@ from quadratseg_handlers.local.overlay import draw_shapes, save_png
 from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
-from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform
+from quadratseg_handlers.ops.quadrat import (
+    GRID_CONFIDENCE,
+    corners_checked_by_grid,
+    quadrat_side,
+    quadrat_transform,
+)
 from quadratseg_handlers.ops.template import CORNER_POINTS, GRID_POINTS
 
 CORNERS = "pth-yolo-gridcorners"
@@ -103,6 +108,8 @@ class PipelineRun:
     answers: dict[str, Any] = field(default_factory=dict)
     """Each function's CVAT answer, by the name of the file it is written to."""
     corners: np.ndarray | None = None
+    corners_given: bool = False
+    """The corners were given (:meth:`Pipeline.run_from_corners`): the grid does not check them."""
     corner_error: float = float("nan")
     """Worst corner's distance from the truth, as a share of the quadrat's side."""
     transform: np.ndarray | None = None
@@ -163,6 +170,7 @@ class Pipeline:
         annotation, or the truth), to see the later stages apart from the corner model."""
         run = self._start(source)
         run.corners = np.asarray(corners, dtype=np.float64)
+        run.corners_given = True
         return self._after_corners(run, warp_side)
 
     def _after_corners(self, run: PipelineRun, warp_side: int) -> PipelineRun:
@@ -223,15 +231,8 @@ class Pipeline:
         run.reports[-1].passed = run.corner_error <= accuracy.CORNER_TOLERANCE
 
     def _warp(self, run: PipelineRun, side: int) -> None:
-        assert run.corners is not None
         started = time.perf_counter()
-        try:
-            run.transform = quadrat_transform(run.corners, side, int(round(WARP_MARGIN * side)))
-        except ValueError as error:
-            raise StageFailed(f"the corners cannot be warped: {error}") from None
-        run.warped = np.asarray(
-            cv2.warpPerspective(run.photo, run.transform, (side, side), flags=cv2.INTER_LINEAR)
-        )
+        self._warped(run, side)
         run.reports.append(
             StageReport(
                 "2 warp",
@@ -244,11 +245,12 @@ class Pipeline:
     def _grid(self, run: PipelineRun) -> None:
         assert run.warped is not None and run.transform is not None
         shapes = self.call(run, "3 grid points", GRID, {"image": encode_image(run.warped, "PNG")})
+        report = run.reports[-1]
         run.answers["03-grid"] = shapes
         found = accuracy.skeleton_of(shapes, GRID_POINTS)
         scene = run.scene
         if found is None and scene is None:
-            run.reports[-1].result = (
+            report.result = (
                 f"no grid answered ({len(shapes)} shapes): no string to remove; "
                 "the corals run on the warped photo"
             )
@@ -256,19 +258,72 @@ class Pipeline:
         if found is None:
             raise StageFailed(f"no grid found ({len(shapes)} shapes, no 117-point skeleton)")
         run.grid = found
+        if not run.corners_given:
+            skeletons = [shape for shape in shapes if shape.get("type") == "skeleton"]
+            self._check_corners(run, cvat.shape_score(skeletons[0]))
         if scene is None:
-            run.reports[-1].result = f"{GRID_POINTS} points answered ({NO_TRUTH})"
+            report.result = f"{GRID_POINTS} points answered ({NO_TRUTH})"
             return
         truth = project(run.transform, scene.grid_points)
         side = quadrat_side(project(run.transform, scene.corners))
-        errors = accuracy.point_errors(found, truth, side)
+        errors = accuracy.point_errors(run.grid, truth, side)
         run.grid_hits = float((errors <= accuracy.GRID_TOLERANCE).mean())
         hits = int((errors <= accuracy.GRID_TOLERANCE).sum())
-        run.reports[-1].result = (
+        report.result = (
             f"{hits}/{GRID_POINTS} points at their index within "
             f"{accuracy.GRID_TOLERANCE:.0%} of the side (bar 98 %)"
         )
-        run.reports[-1].passed = run.grid_hits >= 0.98
+        report.passed = run.grid_hits >= 0.98
+
+    @staticmethod
+    def _warped(run: PipelineRun, side: int) -> None:
+        """The quadrat warped upright from ``run.corners`` into ``run.transform``/``warped``."""
+        assert run.corners is not None
+        try:
+            run.transform = quadrat_transform(run.corners, side, int(round(WARP_MARGIN * side)))
+        except ValueError as error:
+            raise StageFailed(f"the corners cannot be warped: {error}") from None
+        run.warped = np.asarray(
+            cv2.warpPerspective(run.photo, run.transform, (side, side), flags=cv2.INTER_LINEAR)
+        )
+
+    def _check_corners(self, run: PipelineRun, confidence: float | None) -> None:
+        """The corners checked against the grid found inside them, answered with
+        ``confidence`` (:func:`~quadratseg_handlers.ops.quadrat.corners_checked_by_grid`):
+        where they disagree, they move where the grid puts them, the quadrat is warped again
+        from there and the grid carried into the new warp."""
+        assert run.corners is not None and run.transform is not None and run.grid is not None
+        assert run.warped is not None
+        started = time.perf_counter()
+        to_photo = np.linalg.inv(run.transform)
+        size = (run.photo.shape[1], run.photo.shape[0])
+        in_photo = project(to_photo, run.grid)
+        checked = corners_checked_by_grid(run.corners, in_photo, confidence, size)
+        report = StageReport("3b corners", "corners_checked_by_grid (local)", 0)
+        run.reports.append(report)
+        if confidence is None or confidence < GRID_CONFIDENCE:
+            report.result = "not checked: the grid was answered with a low confidence"
+        elif np.array_equal(checked, run.corners):
+            report.result = "the corners agree with the grid found inside them"
+        else:
+            moved = float(np.linalg.norm(checked - run.corners, axis=1).max())
+            report.result = f"moved where the grid puts them (up to {moved:.0f} px)"
+            run.corners = checked
+            self._warped(run, run.warped.shape[0])
+            assert run.transform is not None
+            run.grid = project(run.transform @ to_photo, run.grid)
+            for name, points in (("01-corners", checked), ("03-grid", run.grid)):
+                run.answers[name] = cvat.with_skeleton_moved(run.answers[name], points)
+            if run.scene is not None:
+                side = quadrat_side(run.scene.corners)
+                run.corner_error = float(
+                    accuracy.point_errors(checked, run.scene.corners, side).max()
+                )
+                report.result += (
+                    f"; worst now {run.corner_error:.1%} of the side from the drawn one"
+                )
+                report.passed = run.corner_error <= accuracy.CORNER_TOLERANCE
+        report.milliseconds = (time.perf_counter() - started) * 1000
 
     def string_width(self, run: PipelineRun) -> int | None:
         """Grid removal's line width: the string's width in the warped image, plus the grid
@@ -500,11 +555,12 @@ def _serve_and_run(
 
 def summary(reports: list[StageReport]) -> str:
     """The stage table the demo prints."""
-    lines = [f"{'stage':<16} {'function':<22} {'ms':>7}  result", "-" * 96]
+    width = max([22, *(len(report.function) for report in reports)])
+    lines = [f"{'stage':<16} {'function':<{width}} {'ms':>7}  result", "-" * (74 + width)]
     for report in reports:
         mark = "" if report.passed else "  <-- below the bar"
         lines.append(
-            f"{report.stage:<16} {report.function:<22} {report.milliseconds:7.0f}  "
+            f"{report.stage:<16} {report.function:<{width}} {report.milliseconds:7.0f}  "
             f"{report.result}{mark}"
         )
     return "\n".join(lines)

@@ -8,7 +8,11 @@ quadrat, the string painted out between them (the grid-removal function's image)
 corals segmented on the clean quadrat. Every stage's images and a CVAT for images 1.1 export
 per stage land in ``--out``, ready to become CVAT tasks; a photo a stage fails on is reported
 with the reason (the function's own, when it gives one) and skipped from that stage on (the
-stages it passed keep its images and answers, to fix by hand in CVAT).
+stages it passed keep its images and answers, to fix by hand in CVAT). The corners are
+checked against the grid found inside them
+(:func:`~quadratseg_handlers.ops.quadrat.corners_checked_by_grid`): where they disagree, the
+corners' answer moves where the grid puts them and the quadrat is warped again from there
+(``keep_corners`` turns that off).
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ from PIL import Image
 
 from quadratseg_handlers.core.request import RequestError, encode_image, load_image
 from quadratseg_handlers.cvat.images_xml import ImageAnnotations, write_images_xml
-from quadratseg_handlers.cvat.shapes import skeleton_points
+from quadratseg_handlers.cvat.shapes import shape_score, skeleton_points, with_skeleton_moved
 from quadratseg_handlers.cvat.spec import LabelSpec
 from quadratseg_handlers.deploy.archive import write_atomically
 from quadratseg_handlers.local.client import FunctionError, HttpFunction, image_files
 from quadratseg_handlers.local.overlay import draw_shapes, save_png
-from quadratseg_handlers.ops.quadrat import warp_quadrat
+from quadratseg_handlers.ops.matching import project
+from quadratseg_handlers.ops.quadrat import (
+    corners_checked_by_grid,
+    quadrat_transform,
+    warp_quadrat,
+)
 from quadratseg_handlers.ops.template import CORNER_POINTS, GRID_POINTS
 
 STAGES = ("corners", "grid", "corals")
@@ -71,6 +80,8 @@ class Chain:
     warp_side: int = DEFAULT_WARP_SIDE
     warp_margin: float = DEFAULT_WARP_MARGIN
     line_width: int | None = None
+    keep_corners: bool = False
+    """Warp from the corners as answered, unchecked by the grid."""
     labels: dict[str, list[LabelSpec] | None] = field(default_factory=dict)
 
     def stage_folder(self, stage: str) -> Path:
@@ -116,17 +127,55 @@ class Chain:
         self._save(image, "corners", f"{photo.stem}.jpg", result)
         warning = self.shapes(self.corners, "corners", image, result)
         frame = self.skeleton(result, "corners", CORNER_POINTS, warning)
-        margin = int(round(self.warp_margin * self.warp_side))
-        try:
-            warped = warp_quadrat(image, frame, self.warp_side, margin=margin)
-        except ValueError as exc:
-            raise PhotoFailed(f"warp: {exc}") from None
+        corners = skeleton_points(frame)
+        warped, transform = self.warp(image, corners)
         self._save(warped, "grid", f"{photo.stem}.png", result)
         warning = self.shapes(self.grid, "grid", warped, result)
         grid = self.skeleton(result, "grid", GRID_POINTS, warning)
-        clean = self.remove_grid(warped, skeleton_points(grid))
+        points = skeleton_points(grid)
+        if not self.keep_corners:
+            warped, points = self.check_corners(image, (warped, transform), (frame, grid), result)
+        clean = self.remove_grid(warped, points)
         self._save(clean, "corals", f"{photo.stem}.png", result)
         self.shapes(self.corals, "corals", clean, result)
+
+    def check_corners(
+        self,
+        image: np.ndarray,
+        warp: tuple[np.ndarray, np.ndarray],
+        skeletons: tuple[dict[str, Any], dict[str, Any]],
+        result: PhotoResult,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The corners' and the grid's ``skeletons`` (the grid found in ``warp``: the warped
+        image and the photo -> warp transform) checked against each other: where the corners
+        disagree with the grid, both answers move (the corners where the grid puts them, the
+        grid into the warp made from there) and the new warp replaces the grid stage's image.
+        The warp and its grid points."""
+        warped, transform = warp
+        frame, grid = skeletons
+        corners, points = skeleton_points(frame), skeleton_points(grid)
+        to_photo = np.linalg.inv(transform)
+        size = (image.shape[1], image.shape[0])
+        in_photo = project(to_photo, points)
+        checked = corners_checked_by_grid(corners, in_photo, shape_score(grid), size)
+        if np.array_equal(checked, corners):
+            return warped, points
+        result.answers["corners"] = with_skeleton_moved(result.answers["corners"], checked)
+        answered = self.skeleton(result, "corners", CORNER_POINTS, "")
+        warped, moved = self.warp(image, skeleton_points(answered))  # as the answer holds them
+        points = project(moved @ to_photo, points)
+        self._save(warped, "grid", f"{result.photo.stem}.png", result)
+        result.answers["grid"] = with_skeleton_moved(result.answers["grid"], points)
+        return warped, points
+
+    def warp(self, image: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The quadrat warped upright from ``corners`` and the photo -> warp transform."""
+        margin = int(round(self.warp_margin * self.warp_side))
+        try:
+            transform = quadrat_transform(corners, self.warp_side, margin)
+        except ValueError as exc:
+            raise PhotoFailed(f"warp: {exc}") from None
+        return warp_quadrat(image, corners, self.warp_side, margin=margin), transform
 
     def remove_grid(self, warped: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The grid-removal function's image: the string between ``points`` painted out."""

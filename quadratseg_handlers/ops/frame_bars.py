@@ -32,7 +32,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from quadratseg_handlers.ops.quadrat import quadrat_side, quadrat_transform, warp_quadrat
+from quadratseg_handlers.ops.quadrat import (
+    outside_by,
+    quadrat_side,
+    quadrat_transform,
+    warp_quadrat,
+)
 
 WARP_SIDE = 320
 """Side of the quadrat in the upright warp the bars are fitted in."""
@@ -278,13 +283,6 @@ def away_from_edge(points: np.ndarray, width: int, height: int, border: float) -
     may be a frame's corners cut by it."""
     x, y = points[:, 0], points[:, 1]
     return (x >= border) & (x <= width - border) & (y >= border) & (y <= height - border)
-
-
-def outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """How far each point lies outside the image (0 inside; NaN points count 0)."""
-    x, y = np.nan_to_num(points[:, 0]), np.nan_to_num(points[:, 1])
-    zero = np.zeros(len(points))
-    return np.maximum.reduce([-x, x - width, -y, y - height, zero])
 
 
 def bar_crossings(

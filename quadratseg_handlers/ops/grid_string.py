@@ -34,10 +34,9 @@ from quadratseg_handlers.ops.frame_bars import (
     away_from_edge,
     band_response,
     is_convex,
-    outside_by,
     upright_frame,
 )
-from quadratseg_handlers.ops.quadrat import quadrat_side
+from quadratseg_handlers.ops.quadrat import outside_by, quadrat_side
 from quadratseg_handlers.ops.template import GRID_SIZE
 
 LINES = GRID_SIZE - 1

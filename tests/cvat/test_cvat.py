@@ -214,3 +214,51 @@ def test_skeleton_element_points_in_sublabel_order():
 def test_skeleton_element_points_says_what_is_wrong(elements, sublabels, message):
     with pytest.raises(ValueError, match=message):
         cvat_shapes.skeleton_element_points(elements, sublabels)
+
+
+@pytest.mark.parametrize(
+    ("shape", "score"),
+    [
+        (cvat.skeleton("grid", [], 0.73), 0.73),
+        ({"confidence": "100"}, 1.0),
+        ({"confidence": "0"}, 0.0),
+        ({}, None),
+        ({"confidence": 0.5}, None),
+        ({"confidence": "101"}, None),
+        ({"confidence": "-5"}, None),
+        ({"confidence": "½"}, None),
+    ],
+)
+def test_shape_score_reads_cvat_confidence_back(shape, score):
+    assert cvat.shape_score(shape) == score
+
+
+def test_a_moved_skeleton_keeps_everything_but_its_points():
+    elements = cvat.skeleton_elements(["2", "1", "3"], [[5, 5], [1, 1], [9, 9]], [0.9, 0.8, 0.0])
+    elements[2]["outside"] = 1
+    shape = cvat.skeleton("grid", elements, 0.56)
+    moved = cvat_shapes.skeleton_moved(shape, np.array([[10.5, 11.0], [20.0, 21.25], [30, 31]]))
+    assert [element["label"] for element in moved["elements"]] == ["2", "1", "3"]
+    assert [element["points"] for element in moved["elements"]] == [
+        [20.0, 21.25],
+        [10.5, 11.0],
+        [30.0, 31.0],
+    ]
+    assert [element["confidence"] for element in moved["elements"]] == ["90", "80", "0"]
+    assert moved["elements"][2]["outside"] == 1 and moved["confidence"] == "56"
+    assert cvat_shapes.skeleton_points(shape).tolist() == [[1, 1], [5, 5], [9, 9]]
+    with pytest.raises(ValueError, match="2 points for a skeleton of 3 elements"):
+        cvat_shapes.skeleton_moved(shape, np.zeros((2, 2)))
+
+
+def test_only_the_first_skeleton_of_as_many_elements_moves():
+    def corners(x: float):
+        elements = cvat.skeleton_elements(["1", "2", "3", "4"], np.full((4, 2), x))
+        return cvat.skeleton("quadrat_corner", elements, 0.5)
+
+    box = cvat.rectangle("coral", [0, 0, 5, 5], 0.9)
+    shapes = [box, corners(1.0), corners(2.0)]
+    moved = cvat.with_skeleton_moved(shapes, np.full((4, 2), 7.0))
+    assert moved[0] is box and moved[2] is shapes[2]
+    assert cvat_shapes.skeleton_points(moved[1]).tolist() == [[7.0, 7.0]] * 4
+    assert cvat.with_skeleton_moved(shapes, np.zeros((117, 2))) == shapes

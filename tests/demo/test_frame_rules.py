@@ -23,8 +23,7 @@ from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.training import MODELS, random_photo_size_wh
 from quadratseg_handlers.handlers.grid import GridCornersHandler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
-from quadratseg_handlers.ops.frame_bars import outside_by
-from quadratseg_handlers.ops.quadrat import quadrat_side
+from quadratseg_handlers.ops.quadrat import outside_by, quadrat_side
 from quadratseg_handlers.ops.template import CORNER_POINTS, packaged_template_path
 
 pytestmark = pytest.mark.slow

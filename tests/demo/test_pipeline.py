@@ -49,6 +49,7 @@ def test_the_demo_runs_every_stage_on_the_models_answers(tmp_path, committed_mod
         CORNERS,
         "warp_quadrat (local)",
         STAGES[1],
+        "corners_checked_by_grid (local)",
         f"{LAMA} (OpenCV)",
         STAGES[3],
     ]
@@ -96,6 +97,7 @@ def test_the_demo_on_a_users_photo_answers_without_scores(tmp_path, committed_mo
         "1 corners",
         "2 warp",
         "3 grid",
+        "3b corners",
         "4 grid",
         "5 corals",
     ]

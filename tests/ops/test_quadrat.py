@@ -1,10 +1,23 @@
-"""Merging gridcorners' two passes (REFINE_CORNERS): which corner each pass gives."""
+"""Merging gridcorners' two passes (REFINE_CORNERS): which corner each pass gives; the
+corners checked against the grid found inside them."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
-from quadratseg_handlers.ops.quadrat import PASS_AGREEMENT, merge_corner_passes, quadrat_side
+from quadratseg_handlers.ops.matching import project
+from quadratseg_handlers.ops.quadrat import (
+    GRID_AGREEMENT,
+    GRID_CONFIDENCE,
+    PASS_AGREEMENT,
+    corners_checked_by_grid,
+    grid_corners,
+    merge_corner_passes,
+    quadrat_side,
+)
+from quadratseg_handlers.ops.template import GRID_POINTS, grid_template
 
 SQUARE = np.array([[100, 100], [300, 100], [300, 300], [100, 300]], dtype=np.float64)
 """A quadrat of side 200 px: 3 % of the side is 6 px."""
@@ -40,3 +53,62 @@ def test_a_corner_one_pass_missed_comes_from_the_other_and_one_both_missed_stays
     )
     assert np.allclose(points[:3], [second[0], second[1], SQUARE[2]])
     assert scores.tolist() == [0.5, 0.5, 0.7, 0.0]
+
+
+def _grid_of(corners: np.ndarray) -> np.ndarray:
+    """The 117 grid points of a quadrat with these corners (a homography of the lattice)."""
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float32)
+    homography = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
+    return project(homography, grid_template())
+
+
+TILTED = np.array([[120.0, 90.0], [905.0, 130.0], [880.0, 860.0], [95.0, 835.0]])
+"""A quadrat seen at a slant: side about 760 px."""
+
+
+def test_the_grid_puts_the_corners_where_its_lattice_ends():
+    assert np.abs(grid_corners(_grid_of(TILTED)) - TILTED).max() < 1e-3
+    noisy = _grid_of(TILTED) + np.random.default_rng(0).normal(0, 2.0, (GRID_POINTS, 2))
+    assert np.abs(grid_corners(noisy) - TILTED).max() < 0.005 * quadrat_side(TILTED)
+
+
+def test_corners_off_the_grid_move_where_it_puts_them_and_agreeing_ones_stay():
+    side = quadrat_side(TILTED)
+    grid = _grid_of(TILTED)
+    off = TILTED + [[0, 0], [0.05 * side, -0.03 * side], [0, 0], [0, 0]]
+    assert np.allclose(corners_checked_by_grid(off, grid, 0.7), TILTED, atol=1e-3)
+    near = TILTED + [[0.8 * GRID_AGREEMENT * side, 0], [0, 0], [0, 0], [0, 0]]
+    assert np.array_equal(corners_checked_by_grid(near, grid, 0.7), near)
+    beyond = TILTED + [[1.3 * GRID_AGREEMENT * side, 0], [0, 0], [0, 0], [0, 0]]
+    assert np.allclose(corners_checked_by_grid(beyond, grid, 0.7), TILTED, atol=1e-3)
+
+
+def test_a_grid_answered_with_low_or_no_confidence_or_no_lattice_checks_nothing():
+    side = quadrat_side(TILTED)
+    off = TILTED + [[0.1 * side, 0], [0, 0], [0, 0], [0, 0]]
+    grid = _grid_of(TILTED)
+    assert np.array_equal(corners_checked_by_grid(off, grid, GRID_CONFIDENCE - 0.01), off)
+    assert np.array_equal(corners_checked_by_grid(off, grid, None), off)
+    assert np.array_equal(corners_checked_by_grid(off, grid, float("nan")), off)
+    assert np.array_equal(corners_checked_by_grid(off, grid[:100], 0.9), off)
+    assert np.array_equal(corners_checked_by_grid(off, np.zeros((GRID_POINTS, 2)), 0.9), off)
+    mirrored = grid * [-1, 1]  # the lattice flipped: its corners turn the wrong way
+    assert np.array_equal(corners_checked_by_grid(off, mirrored, 0.9), off)
+    with pytest.raises(ValueError, match="117 finite grid points"):
+        grid_corners(np.full((GRID_POINTS, 2), np.nan))
+
+
+def test_grid_points_beyond_the_photos_edge_do_not_count():
+    """A frame cut by the photo's bottom edge: gridpose placed the rows beyond it from the
+    others, here a little wrong; only the points inside the photo place the corners."""
+    side = quadrat_side(TILTED)
+    grid = _grid_of(TILTED)
+    size = (1000, int(TILTED[2:, 1].min() - 0.15 * side))  # the last row and a half cut off
+    beyond = grid[:, 1] > size[1] - 1
+    assert 9 <= beyond.sum() < GRID_POINTS / 2
+    wrong = grid + np.where(beyond[:, None], [0.0, 0.03 * side], 0.0)
+    off = TILTED + [[0, 0], [0, 0], [0, 0], [0.05 * side, 0]]
+    assert np.allclose(corners_checked_by_grid(off, wrong, 0.7, size), TILTED, atol=0.01)
+    unchecked = corners_checked_by_grid(off, wrong, 0.7)
+    assert np.abs(unchecked - TILTED).max() > 0.01 * side  # all 117 pull the corners off
+    assert np.array_equal(corners_checked_by_grid(off, wrong, 0.7, (1000, 300)), off)
