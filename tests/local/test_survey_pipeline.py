@@ -9,16 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from reef_for_tests import TEXTURES
 
 from quadratseg_handlers.cli.main import main
 from quadratseg_handlers.demo.pipeline import CORALS, CORNERS, GRID, LAMA, served_functions
+from quadratseg_handlers.demo.reef import reef_quadrat
+from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.synthetic import quadrat_image
 from quadratseg_handlers.demo.training import (
     DEFAULT_FOLDER,
     TEST_SEEDS,
+    random_photo_size_wh,
     read_manifest,
     verified_models,
 )
+from quadratseg_handlers.ops.quadrat import quadrat_side, warp_quadrat
 
 PHOTOS = [
     "moorea_2024_site03_transect12_quadrat_0001",
@@ -111,3 +116,39 @@ def test_pipeline_input_errors_are_one_line(tmp_path, capsys):
     assert main(argv) == 2
     assert "two photos named q" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_grid_puts_back_corners_the_detector_placed_off(tmp_path):
+    """A frame over real reef whose corners the detector puts over 2 % off: the pipeline
+    writes the corners where the grid puts them, and the warp from there; --keep-corners
+    keeps them."""
+    seed = 900_009_105
+    size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
+    scene = reef_quadrat(size, seed, ReefTextures.from_folder(TEXTURES), string=True)
+    survey = tmp_path / "survey"
+    survey.mkdir()
+    Image.fromarray(scene.image).save(survey / "reef.png")
+    (tmp_path / "work").mkdir()
+    models = verified_models(DEFAULT_FOLDER)
+    side = quadrat_side(scene.corners)
+    worst = {}
+    with served_functions(tmp_path / "work", tmp_path / "bundles", models, log=lambda _: None) as (
+        urls,
+        _,
+    ):
+        for keep in (False, True):
+            out = tmp_path / f"out-{keep}"
+            argv = [
+                "pipeline", str(survey), "--corners", urls[CORNERS], "--grid", urls[GRID],
+                "--removal", urls[LAMA], "--corals", urls[CORALS], "--out", str(out),
+            ]  # fmt: skip
+            assert main([*argv, *(["--keep-corners"] if keep else [])]) == 0
+            [skeleton] = image_element(out, "1-corners", "reef").findall("skeleton")
+            found = sorted(skeleton.findall("points"), key=lambda p: int(p.get("label", "0")))
+            corners = np.array([[float(v) for v in p.get("points", "").split(",")] for p in found])
+            worst[keep] = float(np.linalg.norm(corners - scene.corners, axis=1).max() / side)
+            margin = int(round(0.05 * 1024))
+            warped = np.asarray(Image.open(out / "2-grid" / "images" / "reef.png"))
+            assert np.array_equal(warped, warp_quadrat(scene.image, corners, 1024, margin=margin))
+    assert worst[True] > 0.02 and worst[False] < 0.01, worst
