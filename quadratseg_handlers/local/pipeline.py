@@ -65,6 +65,8 @@ class PhotoResult:
     images: dict[str, Path] = field(default_factory=dict)
     """Each stage's image as written (the photo, the warped quadrat, the clean one)."""
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    corners_moved: bool = False
+    """The corners were moved where the grid puts them (the answer disagreed with it)."""
     failure: str = ""
 
 
@@ -160,6 +162,7 @@ class Chain:
         checked = corners_checked_by_grid(corners, in_photo, shape_score(grid), size)
         if np.array_equal(checked, corners):
             return warped, points
+        result.corners_moved = True
         result.answers["corners"] = with_skeleton_moved(result.answers["corners"], checked)
         answered = self.skeleton(result, "corners", CORNER_POINTS, "")
         warped, moved = self.warp(image, skeleton_points(answered))  # as the answer holds them
@@ -303,6 +306,7 @@ def run_chain(
         "photos": len(results),
         "completed": sum(not r.failure for r in results),
         "failed": {str(r.photo): r.failure for r in results if r.failure},
+        "corners_moved_by_the_grid": [str(r.photo) for r in results if r.corners_moved],
         "shapes": {stage: sum(len(r.answers.get(stage, [])) for r in results) for stage in STAGES},
     }
     text = json.dumps(summary, indent=2) + "\n"

@@ -53,6 +53,7 @@ def test_corners_off_the_grid_move_with_the_warp_and_the_grid(tmp_path, scene):
     result = PhotoResult(Path("quadrat.jpg"), answers={"corners": [frame], "grid": [grid]})
     new_warp, points = chain.check_corners(scene.image, (warped, transform), (frame, grid), result)
 
+    assert result.corners_moved
     [moved_frame] = result.answers["corners"]
     assert np.abs(skeleton_points(moved_frame) - scene.corners).max() < 0.002 * side
     assert [e["confidence"] for e in moved_frame["elements"]] == ["60"] * 4
@@ -81,3 +82,4 @@ def test_a_weak_grid_or_agreeing_corners_change_nothing(tmp_path, scene, confide
     same, points = chain.check_corners(scene.image, (warped, transform), (frame, grid), result)
     assert same is warped and np.array_equal(points, skeleton_points(grid))
     assert result.answers == answers and "grid" not in result.images
+    assert not result.corners_moved

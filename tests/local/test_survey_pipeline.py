@@ -88,6 +88,7 @@ def test_pipeline_writes_every_stage_and_skips_a_photo_without_a_quadrat(tmp_pat
     assert list(image_element(out, "1-corners", BLANK)) == []  # its photo, without shapes
     summary = json.loads((out / "summary.json").read_text())
     assert summary["photos"] == 3 and summary["completed"] == 2
+    assert summary["corners_moved_by_the_grid"] == []  # drawn frames: the corners agree
     assert list(summary["failed"]) == [str(survey / f"{BLANK}.jpg")]
     overlays = sorted(path.name for path in (out / "overlays").iterdir())
     assert f"{PHOTOS[0]}-3-corals.png" in overlays and f"{BLANK}-1-corners.png" in overlays
@@ -151,4 +152,7 @@ def test_the_grid_puts_back_corners_the_detector_placed_off(tmp_path):
             margin = int(round(0.05 * 1024))
             warped = np.asarray(Image.open(out / "2-grid" / "images" / "reef.png"))
             assert np.array_equal(warped, warp_quadrat(scene.image, corners, 1024, margin=margin))
+            summary = json.loads((out / "summary.json").read_text())
+            moved = [] if keep else [str(survey / "reef.png")]
+            assert summary["corners_moved_by_the_grid"] == moved
     assert worst[True] > 0.02 and worst[False] < 0.01, worst
