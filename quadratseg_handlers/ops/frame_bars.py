@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from quadratseg_handlers.ops.quadrat import (
+    is_convex,
     outside_by,
     quadrat_side,
     quadrat_transform,
@@ -333,15 +334,6 @@ def frame_bars(warp: np.ndarray) -> list[Bar]:
     return bars
 
 
-def is_convex(corners: np.ndarray) -> bool:
-    """Whether ``corners`` are TL, TR, BR, BL of a convex quadrilateral."""
-    try:
-        quadrat_transform(corners, 8)
-    except ValueError:
-        return False
-    return True
-
-
 def _odd(value: float) -> int:
     """The odd kernel size nearest ``value`` (at least 1)."""
     size = max(1, round(value))
@@ -371,6 +363,14 @@ def band_response(image: np.ndarray, width: int) -> np.ndarray:
     return response
 
 
+def side_strip(warp: np.ndarray, horizontal: bool, start: int, stop: int) -> np.ndarray:
+    """The warp's columns ``start`` to ``stop`` for lines running horizontally (else its
+    rows, transposed: rows always run across the lines), as float32 smoothed a little along
+    the lines (PRE_SMOOTH): what the bars' and the string's filters read."""
+    strip = warp[:, start:stop] if horizontal else warp[start:stop].transpose(1, 0, 2)
+    return np.asarray(cv2.blur(np.ascontiguousarray(strip).astype(np.float32), (PRE_SMOOTH, 1)))
+
+
 def _bar_maps(warp: np.ndarray, horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
     """How bar-like each pixel is for bars running horizontally (else vertically), over the
     sampled stretch of the sides: the band response at the bars' widths (raw), and the same
@@ -378,8 +378,7 @@ def _bar_maps(warp: np.ndarray, horizontal: bool) -> tuple[np.ndarray, np.ndarra
     transposed: rows always run across the bar."""
     low = int(MARGIN + SPAN[0] * WARP_SIDE) - ALONG_SMOOTH
     high = int(MARGIN + SPAN[1] * WARP_SIDE) + ALONG_SMOOTH + 1
-    strip = warp[:, low:high] if horizontal else warp[low:high].transpose(1, 0, 2)
-    image = cv2.blur(np.ascontiguousarray(strip).astype(np.float32), (PRE_SMOOTH, 1))
+    image = side_strip(warp, horizontal, low, high)
     raw = np.zeros(image.shape[:2], np.float32)
     for width in BAR_WIDTHS:
         np.maximum(raw, band_response(image, width), out=raw)

@@ -33,10 +33,10 @@ from quadratseg_handlers.ops.frame_bars import (
     UprightFrame,
     away_from_edge,
     band_response,
-    is_convex,
+    side_strip,
     upright_frame,
 )
-from quadratseg_handlers.ops.quadrat import outside_by, quadrat_side
+from quadratseg_handlers.ops.quadrat import is_convex, outside_by, quadrat_side
 from quadratseg_handlers.ops.template import GRID_SIZE
 
 LINES = GRID_SIZE - 1
@@ -180,9 +180,9 @@ def _string_side(warp: np.ndarray, side: int) -> np.ndarray | None:
 def _profile(warp: np.ndarray, horizontal: bool, low: float, high: float) -> np.ndarray:
     """How string-like each row (horizontal lines; else each column) of the warp is over the
     stretch ``low`` to ``high`` of the side: the median thin-line response along it."""
-    start, stop = int(MARGIN + low * WARP_SIDE), int(MARGIN + high * WARP_SIDE)
-    strip = warp[:, start:stop] if horizontal else warp[start:stop].transpose(1, 0, 2)
-    image = cv2.blur(np.ascontiguousarray(strip).astype(np.float32), (3, 1))
+    image = side_strip(
+        warp, horizontal, int(MARGIN + low * WARP_SIDE), int(MARGIN + high * WARP_SIDE)
+    )
     response = np.maximum.reduce([band_response(image, width) for width in STRING_WIDTHS])
     profile = np.median(response, axis=1).astype(np.float32).reshape(-1, 1)
     return cv2.GaussianBlur(profile, (1, 5), 1.0).ravel()

@@ -91,6 +91,15 @@ def warp_quadrat(
     )
 
 
+def is_convex(corners: np.ndarray) -> bool:
+    """Whether ``corners`` are TL, TR, BR, BL of a convex quadrilateral (clockwise on screen)."""
+    try:
+        quadrat_transform(corners, 8)
+    except ValueError:
+        return False
+    return True
+
+
 def quadrat_side(corners: Any) -> float:
     """The mean length of the quadrat's four sides, in pixels."""
     quad = np.asarray(corners, dtype=np.float64)
@@ -178,8 +187,9 @@ def corners_checked_by_grid(
             return given
     try:
         placed = grid_corners(grid, seen)
-        quadrat_transform(placed, 8)
     except ValueError:
+        return given
+    if not is_convex(placed):
         return given
     apart = np.linalg.norm(placed - given, axis=1) / max(quadrat_side(given), 1e-9)
     return given if float(apart.max()) <= agreement else placed

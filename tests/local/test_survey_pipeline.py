@@ -23,6 +23,7 @@ from quadratseg_handlers.demo.training import (
     read_manifest,
     verified_models,
 )
+from quadratseg_handlers.local.pipeline import DEFAULT_WARP_MARGIN, DEFAULT_WARP_SIDE
 from quadratseg_handlers.ops.quadrat import quadrat_side, warp_quadrat
 
 PHOTOS = [
@@ -149,9 +150,10 @@ def test_the_grid_puts_back_corners_the_detector_placed_off(tmp_path):
             found = sorted(skeleton.findall("points"), key=lambda p: int(p.get("label", "0")))
             corners = np.array([[float(v) for v in p.get("points", "").split(",")] for p in found])
             worst[keep] = float(np.linalg.norm(corners - scene.corners, axis=1).max() / side)
-            margin = int(round(0.05 * 1024))
+            margin = int(round(DEFAULT_WARP_MARGIN * DEFAULT_WARP_SIDE))
             warped = np.asarray(Image.open(out / "2-grid" / "images" / "reef.png"))
-            assert np.array_equal(warped, warp_quadrat(scene.image, corners, 1024, margin=margin))
+            expected = warp_quadrat(scene.image, corners, DEFAULT_WARP_SIDE, margin=margin)
+            assert np.array_equal(warped, expected)
             summary = json.loads((out / "summary.json").read_text())
             moved = [] if keep else [str(survey / "reef.png")]
             assert summary["corners_moved_by_the_grid"] == moved

@@ -16,7 +16,7 @@ from reef_for_tests import TEXTURES
 from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.ops.grid_string import corners_on_string, cut_sides
-from quadratseg_handlers.ops.quadrat import quadrat_side
+from quadratseg_handlers.ops.quadrat import outside_by, quadrat_side
 
 SEEDS = range(77, 81)
 """Nearly upright drawn quadrats, sides 410 to 710 px in a 1200 x 900 photo."""
@@ -38,8 +38,7 @@ def test_a_side_cut_off_by_the_photos_edge_is_placed_by_the_string(seed, side):
     assert np.array_equal(placed, expected)
     assert np.linalg.norm(found - truth, axis=1).max() <= 0.02 * length
     height, width = photo.shape[:2]
-    beyond = (found[:, 0] < 0) | (found[:, 0] > width) | (found[:, 1] < 0) | (found[:, 1] > height)
-    assert beyond[pair].any()
+    assert (outside_by(found, width, height)[pair] > 0).any()
 
 
 @pytest.mark.parametrize("side", SIDES)
