@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/quadratseg demo
 
-# Retrain the demo models from drawn quadrats (about 5.5 hours on 2 shared CPU cores; docs/demo.md).
+# Retrain the demo models from drawn quadrats (about 6 hours on 2 shared CPU cores; docs/demo.md).
 demo-models: install
 	$(VENV)/bin/quadratseg train-demo --output demo-models
 

@@ -119,7 +119,7 @@ def run_pipeline_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
-    """Draw the data sets and train the demo models into --output (about 5.5 hours, 2 cores)."""
+    """Draw the data sets and train the demo models into --output (about 6 hours, 2 cores)."""
     from quadratseg_handlers.demo.reef_photos import reef_textures_folder
     from quadratseg_handlers.demo.training import train_demo_models
 
@@ -213,7 +213,7 @@ def add_demo_command(sub: Any) -> None:
 
     train = sub.add_parser(
         "train-demo",
-        help="retrain the demo models on drawn quadrats (about 5.5 hours on 2 CPU cores)",
+        help="retrain the demo models on drawn quadrats (about 6 hours on 2 CPU cores)",
     )
     train.add_argument("--output", default="demo-models", help="folder for weights and manifest")
     train.add_argument("--work", default=None, help="keep the drawn data sets and runs here")

@@ -55,7 +55,7 @@ MANIFEST_HELP = (
     "for a lab's own models write manifest.json next to them: "
     '{"models": {"gridcorners": {"file": "gridcorners.pt", "sha256": "<sha256sum of it>"}, '
     '"gridpose": {...}, "coralseg": {...}}} (docs/demo.md); the demo\'s own are restored by '
-    "`git checkout demo-models` or retrained by `make demo-models` (about 5.5 hours)"
+    "`git checkout demo-models` or retrained by `make demo-models` (about 6 hours)"
 )
 """What a folder without the demo models' manifest needs (``demo --models FOLDER``)."""
 """The manifest's file name inside the demo-models folder."""
@@ -80,6 +80,14 @@ strides of YOLO's finest head, so that every box holds anchor centres to learn f
 REEF_DRAWN_SHARE = 4
 """In a run over real reef, photos whose seed is a multiple of this come from the drawn world,
 so that the drawn world is not forgotten."""
+
+HARD_FRAMES: tuple[str, ...] = ("criobe",) * 4 + ("painted", "taped") * 2 + ("metal", "pvc")
+"""The frames of gridcorners' last run: painted and taped bars, which it missed most, a fifth
+each instead of an eighth; CRIOBE's frame two in five, metal and PVC one in ten each."""
+
+FRAME_STREAM = 11
+"""Second word of the random stream that picks a run's frame for a seed (see
+:attr:`Refinement.frames`): apart from the stream that draws the photo itself."""
 
 ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (3, 2), (16, 9))
 """Aspect ratios of the drawn photographs (width : height)."""
@@ -109,6 +117,10 @@ class Refinement:
     reef textures."""
     val_images: int | None = None
     """Validation photos of this run; None: the model's."""
+    frames: tuple[str, ...] | None = None
+    """Frames of this run's photos over real reef, one drawn at random per photo (a frame named
+    twice comes twice as often); None: :func:`reef_quadrat`'s mix, CRIOBE's one time in two.
+    More of the frames a model misses, without leaving out the others."""
 
     def data_model(self, model: DemoModel) -> DemoModel:
         """``model`` with this run's training and validation photos."""
@@ -196,6 +208,8 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(6, 0.0007, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
                 Refinement(6, 0.0005, imgsz=416, mosaic=1.0, images=480, reef=True, val_images=60),
                 Refinement(12, 0.0005, imgsz=416, mosaic=1.0, images=960, reef=True, val_images=60),
+                Refinement(8, 0.0005, imgsz=416, mosaic=1.0, images=1440, reef=True, val_images=60,
+                           frames=HARD_FRAMES),
             ),
             serve_env=(
                 "CONF_THRESHOLD=0.1",
@@ -264,25 +278,43 @@ def _polygon_lines(
     return lines
 
 
-def _scene(size: tuple[int, int], seed: int, reef: ReefTextures | None) -> SyntheticQuadrat:
-    """The drawn world's photo, or over real reef when ``reef`` (one in REEF_DRAWN_SHARE drawn)."""
+def run_frame(seed: int, frames: tuple[str, ...] | None) -> str | None:
+    """The frame a run drawing ``frames`` puts in the photo of ``seed``, one of them at random
+    (on its own stream: the photo's draws stay the same); None without ``frames``."""
+    if not frames:
+        return None
+    return frames[int(np.random.default_rng((seed, FRAME_STREAM)).integers(len(frames)))]
+
+
+def _scene(
+    size: tuple[int, int],
+    seed: int,
+    reef: ReefTextures | None,
+    frames: tuple[str, ...] | None = None,
+) -> SyntheticQuadrat:
+    """The drawn world's photo, or over real reef when ``reef`` (one in REEF_DRAWN_SHARE drawn),
+    its frame drawn from ``frames`` when given."""
     if reef is None or seed % REEF_DRAWN_SHARE == 0:
         return quadrat_image(size, seed)
-    return reef_quadrat(size, seed, reef)
+    return reef_quadrat(size, seed, reef, frame=run_frame(seed, frames))
 
 
 def draw_example(
-    model: DemoModel, seed: int, reef: ReefTextures | None = None
+    model: DemoModel,
+    seed: int,
+    reef: ReefTextures | None = None,
+    frames: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """One training photo of ``model`` and its YOLO label lines, drawn from ``seed`` (over
-    real reef from ``reef``'s patches when given; no grid point labels without a string)."""
+    real reef from ``reef``'s patches when given, with one of ``frames`` when given; no grid
+    point labels without a string)."""
     rng = np.random.default_rng(seed + 7)
     if model.name == "gridcorners":
         size = random_photo_size_wh(rng, (512, 832))
-        scene = _scene(size, seed, reef)
+        scene = _scene(size, seed, reef, frames)
         box = max(CORNER_BOX * scene.side, MIN_BOX * max(size))
         return scene.image, _box_lines(scene.corners, box, size)
-    scene = _scene(random_photo_size_wh(rng, (640, 1024)), seed, reef)
+    scene = _scene(random_photo_size_wh(rng, (640, 1024)), seed, reef, frames)
     warp = int(rng.integers(model.imgsz, 2 * model.imgsz))
     margin = rng.uniform(0.02, 0.08)
     view = warped_view(scene, warp, corners=jittered_corners(scene, rng), margin=margin)
@@ -301,8 +333,10 @@ def write_dataset(
     folder: Path,
     log: Callable[[str], None] = print,
     reef: ReefTextures | None = None,
+    frames: tuple[str, ...] | None = None,
 ) -> Path:
-    """Draw ``model``'s training and validation photos into a YOLO data set; return its yaml."""
+    """Draw ``model``'s training and validation photos into a YOLO data set; return its yaml
+    (over real reef and with one of ``frames`` as :func:`draw_example` says)."""
     data = folder / "data.yaml"
     if data.is_file() and _drawn(folder) == model.train_images + model.val_images:
         log(f"{model.name}: reusing the photos drawn in {folder}")
@@ -313,7 +347,7 @@ def write_dataset(
         images.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
-            image, lines = draw_example(model, seed, reef)
+            image, lines = draw_example(model, seed, reef, frames)
             Image.fromarray(image).save(images / f"{seed}.png", compress_level=1)
             (labels / f"{seed}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     data.write_text(
@@ -456,7 +490,7 @@ def refine_model(
         textures = reef.training()
         folder = f"data-reef{step + 1}-{drawn.train_images}"
     start = {"file": target.name, "sha256": sha256(target)}
-    data = write_dataset(drawn, work / model.name / folder, log, textures)
+    data = write_dataset(drawn, work / model.name / folder, log, textures, refinement.frames)
     started = time.perf_counter()
     YOLO(CONFIGS[model.task]).train(
         data=str(data),
@@ -487,6 +521,8 @@ def refine_model(
             train_seeds=[drawn.train_seeds.start, drawn.train_seeds.stop - 1],
             val_seeds=[drawn.val_seeds.start, drawn.val_seeds.stop - 1],
         )
+        if refinement.frames:
+            run["frames"] = list(refinement.frames)
         entry["real_photos"] = {
             "textures": "XL-SHAO/CoralConditionDataset coral_images (MIT), commit 5e9295b69ec2",
             "sources_seen": list(textures.sources),

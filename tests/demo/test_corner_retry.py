@@ -21,9 +21,9 @@ from quadratseg_handlers.ops.template import CORNER_POINTS, packaged_template_pa
 
 pytestmark = pytest.mark.slow
 
-LOW_SCORED = (TEST_SEEDS + 5054, TEST_SEEDS + 5055)
-"""Held-out drawn photos (a small metal frame, a taped one) where the committed model finds
-fewer than 3 corners at the demo's threshold (0.1) and all 4 at 0.01."""
+LOW_SCORED = (TEST_SEEDS + 5054, TEST_SEEDS + 5146)
+"""Held-out drawn photos (two metal frames) where the committed model finds fewer than 3 corners
+at the demo's threshold (0.1) and all 4 at 0.01 (4 of the 400 from TEST_SEEDS + 5000 on)."""
 
 REEF_PATCHES = Path(__file__).parents[1] / "data" / "reef-textures"
 
@@ -66,8 +66,9 @@ def test_a_low_scored_frame_is_answered_when_its_bars_confirm_it(committed_model
 
 
 def test_photos_without_a_frame_stay_empty(committed_models):
-    """The committed real reef patches: at 0.01 the detector answers a quadrat on 9 of the
-    16 (measured with the bars' check switched off), and the bars confirm none."""
+    """The committed real reef patches: at 0.01 the detector answers a quadrat on 3 of the
+    16 (9 before its run with more painted and taped frames; measured with the bars' check
+    switched off), and the bars confirm none."""
     retried = clients(committed_models)["0.01"]
     patches = sorted(REEF_PATCHES.glob("*.jpg"))
     assert len(patches) >= 8

@@ -18,7 +18,14 @@ from quadratseg_handlers.demo.reef_photos import (
     ReefTextures,
     reef_textures_folder,
 )
-from quadratseg_handlers.demo.training import MODELS, draw_example
+from quadratseg_handlers.demo.training import (
+    HARD_FRAMES,
+    MODELS,
+    REEF_DRAWN_SHARE,
+    draw_example,
+    random_photo_size_wh,
+    run_frame,
+)
 from quadratseg_handlers.ops.template import GRID_POINTS
 
 
@@ -92,6 +99,33 @@ def test_gridpose_learns_no_points_where_there_is_no_string(textures):
         _, lines = draw_example(model, seed, textures)
         counts.add(len(lines))
     assert counts == {0, GRID_POINTS}
+
+
+def test_a_run_with_frames_draws_its_photos_with_them(textures):
+    model = MODELS["gridcorners"]
+    seed = model.train_seeds.start + 1
+    image, lines = draw_example(model, seed, textures, ("taped",))
+    size = random_photo_size_wh(np.random.default_rng(seed + 7), (512, 832))
+    taped = reef_quadrat(size, seed, textures, frame="taped")
+    assert np.array_equal(image, taped.image) and len(lines) == 4
+    drawn_world = model.train_seeds.start
+    assert drawn_world % REEF_DRAWN_SHARE == 0
+    assert np.array_equal(
+        draw_example(model, drawn_world, textures, ("taped",))[0],
+        draw_example(model, drawn_world)[0],
+    )
+
+
+def test_a_run_draws_its_frames_as_often_as_it_names_them():
+    assert run_frame(5, None) is None
+    picks = [run_frame(seed, HARD_FRAMES) for seed in range(5000)]
+    assert set(picks) == set(REEF_FRAMES)
+    for frame in REEF_FRAMES:
+        named = HARD_FRAMES.count(frame) / len(HARD_FRAMES)
+        assert picks.count(frame) / len(picks) == pytest.approx(named, abs=0.025), frame
+    for frame in ("painted", "taped"):  # more than reef_quadrat's own mix, an eighth each
+        assert HARD_FRAMES.count(frame) / len(HARD_FRAMES) > 1 / 8
+    assert MODELS["gridcorners"].refinements[-1].frames == HARD_FRAMES
 
 
 def test_train_demo_refuses_a_missing_textures_folder(tmp_path, capsys):
