@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.pipeline import (
     CORNERS,
     GRID,
@@ -42,7 +43,7 @@ from quadratseg_handlers.demo.pipeline import (
 from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
 from quadratseg_handlers.demo.synthetic import SyntheticQuadrat, quadrat_image
-from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
+from quadratseg_handlers.demo.training import TEST_SEEDS, verified_models
 from quadratseg_handlers.ops.template import grid_template
 
 REEF_SEEDS = TEST_SEEDS + 2000

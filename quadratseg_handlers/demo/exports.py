@@ -34,8 +34,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh
+from quadratseg_handlers.demo.training import TEST_SEEDS
 from quadratseg_handlers.demo.warped import remove_string, warped_masks, warped_view
 
 EXPORT_SEEDS = TEST_SEEDS + 50_000

@@ -8,8 +8,9 @@ import pytest
 
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh
+from quadratseg_handlers.demo.training import TEST_SEEDS
 from quadratseg_handlers.handlers.grid import GridCornersHandler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.ops.quadrat import quadrat_side

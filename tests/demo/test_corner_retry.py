@@ -12,8 +12,9 @@ from PIL import Image
 
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS, random_photo_size_wh
+from quadratseg_handlers.demo.training import MODELS, TEST_SEEDS
 from quadratseg_handlers.handlers.grid import GridCornersHandler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.ops.quadrat import quadrat_side

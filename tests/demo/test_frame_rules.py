@@ -18,9 +18,10 @@ from reef_for_tests import TEXTURES
 import quadratseg_handlers.handlers.grid as grid
 from quadratseg_handlers.core.request import encode_image
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
-from quadratseg_handlers.demo.training import MODELS, random_photo_size_wh
+from quadratseg_handlers.demo.training import MODELS
 from quadratseg_handlers.handlers.grid import GridCornersHandler
 from quadratseg_handlers.local.harness import FunctionClient, response_json
 from quadratseg_handlers.ops.quadrat import outside_by, quadrat_side

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.pipeline import (
     VISIBLE_BAR,
     Pipeline,
@@ -23,7 +24,7 @@ from quadratseg_handlers.demo.pipeline import (
     served_functions,
 )
 from quadratseg_handlers.demo.synthetic import quadrat_image
-from quadratseg_handlers.demo.training import TEST_SEEDS, random_photo_size_wh, verified_models
+from quadratseg_handlers.demo.training import TEST_SEEDS, verified_models
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import quadrat_side
 

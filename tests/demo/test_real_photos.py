@@ -23,10 +23,11 @@ from reef_for_tests import TEXTURES, framed_reef, reef_patches
 from quadratseg_handlers.core.request import load_image
 from quadratseg_handlers.cvat.shapes import skeleton_points
 from quadratseg_handlers.demo import accuracy
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.pipeline import VISIBLE_BAR, Pipeline, PipelineRun, served_functions
 from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
-from quadratseg_handlers.demo.training import random_photo_size_wh, verified_models
+from quadratseg_handlers.demo.training import verified_models
 from quadratseg_handlers.ops.quadrat import quadrat_side
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from quadratseg_handlers.demo.datasets import (
+    REEF_DRAWN_SHARE,
+    draw_example,
+    random_photo_size_wh,
+    run_frame,
+)
 from quadratseg_handlers.demo.reef import REEF_FRAMES, reef_quadrat
 from quadratseg_handlers.demo.reef_photos import (
     DEFAULT_REEF_TEXTURES,
@@ -18,14 +24,7 @@ from quadratseg_handlers.demo.reef_photos import (
     ReefTextures,
     reef_textures_folder,
 )
-from quadratseg_handlers.demo.training import (
-    HARD_FRAMES,
-    MODELS,
-    REEF_DRAWN_SHARE,
-    draw_example,
-    random_photo_size_wh,
-    run_frame,
-)
+from quadratseg_handlers.demo.training import HARD_FRAMES, MODELS
 from quadratseg_handlers.ops.template import GRID_POINTS
 
 

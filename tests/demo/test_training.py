@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from quadratseg_handlers.cli.main import build_parser
+from quadratseg_handlers.demo.datasets import draw_example, write_dataset
 from quadratseg_handlers.demo.reef_photos import HELD_OUT_SOURCES
 from quadratseg_handlers.demo.synthetic import GENERA
 from quadratseg_handlers.demo.training import (
@@ -18,10 +19,8 @@ from quadratseg_handlers.demo.training import (
     TEST_SEEDS,
     DemoModel,
     DemoModelsError,
-    draw_example,
     read_manifest,
     verified_models,
-    write_dataset,
 )
 
 WEIGHTS_BUDGET = 25 * 1024 * 1024

@@ -12,6 +12,7 @@ from PIL import Image
 from reef_for_tests import TEXTURES
 
 from quadratseg_handlers.cli.main import main
+from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.pipeline import CORALS, CORNERS, GRID, LAMA, served_functions
 from quadratseg_handlers.demo.reef import reef_quadrat
 from quadratseg_handlers.demo.reef_photos import ReefTextures
@@ -19,7 +20,6 @@ from quadratseg_handlers.demo.synthetic import quadrat_image
 from quadratseg_handlers.demo.training import (
     DEFAULT_FOLDER,
     TEST_SEEDS,
-    random_photo_size_wh,
     read_manifest,
     verified_models,
 )
