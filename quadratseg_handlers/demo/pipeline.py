@@ -49,6 +49,8 @@ from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import (
     GRID_CONFIDENCE,
     corners_checked_by_grid,
+    grid_in_photo,
+    grid_placed_corners,
     quadrat_side,
     quadrat_transform,
 )
@@ -295,23 +297,25 @@ class Pipeline:
         assert run.corners is not None and run.transform is not None and run.grid is not None
         assert run.warped is not None
         started = time.perf_counter()
-        to_photo = np.linalg.inv(run.transform)
         size = (run.photo.shape[1], run.photo.shape[0])
-        in_photo = project(to_photo, run.grid)
+        in_photo = grid_in_photo(run.grid, run.transform)
         checked = corners_checked_by_grid(run.corners, in_photo, confidence, size)
         report = StageReport("3b corners", "corners_checked_by_grid (local)", 0)
         run.reports.append(report)
-        if confidence is None or confidence < GRID_CONFIDENCE:
-            report.result = "not checked: the grid was answered with a low confidence"
-        elif np.array_equal(checked, run.corners):
-            report.result = "the corners agree with the grid found inside them"
+        if np.array_equal(checked, run.corners):
+            if confidence is None or not confidence >= GRID_CONFIDENCE:
+                report.result = "not checked: the grid was answered with a low confidence"
+            elif grid_placed_corners(in_photo, confidence, size) is None:
+                report.result = "not checked: too little of the grid lies in the photo"
+            else:
+                report.result = "the corners agree with the grid found inside them"
         else:
             moved = float(np.linalg.norm(checked - run.corners, axis=1).max())
             report.result = f"moved where the grid puts them (up to {moved:.0f} px)"
             run.corners = checked
             self._warped(run, run.warped.shape[0])
             assert run.transform is not None
-            run.grid = project(run.transform @ to_photo, run.grid)
+            run.grid = project(run.transform, in_photo)
             for name, points in (("01-corners", checked), ("03-grid", run.grid)):
                 run.answers[name] = cvat.with_skeleton_moved(run.answers[name], points)
             if run.scene is not None:

@@ -37,6 +37,7 @@ from quadratseg_handlers.local.overlay import draw_shapes, save_png
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import (
     corners_checked_by_grid,
+    grid_in_photo,
     quadrat_transform,
     warp_quadrat,
 )
@@ -156,9 +157,8 @@ class Chain:
         warped, transform = warp
         frame, grid = skeletons
         corners, points = skeleton_points(frame), skeleton_points(grid)
-        to_photo = np.linalg.inv(transform)
         size = (image.shape[1], image.shape[0])
-        in_photo = project(to_photo, points)
+        in_photo = grid_in_photo(points, transform)
         checked = corners_checked_by_grid(corners, in_photo, shape_score(grid), size)
         if np.array_equal(checked, corners):
             return warped, points
@@ -166,7 +166,7 @@ class Chain:
         result.answers["corners"] = with_skeleton_moved(result.answers["corners"], checked)
         answered = self.skeleton(result, "corners", CORNER_POINTS, "")
         warped, moved = self.warp(image, skeleton_points(answered))  # as the answer holds them
-        points = project(moved @ to_photo, points)
+        points = project(moved, in_photo)
         self._save(warped, "grid", f"{result.photo.stem}.png", result)
         result.answers["grid"] = with_skeleton_moved(result.answers["grid"], points)
         return warped, points

@@ -84,14 +84,15 @@ def cut_sides(image: np.ndarray, corners: Any) -> tuple[np.ndarray, np.ndarray]:
         return given, placed
     anchored = frame.on_bars(image.shape[1], image.shape[0])
     current = given
-    for look in range(LOOKS):
-        if look:
-            frame = upright_frame(image, current)
-            assert frame is not None  # a look's corners are convex (_placed_once)
+    for look in range(1, LOOKS + 1):
         moved, now = _placed_once(image, frame, anchored)
         if not now.any():
             break
         current, placed = moved, placed | now
+        next_frame = upright_frame(image, current) if look < LOOKS else None
+        if next_frame is None:
+            break
+        frame = next_frame
     return current, placed
 
 

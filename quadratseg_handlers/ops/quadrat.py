@@ -157,6 +157,29 @@ def grid_corners(points: Any, seen: Any = None) -> np.ndarray:
     return np.asarray(cv2.perspectiveTransform(lattice, homography)[0], dtype=np.float64)
 
 
+def grid_placed_corners(
+    grid_points: Any, confidence: float | None, size_wh: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """Where the grid found inside the quadrat (117 points, answered with ``confidence``)
+    puts the frame's corners (:func:`grid_corners`), or None when it cannot say: confidence
+    unknown or under :data:`GRID_CONFIDENCE`, fewer than half its points inside the photo
+    (``size_wh``: beyond its edge gridpose saw nothing and placed them from the others, so
+    only the points inside count), or a lattice that is no convex quadrilateral."""
+    if confidence is None or not confidence >= GRID_CONFIDENCE:
+        return None
+    grid = np.asarray(grid_points, dtype=np.float64)
+    seen = None
+    if size_wh is not None and grid.shape == (GRID_POINTS, 2):
+        seen = outside_by(grid, *size_wh) == 0
+        if seen.sum() < GRID_POINTS / 2:
+            return None
+    try:
+        placed = grid_corners(grid, seen)
+    except ValueError:
+        return None
+    return placed if is_convex(placed) else None
+
+
 def corners_checked_by_grid(
     corners: Any,
     grid_points: Any,
@@ -166,33 +189,27 @@ def corners_checked_by_grid(
 ) -> np.ndarray:
     """The frame's corners (TL, TR, BR, BL) checked against the grid found inside them (117
     points, same pixels, answered with ``confidence``): kept when each lies within
-    ``agreement`` of the side of where the grid puts it, or when the grid's confidence is
-    unknown or under :data:`GRID_CONFIDENCE`; else all four where the grid puts them.
+    ``agreement`` of the side of where the grid puts it, or when the grid cannot say
+    (:func:`grid_placed_corners`); else all four where the grid puts them.
 
     A corner the detector placed off (a colony over it, a leg or a tape sleeve taken for it)
     still leaves the warp close enough for gridpose to find the whole grid, and 117 points
-    place the lattice, and so the corners, to well under 1 % of the side. With the photo's
-    ``size_wh``, only the points inside it count: beyond its edge gridpose saw nothing and
-    placed them from the others. Fewer than half the grid inside, or a grid that is no convex
-    quadrilateral's, keeps the corners. Measured in docs/grid.md.
+    place the lattice, and so the corners, to well under 1 % of the side. Measured in
+    docs/grid.md.
     """
     given = np.asarray(corners, dtype=np.float64)
-    if confidence is None or not confidence >= GRID_CONFIDENCE:
-        return given
-    grid = np.asarray(grid_points, dtype=np.float64)
-    seen = None
-    if size_wh is not None and grid.shape == (GRID_POINTS, 2):
-        seen = outside_by(grid, *size_wh) == 0
-        if seen.sum() < GRID_POINTS / 2:
-            return given
-    try:
-        placed = grid_corners(grid, seen)
-    except ValueError:
-        return given
-    if not is_convex(placed):
+    placed = grid_placed_corners(grid_points, confidence, size_wh)
+    if placed is None:
         return given
     apart = np.linalg.norm(placed - given, axis=1) / max(quadrat_side(given), 1e-9)
     return given if float(apart.max()) <= agreement else placed
+
+
+def grid_in_photo(grid_in_warp: Any, to_warp: np.ndarray) -> np.ndarray:
+    """Grid points found in the quadrat's warp, in the photo's pixels (``to_warp``: the
+    photo -> warp homography of :func:`quadrat_transform`), as the corner check reads them."""
+    points = np.asarray(grid_in_warp, dtype=np.float64).reshape(-1, 1, 2)
+    return np.asarray(cv2.perspectiveTransform(points, np.linalg.inv(to_warp)).reshape(-1, 2))
 
 
 def outside_by(points: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -83,3 +83,16 @@ def test_agreeing_corners_or_a_weak_grid_leave_everything(scene, shift, confiden
     assert run.corners is corners and run.transform is transform
     assert run.grid is grid and run.warped is warped and run.answers == answers
     assert run.reports[-1].result == result and run.reports[-1].passed
+
+
+def test_a_grid_mostly_beyond_the_photos_edge_is_said_to_check_nothing(scene):
+    """Half the grid or more beyond the photo's edge places no corners: nothing moves, and
+    the report says why rather than that the corners agree."""
+    side = quadrat_side(scene.corners)
+    corners = scene.corners + [[0.05 * side, 0], [0, 0], [0, 0], [0, 0]]
+    run = _run(scene, corners)
+    top = int(scene.corners[:, 1].min() + 0.3 * side)  # the photo cut below the third row
+    run.photo = scene.image[:top]
+    Pipeline({})._check_corners(run, 0.7)
+    assert run.corners is corners
+    assert run.reports[-1].result == "not checked: too little of the grid lies in the photo"

@@ -14,8 +14,11 @@ from quadratseg_handlers.ops.quadrat import (
     PASS_AGREEMENT,
     corners_checked_by_grid,
     grid_corners,
+    grid_in_photo,
+    grid_placed_corners,
     merge_corner_passes,
     quadrat_side,
+    quadrat_transform,
 )
 from quadratseg_handlers.ops.template import GRID_POINTS, grid_template
 
@@ -112,3 +115,19 @@ def test_grid_points_beyond_the_photos_edge_do_not_count():
     unchecked = corners_checked_by_grid(off, wrong, 0.7)
     assert np.abs(unchecked - TILTED).max() > 0.01 * side  # all 117 pull the corners off
     assert np.array_equal(corners_checked_by_grid(off, wrong, 0.7, (1000, 300)), off)
+
+
+def test_where_the_grid_places_the_corners_or_none_when_it_cannot_say():
+    grid = _grid_of(TILTED)
+    placed = grid_placed_corners(grid, 0.7, (1000, 1000))
+    assert placed is not None and np.abs(placed - TILTED).max() < 1e-3
+    assert grid_placed_corners(grid, GRID_CONFIDENCE - 0.01) is None
+    assert grid_placed_corners(grid, None) is None
+    assert grid_placed_corners(grid, 0.7, (1000, 300)) is None  # under half inside
+    assert grid_placed_corners(grid * [-1, 1], 0.7) is None  # no convex TL, TR, BR, BL
+
+
+def test_a_grid_found_in_the_warp_is_read_in_the_photos_pixels():
+    to_warp = quadrat_transform(TILTED, 1024, 51)
+    in_warp = project(to_warp, _grid_of(TILTED))
+    assert np.abs(grid_in_photo(in_warp, to_warp) - _grid_of(TILTED)).max() < 1e-6
