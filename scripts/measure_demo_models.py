@@ -33,6 +33,7 @@ from quadratseg_handlers.demo.datasets import random_photo_size_wh
 from quadratseg_handlers.demo.pipeline import (
     CORNERS,
     GRID,
+    LAMA,
     STAGES,
     WARP_SIDE,
     Pipeline,
@@ -53,9 +54,12 @@ REAL_TOLERANCE = 0.03
 """A corner on a real photo is right within this share of the side (hand annotation)."""
 
 
-def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, Any]:
+def corners_and_grid(
+    pipeline: Pipeline, scene: SyntheticQuadrat, remove_string: bool = False
+) -> dict[str, Any]:
     """Stages 1-3 on one photo, as the pipeline runs them (the corners checked by the grid):
-    worst corner error, grid hits, and gridpose's raw answer."""
+    worst corner error, grid hits, and gridpose's raw answer; with ``remove_string``, stage 4
+    too where a grid was found, and how visible the drawn string stays after it."""
     run = PipelineRun(scene.image, scene)
     out: dict[str, Any] = {"corner_error": None, "grid_hits": None, "grid_answered": False}
     try:
@@ -63,6 +67,8 @@ def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, A
         out["detected_corner_error"] = run.corner_error
         pipeline._warp(run, WARP_SIDE)
         pipeline._grid(run)
+        if remove_string and run.grid is not None:
+            pipeline._grid_removal(run)
     except StageFailed as failure:
         out["failure"] = str(failure)
     if np.isfinite(run.corner_error):
@@ -73,6 +79,8 @@ def corners_and_grid(pipeline: Pipeline, scene: SyntheticQuadrat) -> dict[str, A
     out["grid_answered"] = bool(skeleton)
     out["grid_confidence"] = float(skeleton[0].get("confidence", 0)) if skeleton else None
     out["found_corners"] = None if run.corners is None else np.round(run.corners, 1).tolist()
+    if run.repaint is not None:
+        out["string_visible"] = run.repaint.string_visible
     return out
 
 
@@ -106,12 +114,15 @@ def drawn_world(urls: dict[str, str], photos: int) -> dict[str, Any]:
     right = sum(c.true_shapes for c in corals)
     shapes = sum(c.shapes for c in corals)
     hits = [run.grid_hits if run.grid is not None else 0.0 for run in runs]
+    visible = [run.repaint.string_visible for run in runs if run.repaint is not None]
     return {
         "photos": photos,
         "corners_within_2pc": share(
             [run.corner_error <= accuracy.CORNER_TOLERANCE for run in runs]
         ),
         "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
+        "string_visible_mean": f"{100 * float(np.mean(visible)):.1f} %" if visible else None,
+        "string_visible": [round(share, 4) for share in visible],
         "corals_found": f"{found}/{colonies} ({100 * found / max(colonies, 1):.0f} %)",
         "corals_right": f"{right}/{shapes} ({100 * right / max(shapes, 1):.0f} %)",
         "failures": [run.failure for run in runs if run.failure],
@@ -130,7 +141,7 @@ def reef_world(
         size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
         scene = reef_quadrat(size, seed, textures, string=True)
         strung.append({"seed": seed, "frame": scene.look["frame"]}
-                      | corners_and_grid(pipeline, scene))  # fmt: skip
+                      | corners_and_grid(pipeline, scene, remove_string=True))  # fmt: skip
         empty = reef_quadrat(size, seed + 500, textures, string=False)
         bare.append({"seed": seed + 500, "frame": empty.look["frame"]}
                     | corners_and_grid(pipeline, empty))  # fmt: skip
@@ -139,12 +150,15 @@ def reef_world(
     bare_ok = [r["corner_error"] is not None and r["corner_error"] <= 0.02 for r in bare]
     answered = [r["grid_answered"] for r in bare if r["corner_error"] is not None]
     confidence = [r["grid_confidence"] for r in bare if r.get("grid_confidence") is not None]
+    visible = [r["string_visible"] for r in strung if "string_visible" in r]
     return {
         "photos": photos,
         "first_seed": first_seed,
         "sources": list(textures.sources),
         "corners_within_2pc": share(ok),
         "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
+        "string_visible_mean": f"{100 * float(np.mean(visible)):.1f} %" if visible else None,
+        "string_removed_on": len(visible),
         "stringless_corners_within_2pc": share(bare_ok),
         "stringless_grid_answered": share(answered),
         "stringless_grid_confidence_mean": round(float(np.mean(confidence)), 3)
@@ -177,33 +191,37 @@ def real_photos(urls: dict[str, str], folder: Path, annotated: dict[str, Any]) -
 def table_rows(figures: dict[str, Any]) -> list[str]:
     """docs/demo.md's table rows for what was measured."""
     rows = [
-        "| Photos | All 4 corners within the bar | Grid points within 1 % | Corals found / right |",
-        "| --- | --- | --- | --- |",
+        "| Photos | All 4 corners within the bar | Grid points within 1 % "
+        "| String still visible after removal | Corals found / right |",
+        "| --- | --- | --- | --- | --- |",
     ]
     drawn, reef, real = figures.get("drawn"), figures.get("reef"), figures.get("real")
     if drawn:
         rows.append(
             f"| drawn world, {drawn['photos']} held-out seeds | {drawn['corners_within_2pc']} "
-            f"(2 %) | {drawn['grid_points_within_1pc']} | {drawn['corals_found']} / "
+            f"(2 %) | {drawn['grid_points_within_1pc']} | {drawn['string_visible_mean']} of its "
+            f"contrast (mean) | {drawn['corals_found']} / "
             f"{drawn['corals_right']} |"
         )
     if reef:
         rows.append(
             f"| drawn frames and string over held-out real reef (sources "
             f"{', '.join(reef['sources'])}), {reef['photos']} photos | "
-            f"{reef['corners_within_2pc']} (2 %) | {reef['grid_points_within_1pc']} | - |"
+            f"{reef['corners_within_2pc']} (2 %) | {reef['grid_points_within_1pc']} | "
+            f"{reef['string_visible_mean']} of its contrast (mean of the "
+            f"{reef['string_removed_on']} photos with a grid) | - |"
         )
         rows.append(
             f"| the same without string, {reef['photos']} photos | "
             f"{reef['stringless_corners_within_2pc']} (2 %) | gridpose answers a grid on "
             f"{reef['stringless_grid_answered']} (mean confidence "
-            f"{reef['stringless_grid_confidence_mean']} %) | - |"
+            f"{reef['stringless_grid_confidence_mean']} %) | no string | - |"
         )
     if real:
         rows.append(
             f"| real quadrat photos (CRIOBE frame, no string), {real['photos']} photos | "
             f"{real['corners_within_3pc']} (3 %) | gridpose answers a grid on "
-            f"{real['grid_answered']} | - |"
+            f"{real['grid_answered']} | no string | - |"
         )
     return rows
 
@@ -228,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
 
-    stages = STAGES if args.drawn else (CORNERS, GRID)
+    stages = STAGES if args.drawn else (CORNERS, GRID, LAMA) if args.reef else (CORNERS, GRID)
     with (
         tempfile.TemporaryDirectory(prefix="quadratseg-measure-") as temporary,
         served_functions(Path(temporary), Path(temporary) / "bundles", models, log, stages) as (

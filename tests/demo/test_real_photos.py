@@ -182,15 +182,20 @@ def test_grid_on_real_photos_without_a_string(served):
 
 def test_the_measuring_script_scores_a_photo_as_the_docs_table_needs(served):
     """scripts/measure_demo_models.py, which writes docs/demo.md's table, on one drawn frame
-    over real reef: the corner and grid figures of a row, and the table rows from them."""
+    over real reef: the corner, grid and string figures of a row, and the table rows from them."""
     path = ROOT / "scripts" / "measure_demo_models.py"
     spec = importlib.util.spec_from_file_location("measure_demo_models", path)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    row = script.corners_and_grid(Pipeline(served), framed_reef(1))
+    pipeline = Pipeline(served)
+    row = script.corners_and_grid(pipeline, framed_reef(1), remove_string=True)
     assert "failure" not in row, row
     assert 0 <= row["corner_error"] <= 1 and len(row["found_corners"]) == 4
     assert row["grid_answered"] and 0 <= row["grid_hits"] <= 1
+    assert 0 <= row["string_visible"] <= VISIBLE_BAR, row["string_visible"]
+    assert "string_visible" not in script.corners_and_grid(pipeline, framed_reef(1))
     real = {"photos": 1, "corners_within_3pc": "1/1 (100 %)", "grid_answered": "0/1 (0 %)"}
-    assert script.table_rows({"real": real})[-1].startswith("| real quadrat photos")
+    rows = script.table_rows({"real": real})
+    assert rows[-1].startswith("| real quadrat photos")
+    assert {row.count("|") for row in rows} == {6}, rows
