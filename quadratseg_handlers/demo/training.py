@@ -161,6 +161,7 @@ MODELS: dict[str, DemoModel] = {
                 Refinement(8, 0.0002),
                 Refinement(5, 0.0005, images=240, reef=True, val_images=40),
                 Refinement(8, 0.0003, images=480, reef=True, val_images=40),
+                Refinement(8, 0.0003, images=960, reef=True, val_images=40),
             ),
             serve_env=("IMGSZ=352", "WARPED_INPUT=true"),
         ),
