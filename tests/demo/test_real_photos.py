@@ -195,7 +195,12 @@ def test_the_measuring_script_scores_a_photo_as_the_docs_table_needs(served):
     assert row["grid_answered"] and 0 <= row["grid_hits"] <= 1
     assert 0 <= row["string_visible"] <= VISIBLE_BAR, row["string_visible"]
     assert "string_visible" not in script.corners_and_grid(pipeline, framed_reef(1))
+    reef = script.reef_world(
+        served, ReefTextures.from_folder(TEXTURES), 1, first_seed=CHECKED_BY_THE_GRID[0]
+    )
+    assert reef["corners_within_2pc"] == "1/1 (100 %)" and reef["string_removed_on"] == 1
     real = {"photos": 1, "corners_within_3pc": "1/1 (100 %)", "grid_answered": "0/1 (0 %)"}
-    rows = script.table_rows({"real": real})
+    rows = script.table_rows({"reef": reef, "real": real})
+    assert rows[2].endswith("of its contrast (mean of the 1 photos with a grid) | - |"), rows[2]
     assert rows[-1].startswith("| real quadrat photos")
     assert {row.count("|") for row in rows} == {6}, rows
