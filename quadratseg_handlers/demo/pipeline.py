@@ -47,10 +47,9 @@ from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import (
-    GRID_CONFIDENCE,
     corners_checked_by_grid,
     grid_in_photo,
-    grid_placed_corners,
+    grid_placement,
     quadrat_side,
     quadrat_transform,
 )
@@ -303,12 +302,12 @@ class Pipeline:
         report = StageReport("3b corners", "corners_checked_by_grid (local)", 0)
         run.reports.append(report)
         if np.array_equal(checked, run.corners):
-            if confidence is None or not confidence >= GRID_CONFIDENCE:
-                report.result = "not checked: the grid was answered with a low confidence"
-            elif grid_placed_corners(in_photo, confidence, size) is None:
-                report.result = "not checked: too little of the grid lies in the photo"
-            else:
-                report.result = "the corners agree with the grid found inside them"
+            placed, why_not = grid_placement(in_photo, confidence, size)
+            report.result = (
+                "the corners agree with the grid found inside them"
+                if placed is not None
+                else f"not checked: {why_not}"
+            )
         else:
             moved = float(np.linalg.norm(checked - run.corners, axis=1).max())
             report.result = f"moved where the grid puts them (up to {moved:.0f} px)"

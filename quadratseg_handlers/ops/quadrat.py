@@ -157,27 +157,30 @@ def grid_corners(points: Any, seen: Any = None) -> np.ndarray:
     return np.asarray(cv2.perspectiveTransform(lattice, homography)[0], dtype=np.float64)
 
 
-def grid_placed_corners(
+def grid_placement(
     grid_points: Any, confidence: float | None, size_wh: tuple[int, int] | None = None
-) -> np.ndarray | None:
+) -> tuple[np.ndarray | None, str]:
     """Where the grid found inside the quadrat (117 points, answered with ``confidence``)
-    puts the frame's corners (:func:`grid_corners`), or None when it cannot say: confidence
-    unknown or under :data:`GRID_CONFIDENCE`, fewer than half its points inside the photo
-    (``size_wh``: beyond its edge gridpose saw nothing and placed them from the others, so
-    only the points inside count), or a lattice that is no convex quadrilateral."""
+    puts the frame's corners (:func:`grid_corners`) and ``""``; or None and why it cannot
+    say: confidence unknown or under :data:`GRID_CONFIDENCE`, fewer than half its points
+    inside the photo (``size_wh``: beyond its edge gridpose saw nothing and placed them from
+    the others, so only the points inside count), no lattice fitted, or a lattice that is no
+    convex quadrilateral."""
     if confidence is None or not confidence >= GRID_CONFIDENCE:
-        return None
+        return None, "the grid was answered with a low confidence"
     grid = np.asarray(grid_points, dtype=np.float64)
     seen = None
     if size_wh is not None and grid.shape == (GRID_POINTS, 2):
         seen = outside_by(grid, *size_wh) == 0
         if seen.sum() < GRID_POINTS / 2:
-            return None
+            return None, "too little of the grid lies in the photo"
     try:
         placed = grid_corners(grid, seen)
-    except ValueError:
-        return None
-    return placed if is_convex(placed) else None
+    except ValueError as error:
+        return None, f"no lattice fits the grid ({error})"
+    if not is_convex(placed):
+        return None, "the grid's lattice is no convex quadrilateral"
+    return placed, ""
 
 
 def corners_checked_by_grid(
@@ -190,7 +193,7 @@ def corners_checked_by_grid(
     """The frame's corners (TL, TR, BR, BL) checked against the grid found inside them (117
     points, same pixels, answered with ``confidence``): kept when each lies within
     ``agreement`` of the side of where the grid puts it, or when the grid cannot say
-    (:func:`grid_placed_corners`); else all four where the grid puts them.
+    (:func:`grid_placement`); else all four where the grid puts them.
 
     A corner the detector placed off (a colony over it, a leg or a tape sleeve taken for it)
     still leaves the warp close enough for gridpose to find the whole grid, and 117 points
@@ -198,7 +201,7 @@ def corners_checked_by_grid(
     docs/grid.md.
     """
     given = np.asarray(corners, dtype=np.float64)
-    placed = grid_placed_corners(grid_points, confidence, size_wh)
+    placed, _ = grid_placement(grid_points, confidence, size_wh)
     if placed is None:
         return given
     apart = np.linalg.norm(placed - given, axis=1) / max(quadrat_side(given), 1e-9)

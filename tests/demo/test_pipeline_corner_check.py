@@ -96,3 +96,16 @@ def test_a_grid_mostly_beyond_the_photos_edge_is_said_to_check_nothing(scene):
     Pipeline({})._check_corners(run, 0.7)
     assert run.corners is corners
     assert run.reports[-1].result == "not checked: too little of the grid lies in the photo"
+
+
+def test_a_mirrored_grid_is_said_to_check_nothing(scene):
+    """A grid whose lattice comes out mirrored places no corners: the report names that,
+    not the photo's edge."""
+    side = quadrat_side(scene.corners)
+    corners = scene.corners + [[0.05 * side, 0], [0, 0], [0, 0], [0, 0]]
+    run = _run(scene, corners)
+    assert run.grid is not None
+    run.grid = run.grid * [-1, 1] + [WARP_SIDE, 0]  # mirrored across the warp's middle
+    Pipeline({})._check_corners(run, 0.7)
+    assert run.corners is corners
+    assert run.reports[-1].result == "not checked: the grid's lattice is no convex quadrilateral"

@@ -105,6 +105,7 @@ def test_a_run_with_frames_draws_its_photos_with_them(textures):
     seed = model.train_seeds.start + 1
     image, lines = draw_example(model, seed, textures, ("taped",))
     size = random_photo_size_wh(np.random.default_rng(seed + 7), (512, 832))
+    assert reef_quadrat(size, seed, textures).look["frame"] != "taped"  # the mix draws another
     taped = reef_quadrat(size, seed, textures, frame="taped")
     assert np.array_equal(image, taped.image) and len(lines) == 4
     drawn_world = model.train_seeds.start

@@ -15,7 +15,7 @@ from quadratseg_handlers.ops.quadrat import (
     corners_checked_by_grid,
     grid_corners,
     grid_in_photo,
-    grid_placed_corners,
+    grid_placement,
     merge_corner_passes,
     quadrat_side,
     quadrat_transform,
@@ -117,14 +117,19 @@ def test_grid_points_beyond_the_photos_edge_do_not_count():
     assert np.array_equal(corners_checked_by_grid(off, wrong, 0.7, (1000, 300)), off)
 
 
-def test_where_the_grid_places_the_corners_or_none_when_it_cannot_say():
+def test_where_the_grid_places_the_corners_or_why_it_cannot_say():
     grid = _grid_of(TILTED)
-    placed = grid_placed_corners(grid, 0.7, (1000, 1000))
-    assert placed is not None and np.abs(placed - TILTED).max() < 1e-3
-    assert grid_placed_corners(grid, GRID_CONFIDENCE - 0.01) is None
-    assert grid_placed_corners(grid, None) is None
-    assert grid_placed_corners(grid, 0.7, (1000, 300)) is None  # under half inside
-    assert grid_placed_corners(grid * [-1, 1], 0.7) is None  # no convex TL, TR, BR, BL
+    placed, why_not = grid_placement(grid, 0.7, (1000, 1000))
+    assert placed is not None and np.abs(placed - TILTED).max() < 1e-3 and why_not == ""
+    weak = (None, "the grid was answered with a low confidence")
+    assert grid_placement(grid, GRID_CONFIDENCE - 0.01) == weak
+    assert grid_placement(grid, None) == weak
+    cut = (None, "too little of the grid lies in the photo")
+    assert grid_placement(grid, 0.7, (1000, 300)) == cut  # under half inside
+    mirrored = (None, "the grid's lattice is no convex quadrilateral")
+    assert grid_placement(grid * [-1, 1], 0.7) == mirrored  # TL, TR, BR, BL the wrong way
+    placed, why_not = grid_placement(grid[:100], 0.7)
+    assert placed is None and why_not.startswith("no lattice fits the grid (expected 117")
 
 
 def test_a_grid_found_in_the_warp_is_read_in_the_photos_pixels():
