@@ -348,13 +348,16 @@ def reef_quadrat(
     """A quadrat photograph drawn over real reef, with its truth.
 
     ``string``: with a grid string (None: three photos in four); ``frame``: one of
-    :data:`REEF_FRAMES` (None: at random, the CRIOBE frame one time in two). The corners are
-    where the bars' centre lines cross; without a string the grid points are where the string
-    would be (``look["string"]`` says which). Deterministic for a seed and textures.
+    :data:`REEF_FRAMES` (None: at random, the CRIOBE frame one time in two; ValueError for
+    another name, which would otherwise be drawn as a plain grey bar). The corners are where
+    the bars' centre lines cross; without a string the grid points are where the string would
+    be (``look["string"]`` says which). Deterministic for a seed and textures.
     """
     width, height = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
     short = min(width, height)
+    if frame is not None and frame not in REEF_FRAMES:
+        raise ValueError(f"frame {frame!r}: not one of {', '.join(REEF_FRAMES)}")
     style = frame or (
         "criobe" if rng.random() < 0.5 else str(rng.choice(np.array(REEF_FRAMES[1:])))
     )

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from reef_for_tests import TEXTURES, framed_reef, reef_patches
@@ -180,14 +182,34 @@ def test_grid_on_real_photos_without_a_string(served):
     assert without >= REAL_PHOTOS_WITHOUT_GRID
 
 
-def test_the_measuring_script_scores_a_photo_as_the_docs_table_needs(served):
-    """scripts/measure_demo_models.py, which writes docs/demo.md's table, on one drawn frame
-    over real reef: the corner, grid and string figures of a row, and the table rows from them."""
+def test_the_measuring_script_reads_how_dark_the_bars_are():
+    """bar_brightness, which sorts out the dark frames the corner model misses: the grey
+    level along the frame's bars, whatever lies beside them."""
+    script = measuring_script()
+    scene = framed_reef(1)
+    for level, dark in ((15, True), (240, False)):
+        photo = scene.image.copy()
+        corners = np.round(scene.corners).astype(np.int32)
+        cv2.polylines(photo, [corners], isClosed=True, color=(level,) * 3, thickness=5)
+        bars = script.bar_brightness(replace(scene, image=photo))
+        assert bars == pytest.approx(level, abs=2)
+        assert (bars < script.DARK_BARS) is dark
+
+
+def measuring_script():
+    """scripts/measure_demo_models.py, loaded as a module."""
     path = ROOT / "scripts" / "measure_demo_models.py"
     spec = importlib.util.spec_from_file_location("measure_demo_models", path)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_measuring_script_scores_a_photo_as_the_docs_table_needs(served):
+    """scripts/measure_demo_models.py, which writes docs/demo.md's table, on one drawn frame
+    over real reef: the corner, grid and string figures of a row, and the table rows from them."""
+    script = measuring_script()
     pipeline = Pipeline(served)
     row = script.corners_and_grid(pipeline, framed_reef(1), remove_string=True)
     assert "failure" not in row, row
@@ -199,8 +221,15 @@ def test_the_measuring_script_scores_a_photo_as_the_docs_table_needs(served):
         served, ReefTextures.from_folder(TEXTURES), 1, first_seed=CHECKED_BY_THE_GRID[0]
     )
     assert reef["corners_within_2pc"] == "1/1 (100 %)" and reef["string_removed_on"] == 1
+    bars = reef["with_string"][0]["bars"]
+    dark = reef["dark_frames"]
+    assert dark["photos"] == int(bars < script.DARK_BARS) == dark["corners_within_2pc"]
+    assert dark["no_quadrat"] == 0
     real = {"photos": 1, "corners_within_3pc": "1/1 (100 %)", "grid_answered": "0/1 (0 %)"}
     rows = script.table_rows({"reef": reef, "real": real})
     assert rows[2].endswith("of its contrast (mean of the 1 photos with a grid) | - |"), rows[2]
     assert rows[-1].startswith("| real quadrat photos")
     assert {row.count("|") for row in rows} == {6}, rows
+    assert reef["stringless_grid_confidence_mean"] is None and "None" not in "".join(rows)
+    answered = {**reef, "stringless_grid_confidence_mean": 7.5}
+    assert "on 0/1 (0 %) (mean confidence 7.5 %) |" in script.table_rows({"reef": answered})[3]

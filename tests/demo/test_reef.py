@@ -84,6 +84,11 @@ def test_a_reef_quadrat_carries_its_truth(textures, frame):
     assert np.allclose(mapped[:, :2] / mapped[:, 2:], scene.corners[[0, 2]])
 
 
+def test_a_frame_it_does_not_draw_is_refused(textures):
+    with pytest.raises(ValueError, match="'gold': not one of criobe, metal, pvc, painted, taped"):
+        reef_quadrat(64, 1, textures, frame="gold")
+
+
 def test_without_string_nothing_is_left_to_repaint(textures):
     scene = reef_quadrat(256, 5, textures, string=False)
     assert scene.look["string"] is False and not scene.string_mask.any()
