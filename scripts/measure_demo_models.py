@@ -74,6 +74,19 @@ def bar_brightness(scene: SyntheticQuadrat) -> float:
     return float(np.median(levels)) if levels else float("nan")
 
 
+def dark_frames(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How the frames painted or taped dark fare (rows whose ``bars`` are under
+    :data:`DARK_BARS`): how many there are, on how many all 4 corners are within 2 %, and on
+    how many no quadrat was found."""
+    dark = [row for row in rows if row["bars"] < DARK_BARS]
+    errors = [row["corner_error"] for row in dark]
+    return {
+        "photos": len(dark),
+        "corners_within_2pc": sum(error is not None and error <= 0.02 for error in errors),
+        "no_quadrat": sum(error is None for error in errors),
+    }
+
+
 def corners_and_grid(
     pipeline: Pipeline, scene: SyntheticQuadrat, remove_string: bool = False
 ) -> dict[str, Any]:
@@ -160,8 +173,11 @@ def reef_world(
         seed = first_seed + offset
         size = random_photo_size_wh(np.random.default_rng(seed), (1024, 1600))
         scene = reef_quadrat(size, seed, textures, string=True)
-        looks: dict[str, Any] = {"seed": seed, "frame": scene.look["frame"]}
-        looks["bars"] = bar_brightness(scene)
+        looks: dict[str, Any] = {
+            "seed": seed,
+            "frame": scene.look["frame"],
+            "bars": bar_brightness(scene),
+        }
         strung.append(looks | corners_and_grid(pipeline, scene, remove_string=True))
         empty = reef_quadrat(size, seed + 500, textures, string=False)
         bare.append({"seed": seed + 500, "frame": empty.look["frame"]}
@@ -172,8 +188,6 @@ def reef_world(
     answered = [r["grid_answered"] for r in bare if r["corner_error"] is not None]
     confidence = [r["grid_confidence"] for r in bare if r.get("grid_confidence") is not None]
     visible = [r["string_visible"] for r in strung if "string_visible" in r]
-    dark = [r for r, right in zip(strung, ok, strict=True) if r["bars"] < DARK_BARS and right]
-    dark_frames = [r for r in strung if r["bars"] < DARK_BARS]
     return {
         "photos": photos,
         "first_seed": first_seed,
@@ -182,11 +196,7 @@ def reef_world(
         "grid_points_within_1pc": f"{100 * float(np.mean(hits)):.1f} %",
         "string_visible_mean": f"{100 * float(np.mean(visible)):.1f} %" if visible else None,
         "string_removed_on": len(visible),
-        "dark_frames": {
-            "photos": len(dark_frames),
-            "corners_within_2pc": len(dark),
-            "no_quadrat": sum(r["corner_error"] is None for r in dark_frames),
-        },
+        "dark_frames": dark_frames(strung),
         "stringless_corners_within_2pc": share(bare_ok),
         "stringless_grid_answered": share(answered),
         "stringless_grid_confidence_mean": round(float(np.mean(confidence)), 3)
