@@ -47,7 +47,7 @@ from quadratseg_handlers.local.server import BackgroundServer
 from quadratseg_handlers.ops.gridmask import draw_grid_mask
 from quadratseg_handlers.ops.matching import project
 from quadratseg_handlers.ops.quadrat import (
-    corners_checked_by_grid,
+    corners_against_placement,
     grid_in_photo,
     grid_placement,
     quadrat_side,
@@ -298,11 +298,11 @@ class Pipeline:
         started = time.perf_counter()
         size = (run.photo.shape[1], run.photo.shape[0])
         in_photo = grid_in_photo(run.grid, run.transform)
-        checked = corners_checked_by_grid(run.corners, in_photo, confidence, size)
+        placed, why_not = grid_placement(in_photo, confidence, size)
+        checked = corners_against_placement(run.corners, placed)
         report = StageReport("3b corners", "corners_checked_by_grid (local)", 0)
         run.reports.append(report)
         if np.array_equal(checked, run.corners):
-            placed, why_not = grid_placement(in_photo, confidence, size)
             report.result = (
                 "the corners agree with the grid found inside them"
                 if placed is not None

@@ -200,8 +200,17 @@ def corners_checked_by_grid(
     place the lattice, and so the corners, to well under 1 % of the side. Measured in
     docs/grid.md.
     """
-    given = np.asarray(corners, dtype=np.float64)
     placed, _ = grid_placement(grid_points, confidence, size_wh)
+    return corners_against_placement(corners, placed, agreement)
+
+
+def corners_against_placement(
+    corners: Any, placed: np.ndarray | None, agreement: float = GRID_AGREEMENT
+) -> np.ndarray:
+    """The step of :func:`corners_checked_by_grid` after :func:`grid_placement`: ``corners``
+    kept when ``placed`` is None or each lies within ``agreement`` of the side of its placed
+    twin, else ``placed``. For a caller that also reports why the grid could not say."""
+    given = np.asarray(corners, dtype=np.float64)
     if placed is None:
         return given
     apart = np.linalg.norm(placed - given, axis=1) / max(quadrat_side(given), 1e-9)

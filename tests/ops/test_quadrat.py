@@ -12,6 +12,7 @@ from quadratseg_handlers.ops.quadrat import (
     GRID_AGREEMENT,
     GRID_CONFIDENCE,
     PASS_AGREEMENT,
+    corners_against_placement,
     corners_checked_by_grid,
     grid_corners,
     grid_in_photo,
@@ -84,6 +85,16 @@ def test_corners_off_the_grid_move_where_it_puts_them_and_agreeing_ones_stay():
     assert np.array_equal(corners_checked_by_grid(near, grid, 0.7), near)
     beyond = TILTED + [[1.3 * GRID_AGREEMENT * side, 0], [0, 0], [0, 0], [0, 0]]
     assert np.allclose(corners_checked_by_grid(beyond, grid, 0.7), TILTED, atol=1e-3)
+
+
+def test_the_check_after_the_placement_keeps_agreeing_corners_and_takes_the_grids_else():
+    side = quadrat_side(TILTED)
+    near = TILTED + [[0.8 * GRID_AGREEMENT * side, 0], [0, 0], [0, 0], [0, 0]]
+    beyond = TILTED + [[1.3 * GRID_AGREEMENT * side, 0], [0, 0], [0, 0], [0, 0]]
+    assert np.array_equal(corners_against_placement(near, TILTED), near)
+    assert np.array_equal(corners_against_placement(beyond, TILTED), TILTED)
+    assert np.array_equal(corners_against_placement(beyond, None), beyond)
+    assert np.array_equal(corners_against_placement(beyond, TILTED, agreement=0.02), beyond)
 
 
 def test_a_grid_answered_with_low_or_no_confidence_or_no_lattice_checks_nothing():
